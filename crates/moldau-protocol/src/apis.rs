@@ -1,0 +1,95 @@
+//! The APIs and version ranges Moldau serves, as advertised in ApiVersions.
+//!
+//! Ranges follow what real clients send (protocol guide; Kafka 4.0's ApiVersions), with
+//! the older versions that kafka-python, kafkajs and sarama still use kept where the
+//! message schemas allow. The server dispatches only what this table lists; anything else
+//! is answered with `UNSUPPORTED_VERSION` (35) or, for an unknown api key, a closed
+//! connection, as Kafka does.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One row of the table: an API and the inclusive version range served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    /// The API.
+    pub key: ApiKey,
+    /// Lowest version served (inclusive).
+    pub min: i16,
+    /// Highest version served (inclusive).
+    pub max: i16,
+}
+
+const fn r(key: ApiKey, min: i16, max: i16) -> ApiRange {
+    ApiRange { key, min, max }
+}
+
+/// Every API Moldau serves, in api-key order.
+pub const SUPPORTED: &[ApiRange] = &[
+    r(ApiKey::Produce, 3, 11),
+    r(ApiKey::Fetch, 4, 16),
+    r(ApiKey::ListOffsets, 1, 8),
+    r(ApiKey::Metadata, 0, 12),
+    r(ApiKey::ApiVersions, 0, 4),
+    r(ApiKey::CreateTopics, 2, 7),
+    r(ApiKey::DeleteTopics, 1, 6),
+    r(ApiKey::DeleteRecords, 0, 2),
+    r(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    r(ApiKey::DescribeConfigs, 1, 4),
+    r(ApiKey::CreatePartitions, 0, 3),
+    r(ApiKey::IncrementalAlterConfigs, 0, 1),
+    r(ApiKey::DescribeCluster, 0, 1),
+    r(ApiKey::DescribeTopicPartitions, 0, 0),
+];
+
+/// The served range of `key`, if Moldau serves it at all.
+pub fn range(key: ApiKey) -> Option<ApiRange> {
+    SUPPORTED.iter().copied().find(|r| r.key == key)
+}
+
+/// Whether `version` of `key` is served.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    range(key).is_some_and(|r| (r.min..=r.max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+
+    #[test]
+    fn every_advertised_version_is_decodable_by_the_message_crate() {
+        fn within<M: Message>(r: &ApiRange) {
+            assert!(
+                M::VERSIONS.min <= r.min && r.max <= M::VERSIONS.max,
+                "{:?} {}..{} outside {}",
+                r.key,
+                r.min,
+                r.max,
+                M::VERSIONS
+            );
+        }
+        for r in SUPPORTED {
+            match r.key {
+                ApiKey::Produce => within::<ProduceRequest>(r),
+                ApiKey::Fetch => within::<FetchRequest>(r),
+                ApiKey::ListOffsets => within::<ListOffsetsRequest>(r),
+                ApiKey::Metadata => within::<MetadataRequest>(r),
+                ApiKey::ApiVersions => within::<ApiVersionsRequest>(r),
+                ApiKey::CreateTopics => within::<CreateTopicsRequest>(r),
+                ApiKey::DeleteTopics => within::<DeleteTopicsRequest>(r),
+                ApiKey::DeleteRecords => within::<DeleteRecordsRequest>(r),
+                ApiKey::OffsetForLeaderEpoch => within::<OffsetForLeaderEpochRequest>(r),
+                ApiKey::DescribeConfigs => within::<DescribeConfigsRequest>(r),
+                ApiKey::CreatePartitions => within::<CreatePartitionsRequest>(r),
+                ApiKey::IncrementalAlterConfigs => within::<IncrementalAlterConfigsRequest>(r),
+                ApiKey::DescribeCluster => within::<DescribeClusterRequest>(r),
+                ApiKey::DescribeTopicPartitions => within::<DescribeTopicPartitionsRequest>(r),
+                other => panic!("no check for {other:?}"),
+            }
+        }
+        assert!(is_supported(ApiKey::Fetch, 4));
+        assert!(!is_supported(ApiKey::Fetch, 17));
+        assert!(!is_supported(ApiKey::JoinGroup, 0));
+    }
+}

@@ -1,0 +1,570 @@
+//! A view of the Kafka v2 record-batch header (`magic = 2`), read and rewritten in place.
+//!
+//! The broker works on batches, never on individual records: it validates the header and
+//! the CRC, assigns offsets by rewriting `baseOffset`, stamps the leader epoch, and for
+//! `LogAppendTime` topics rewrites `maxTimestamp` (which the CRC covers, so the CRC is
+//! recomputed). Records stay compressed and untouched.
+//!
+//! Layout (protocol guide, "Record Batch"; all integers big-endian):
+//!
+//! | offset | size | field                                                   |
+//! |-------:|-----:|---------------------------------------------------------|
+//! |      0 |    8 | baseOffset                                              |
+//! |      8 |    4 | batchLength (bytes that follow this field)              |
+//! |     12 |    4 | partitionLeaderEpoch                                    |
+//! |     16 |    1 | magic (2)                                               |
+//! |     17 |    4 | crc: CRC-32C of bytes `21..` (attributes to the end)    |
+//! |     21 |    2 | attributes                                              |
+//! |     23 |    4 | lastOffsetDelta                                         |
+//! |     27 |    8 | baseTimestamp (ms)                                      |
+//! |     35 |    8 | maxTimestamp (ms)                                       |
+//! |     43 |    8 | producerId                                              |
+//! |     51 |    2 | producerEpoch                                           |
+//! |     53 |    4 | baseSequence                                            |
+//! |     57 |    4 | recordsCount                                            |
+//! |     61 |    … | records (compressed as a whole when attributes say so)  |
+//!
+//! Attributes: bits 0–2 compression (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd), bit 3
+//! timestamp type (1 = LogAppendTime), bit 4 transactional, bit 5 control batch, bit 6
+//! delete horizon set (KIP-534).
+
+use thiserror::Error;
+
+/// Bytes before `batchLength` counts: `baseOffset` (8) + `batchLength` (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// Size of the fixed v2 batch header, records excluded.
+pub const RECORD_BATCH_OVERHEAD: usize = 61;
+/// The only record-batch format Moldau accepts (Kafka 4 removed v0/v1 message sets).
+pub const MAGIC_V2: i8 = 2;
+/// "No producer" value of `producerId`, `producerEpoch` and `baseSequence`.
+pub const NO_PRODUCER_ID: i64 = -1;
+
+const BASE_OFFSET: usize = 0;
+const BATCH_LENGTH: usize = 8;
+const PARTITION_LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORDS_COUNT: usize = 57;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const TRANSACTIONAL_BIT: i16 = 0x10;
+const CONTROL_BIT: i16 = 0x20;
+
+/// Why bytes are not a valid v2 record batch.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BatchError {
+    /// Fewer bytes than the header or the declared `batchLength` need (a torn write).
+    #[error("record batch truncated: need {needed} bytes, have {available}")]
+    Truncated {
+        /// Bytes the header says the batch occupies (or the header size).
+        needed: usize,
+        /// Bytes actually present.
+        available: usize,
+    },
+    /// `magic` is not 2.
+    #[error("unsupported record batch magic {0} (only v2 is accepted)")]
+    InvalidMagic(i8),
+    /// `batchLength` is smaller than a header or not representable.
+    #[error("invalid record batch length {0}")]
+    InvalidLength(i32),
+    /// Stored CRC-32C does not match the bytes.
+    #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CorruptCrc {
+        /// CRC found in the batch header.
+        stored: u32,
+        /// CRC-32C computed over `attributes..end`.
+        computed: u32,
+    },
+    /// `recordsCount` and `lastOffsetDelta` disagree, or a count is negative.
+    #[error("invalid record count {count} with last offset delta {last_offset_delta}")]
+    InvalidRecordCount {
+        /// `recordsCount` field.
+        count: i32,
+        /// `lastOffsetDelta` field.
+        last_offset_delta: i32,
+    },
+}
+
+/// Compression codec of a batch (attributes bits 0–2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Codec 0.
+    None,
+    /// Codec 1.
+    Gzip,
+    /// Codec 2.
+    Snappy,
+    /// Codec 3.
+    Lz4,
+    /// Codec 4.
+    Zstd,
+    /// Codecs 5–7 are not defined by Kafka.
+    Unknown(u8),
+}
+
+/// Timestamp type of a batch (attributes bit 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Timestamps are the producer's (`message.timestamp.type=CreateTime`).
+    CreateTime,
+    /// The broker's append time replaces `maxTimestamp` (`LogAppendTime`).
+    LogAppendTime,
+}
+
+/// The decoded fixed header of one v2 record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Bytes after the `batchLength` field; the whole batch is `LOG_OVERHEAD + batch_length`.
+    pub batch_length: i32,
+    /// Leader epoch of the leader that appended the batch (-1 from producers).
+    pub partition_leader_epoch: i32,
+    /// Always 2 for a parsed header.
+    pub magic: i8,
+    /// Stored CRC-32C.
+    pub crc: u32,
+    /// Raw attributes.
+    pub attributes: i16,
+    /// `last offset - base offset`.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record, ms since the epoch.
+    pub base_timestamp: i64,
+    /// Largest record timestamp (or the append time under LogAppendTime), ms.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, or -1.
+    pub producer_id: i64,
+    /// Producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// Sequence number of the first record, or -1.
+    pub base_sequence: i32,
+    /// Number of records in the batch.
+    pub records_count: i32,
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `buf` without checking the CRC or that the whole
+    /// batch is present. Errors: [`BatchError::Truncated`] if `buf` is shorter than the
+    /// fixed header, [`BatchError::InvalidMagic`], [`BatchError::InvalidLength`].
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        if buf.len() < RECORD_BATCH_OVERHEAD {
+            // Report the magic first when it is present: a v0/v1 message set is shorter.
+            if buf.len() > MAGIC && buf[MAGIC] as i8 != MAGIC_V2 {
+                return Err(BatchError::InvalidMagic(buf[MAGIC] as i8));
+            }
+            return Err(BatchError::Truncated {
+                needed: RECORD_BATCH_OVERHEAD,
+                available: buf.len(),
+            });
+        }
+        let magic = buf[MAGIC] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::InvalidMagic(magic));
+        }
+        let batch_length = i32_at(buf, BATCH_LENGTH);
+        if batch_length < (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::InvalidLength(batch_length));
+        }
+        Ok(BatchHeader {
+            base_offset: i64_at(buf, BASE_OFFSET),
+            batch_length,
+            partition_leader_epoch: i32_at(buf, PARTITION_LEADER_EPOCH),
+            magic,
+            crc: i32_at(buf, CRC) as u32,
+            attributes: i16_at(buf, ATTRIBUTES),
+            last_offset_delta: i32_at(buf, LAST_OFFSET_DELTA),
+            base_timestamp: i64_at(buf, BASE_TIMESTAMP),
+            max_timestamp: i64_at(buf, MAX_TIMESTAMP),
+            producer_id: i64_at(buf, PRODUCER_ID),
+            producer_epoch: i16_at(buf, PRODUCER_EPOCH),
+            base_sequence: i32_at(buf, BASE_SEQUENCE),
+            records_count: i32_at(buf, RECORDS_COUNT),
+        })
+    }
+
+    /// Total bytes of the batch on the wire and on disk.
+    pub fn size_in_bytes(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Offset of the last record (inclusive).
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// Offset right after the batch (exclusive end).
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    /// Compression codec.
+    pub fn compression(&self) -> Compression {
+        match (self.attributes & COMPRESSION_MASK) as u8 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            n => Compression::Unknown(n),
+        }
+    }
+
+    /// Timestamp type.
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes & TIMESTAMP_TYPE_BIT != 0 {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        }
+    }
+
+    /// Part of a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    /// A control batch (transaction marker).
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
+    /// Checks the producer-side invariants Kafka's `LogValidator` enforces before
+    /// offsets are assigned: at least one record and `lastOffsetDelta == recordsCount - 1`.
+    pub fn validate_record_count(&self) -> Result<(), BatchError> {
+        if self.records_count < 1 || self.last_offset_delta != self.records_count - 1 {
+            return Err(BatchError::InvalidRecordCount {
+                count: self.records_count,
+                last_offset_delta: self.last_offset_delta,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// CRC-32C over `attributes..end` of a whole batch (`batch.len() >= RECORD_BATCH_OVERHEAD`).
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES..])
+}
+
+/// Parses and fully validates the batch at the start of `buf`: header, that all
+/// `size_in_bytes()` are present, and the CRC. Returns the header; the batch is
+/// `&buf[..header.size_in_bytes()]`.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    let size = header.size_in_bytes();
+    if buf.len() < size {
+        return Err(BatchError::Truncated {
+            needed: size,
+            available: buf.len(),
+        });
+    }
+    let computed = compute_crc(&buf[..size]);
+    if computed != header.crc {
+        return Err(BatchError::CorruptCrc {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(header)
+}
+
+/// Rewrites `baseOffset` (not covered by the CRC). `batch` must hold a whole header.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Rewrites `partitionLeaderEpoch` (not covered by the CRC).
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Marks the batch `LogAppendTime` with `append_time_ms` as its `maxTimestamp`, and
+/// recomputes the CRC (both fields are covered by it). `batch` must be one whole batch.
+pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
+    let attributes = i16_at(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&append_time_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Iterates the batches laid end to end in `buf` (a produce request's `records` field or
+/// a range of a segment file), validating each (header, length, CRC). Yields
+/// `(position, header)`; stops after the first error, which it yields.
+pub struct BatchIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> BatchIter<'a> {
+    /// Starts at the beginning of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            failed: false,
+        }
+    }
+
+    /// Bytes consumed by the batches yielded so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl Iterator for BatchIter<'_> {
+    type Item = Result<(usize, BatchHeader), BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.buf.len() {
+            return None;
+        }
+        match validate(&self.buf[self.pos..]) {
+            Ok(header) => {
+                let at = self.pos;
+                self.pos += header.size_in_bytes();
+                Some(Ok((at, header)))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One record inside an uncompressed v2 batch (protocol guide, "Record").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// Timestamp relative to the batch's base timestamp, ms.
+    pub timestamp_delta: i64,
+    /// Key bytes, `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes, `None` for a null value (a tombstone).
+    pub value: Option<&'a [u8]>,
+}
+
+fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        z |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+fn read_nullable<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
+    let len = read_varint(buf, pos)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let end = pos.checked_add(usize::try_from(len).ok()?)?;
+    let bytes = buf.get(*pos..end)?;
+    *pos = end;
+    Some(Some(bytes))
+}
+
+/// Walks the records of one whole, validated, *uncompressed* batch. Headers are skipped.
+/// Returns `None` if the batch is compressed or a record is malformed (never panics on
+/// bad bytes).
+pub fn records(batch: &[u8]) -> Option<Vec<Record<'_>>> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if header.compression() != Compression::None || batch.len() < header.size_in_bytes() {
+        return None;
+    }
+    records_in(
+        &batch[RECORD_BATCH_OVERHEAD..header.size_in_bytes()],
+        header.records_count,
+    )
+}
+
+/// Walks `count` records laid end to end in `body`: the records section of an
+/// uncompressed batch, or the decompressed records of a compressed one. Returns `None`
+/// if a record is malformed or `body` ends early.
+pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
+    let mut out = Vec::with_capacity(usize::try_from(count).ok()?.min(body.len()));
+    let mut pos = 0;
+    for _ in 0..count {
+        let len = usize::try_from(read_varint(body, &mut pos)?).ok()?;
+        let end = pos.checked_add(len)?;
+        let rec = body.get(pos..end)?;
+        pos = end;
+        let mut p = 1; // attributes byte, unused
+        let timestamp_delta = read_varint(rec, &mut p)?;
+        let offset_delta = i32::try_from(read_varint(rec, &mut p)?).ok()?;
+        let key = read_nullable(rec, &mut p)?;
+        let value = read_nullable(rec, &mut p)?;
+        out.push(Record {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+        });
+    }
+    Some(out)
+}
+
+/// A record's optional key and optional value, as [`build_batch`] takes them.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Builds one uncompressed v2 batch from `(key, value)` pairs, for tests and tools.
+/// Records carry no headers; timestamps are all `timestamp_ms`.
+pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+    let mut body = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        let mut rec = Vec::new();
+        rec.push(0); // attributes
+        varint(&mut rec, 0); // timestamp delta
+        varint(&mut rec, i as i64); // offset delta
+        match key {
+            Some(k) => {
+                varint(&mut rec, k.len() as i64);
+                rec.extend_from_slice(k);
+            }
+            None => varint(&mut rec, -1),
+        }
+        match value {
+            Some(v) => {
+                varint(&mut rec, v.len() as i64);
+                rec.extend_from_slice(v);
+            }
+            None => varint(&mut rec, -1),
+        }
+        varint(&mut rec, 0); // headers
+        varint(&mut body, rec.len() as i64);
+        body.extend_from_slice(&rec);
+    }
+    let mut b = Vec::with_capacity(RECORD_BATCH_OVERHEAD + body.len());
+    b.extend_from_slice(&base_offset.to_be_bytes());
+    b.extend_from_slice(
+        &((RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + body.len()) as i32).to_be_bytes(),
+    );
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&[0; 4]); // crc, filled below
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&NO_PRODUCER_ID.to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&(records.len() as i32).to_be_bytes());
+    b.extend_from_slice(&body);
+    let crc = compute_crc(&b);
+    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_batch_validates_and_rewrites_in_place() {
+        let mut b = build_batch(0, 1_000, &[(Some(b"k"), Some(b"v1")), (None, Some(b"v2"))]);
+        let h = validate(&b).expect("valid");
+        assert_eq!(h.records_count, 2);
+        assert_eq!(h.last_offset_delta, 1);
+        h.validate_record_count().expect("count");
+        set_base_offset(&mut b, 42);
+        set_partition_leader_epoch(&mut b, 7);
+        let h = validate(&b).expect("offset and epoch are outside the CRC");
+        assert_eq!(
+            (h.base_offset, h.last_offset(), h.partition_leader_epoch),
+            (42, 43, 7)
+        );
+        let recs = records(&b).expect("uncompressed");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(
+            (recs[0].key, recs[0].value),
+            (Some(&b"k"[..]), Some(&b"v1"[..]))
+        );
+        assert_eq!((recs[1].offset_delta, recs[1].key), (1, None));
+        set_log_append_time(&mut b, 5_000);
+        let h = validate(&b).expect("CRC recomputed");
+        assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(h.max_timestamp, 5_000);
+    }
+
+    #[test]
+    fn corruption_and_truncation_are_detected() {
+        let b = build_batch(0, 1, &[(None, Some(b"hello"))]);
+        let mut bad = b.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(matches!(validate(&bad), Err(BatchError::CorruptCrc { .. })));
+        assert!(matches!(
+            validate(&b[..b.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            validate(&b[..10]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut v1 = b.clone();
+        v1[MAGIC] = 1;
+        assert_eq!(validate(&v1), Err(BatchError::InvalidMagic(1)));
+    }
+
+    #[test]
+    fn iterator_stops_at_first_bad_batch() {
+        let mut buf = build_batch(0, 1, &[(None, Some(b"a"))]);
+        buf.extend(build_batch(1, 1, &[(None, Some(b"b"))]));
+        let good = buf.len();
+        buf.extend_from_slice(&[0u8; 20]);
+        let items: Vec<_> = BatchIter::new(&buf).collect();
+        assert_eq!(items.len(), 3);
+        assert!(items[0].is_ok() && items[1].is_ok() && items[2].is_err());
+        let mut it = BatchIter::new(&buf[..good]);
+        while it.next().is_some() {}
+        assert_eq!(it.position(), good);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            for item in BatchIter::new(&data) {
+                let _ = item;
+            }
+        }
+    }
+}

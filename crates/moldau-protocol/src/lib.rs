@@ -1,0 +1,17 @@
+//! Kafka wire-protocol glue for Moldau. Performs no I/O.
+//!
+//! - [`batch`]: the v2 record-batch header view (validate, CRC-32C, rewrite in place).
+//! - [`frame`]: 4-byte size-prefixed framing with a size cap.
+//! - [`apis`]: the API/version table Moldau advertises in ApiVersions.
+//! - [`error`]: Kafka error codes.
+//!
+//! Message structs come from the `kafka-protocol` crate (generated from Kafka's JSON
+//! schemas) and are re-exported as [`messages`].
+
+pub mod apis;
+pub mod batch;
+pub mod error;
+pub mod frame;
+
+pub use kafka_protocol;
+pub use kafka_protocol::messages;
