@@ -1,0 +1,655 @@
+//! The partition log: an ordered list of segments, the last one active.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use moldau_protocol::batch::{self, BatchError, BatchHeader};
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, Result, StorageError};
+use crate::flush::FlushTarget;
+use crate::segment::{Segment, NO_TIMESTAMP};
+
+/// What an append did (Kafka `LogAppendInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppendInfo {
+    /// Offset of the first record appended.
+    pub first_offset: i64,
+    /// Offset of the last record appended (inclusive).
+    pub last_offset: i64,
+    /// Largest batch `maxTimestamp` appended (ms; after LogAppendTime stamping), -1 if
+    /// no batch carried a timestamp.
+    pub max_timestamp: i64,
+    /// Last offset of the first batch holding `max_timestamp` (Kafka's
+    /// "shallow offset of max timestamp"; batch level, records are not walked), -1 if none.
+    pub offset_of_max_timestamp: i64,
+    /// The broker time stamped into the batches under `LogAppendTime`, else -1.
+    pub log_append_time_ms: i64,
+    /// Records appended (sum of `recordsCount`).
+    pub record_count: u64,
+    /// Bytes appended to the `.log`.
+    pub bytes: u64,
+}
+
+/// Result of [`Log::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchDataInfo {
+    /// Whole v2 batches as stored, end to end; empty if nothing qualifies.
+    pub records: bytes::Bytes,
+    /// `baseOffset` of the first batch in `records` (may be below the requested offset
+    /// when that offset lies inside a batch), `None` if `records` is empty.
+    pub first_batch_offset: Option<i64>,
+}
+
+/// A partition's log (Kafka `UnifiedLog`/`LocalLog`): segments `<base>.log` +
+/// `<base>.index` + `<base>.timeindex` in one directory, offsets `[log_start_offset,
+/// log_end_offset)`.
+///
+/// One writer (`&mut self`) appends, rolls, truncates and deletes; reads take `&self`
+/// and use positional reads, so a caller may share the log behind a read-write lock.
+/// Durability: appends go to the page cache; [`Log::flush_target`] /
+/// [`Log::mark_flushed`] (group commit) or [`Log::flush`] make them durable and advance
+/// the recovery point. A failed write or fsync poisons the log: writes then fail with
+/// [`StorageError::Poisoned`] until it is reopened, which recovers from the recovery
+/// point.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    /// Sorted by base offset, never empty; the last one is active.
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start_offset: i64,
+    pub(crate) recovery_point: i64,
+    pub(crate) poisoned: bool,
+    /// When the oldest unflushed append happened (ms), `None` if all is flushed.
+    pub(crate) unflushed_since_ms: Option<i64>,
+    pub(crate) last_append_ms: i64,
+}
+
+/// Per-append summary gathered while walking the batches.
+struct Walk {
+    first_offset: i64,
+    last_offset: i64,
+    record_count: u64,
+}
+
+/// Calls `f(position, header)` for each batch laid end to end in `buf`, checking only
+/// what storage relies on: a parsable v2 header, the batch inside `buf`, a non-negative
+/// `lastOffsetDelta`. Errors: [`StorageError::InvalidBatch`].
+fn for_each_batch(buf: &[u8], mut f: impl FnMut(usize, &BatchHeader) -> Result<()>) -> Result<()> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let header = BatchHeader::parse(&buf[pos..])?;
+        let size = header.size_in_bytes();
+        if size > buf.len() - pos {
+            return Err(BatchError::Truncated {
+                needed: size,
+                available: buf.len() - pos,
+            }
+            .into());
+        }
+        if header.last_offset_delta < 0 {
+            return Err(BatchError::InvalidRecordCount {
+                count: header.records_count,
+                last_offset_delta: header.last_offset_delta,
+            }
+            .into());
+        }
+        f(pos, &header)?;
+        pos += size;
+    }
+    Ok(())
+}
+
+impl Log {
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration (dynamic topic-config change); applies from the next
+    /// append, roll, flush or retention check.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// First offset clients may read (inclusive). Kafka: log start offset.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Next offset to assign (exclusive end of the data). Kafka: log end offset (LEO).
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// Offsets below this are fsynced (exclusive bound); recovery after a crash starts
+    /// at the segment containing it. Kafka: recovery point.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Bytes of all `.log` files (indexes excluded), as retention counts them.
+    pub fn size_in_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Number of segments (at least 1).
+    pub fn num_segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// True once a write or fsync failed (see [`StorageError::Poisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Marks the log poisoned: called by the server when a [`FlushTarget::sync`] it ran
+    /// failed. Further appends, truncations, deletions and flushes fail with
+    /// [`StorageError::Poisoned`]; reads still work.
+    pub fn poison(&mut self) {
+        if !self.poisoned {
+            tracing::error!(dir = %self.dir.display(), "log poisoned; refusing writes until reopened");
+        }
+        self.poisoned = true;
+    }
+
+    pub(crate) fn active(&self) -> &Segment {
+        // `segments` is never empty: open creates one and every removal keeps or adds one.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Index of the segment that would hold `offset` (the last with base `<= offset`,
+    /// or the first segment).
+    pub(crate) fn segment_index_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Leader append (Kafka `UnifiedLog.appendAsLeader`). `batches`: one or more whole v2
+    /// batches end to end, already validated by the caller (CRC, record counts). Assigns
+    /// offsets from the log end offset by rewriting each `baseOffset` in place, stamps
+    /// `leader_epoch` into `partitionLeaderEpoch`, and with `Some(t)` marks the batches
+    /// `LogAppendTime` with `maxTimestamp = t` (CRC recomputed). Then rolls if needed and
+    /// writes the bytes with one write to the active `.log` (page cache, no fsync unless
+    /// `flush.messages` is exceeded). Never copies or decompresses the batches.
+    ///
+    /// Empty `batches` appends nothing (`record_count == 0`, `last_offset ==
+    /// first_offset - 1`). Errors: [`StorageError::Poisoned`], [`StorageError::InvalidBatch`]
+    /// (unparsable header or a batch cut short; `batches` may be partly rewritten),
+    /// [`StorageError::RecordSetTooLarge`], [`StorageError::Io`] (which poisons the log).
+    pub fn append_as_leader(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        log_append_time_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo> {
+        self.check_writable()?;
+        let leo = self.log_end_offset();
+        // Validate the framing of everything before rewriting anything.
+        let mut count = 0usize;
+        for_each_batch(batches, |_, _| {
+            count += 1;
+            Ok(())
+        })?;
+        let mut walk = Walk {
+            first_offset: leo,
+            last_offset: leo - 1,
+            record_count: 0,
+        };
+        let mut pos = 0;
+        for _ in 0..count {
+            let header = BatchHeader::parse(&batches[pos..])?;
+            let size = header.size_in_bytes();
+            let one = &mut batches[pos..pos + size];
+            batch::set_base_offset(one, walk.last_offset + 1);
+            batch::set_partition_leader_epoch(one, leader_epoch);
+            if let Some(t) = log_append_time_ms {
+                batch::set_log_append_time(one, t);
+            }
+            walk.last_offset += i64::from(header.last_offset_delta) + 1;
+            walk.record_count += u64::try_from(header.records_count).unwrap_or(0);
+            pos += size;
+        }
+        self.write_batches(batches, walk, log_append_time_ms.unwrap_or(-1), now_ms)
+    }
+
+    /// Follower append (Kafka `UnifiedLog.appendAsFollower`): `batches` already carry the
+    /// leader's offsets and epochs and are written as they are. The first batch must start
+    /// at or above the log end offset and base offsets must not go backwards (gaps are
+    /// allowed, as left by compaction on the leader). Errors: as
+    /// [`Log::append_as_leader`], plus [`StorageError::UnexpectedAppendOffset`].
+    pub fn append_as_follower(&mut self, batches: &[u8], now_ms: i64) -> Result<LogAppendInfo> {
+        self.check_writable()?;
+        let leo = self.log_end_offset();
+        let mut walk = Walk {
+            first_offset: leo,
+            last_offset: leo - 1,
+            record_count: 0,
+        };
+        let mut first = true;
+        for_each_batch(batches, |_, header| {
+            if header.base_offset <= walk.last_offset {
+                return Err(StorageError::UnexpectedAppendOffset {
+                    first_offset: header.base_offset,
+                    log_end_offset: walk.last_offset + 1,
+                });
+            }
+            if first {
+                walk.first_offset = header.base_offset;
+                first = false;
+            }
+            walk.last_offset = header.last_offset();
+            walk.record_count += u64::try_from(header.records_count).unwrap_or(0);
+            Ok(())
+        })?;
+        self.write_batches(batches, walk, -1, now_ms)
+    }
+
+    /// The shared write path: roll if needed, one write, index bookkeeping, flush policy.
+    fn write_batches(
+        &mut self,
+        batches: &[u8],
+        walk: Walk,
+        log_append_time_ms: i64,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo> {
+        let mut info = LogAppendInfo {
+            first_offset: walk.first_offset,
+            last_offset: walk.last_offset,
+            max_timestamp: NO_TIMESTAMP,
+            offset_of_max_timestamp: -1,
+            log_append_time_ms,
+            record_count: walk.record_count,
+            bytes: batches.len() as u64,
+        };
+        if batches.is_empty() {
+            return Ok(info);
+        }
+        let segment_bytes = self.config.effective_segment_bytes();
+        if info.bytes > segment_bytes {
+            return Err(StorageError::RecordSetTooLarge {
+                size: info.bytes,
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        self.maybe_roll(info.bytes, walk.first_offset, walk.last_offset, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        let start = active.size;
+        let written = active.write(batches).and_then(|()| {
+            active.next_offset = walk.last_offset + 1;
+            active.roll_base_ms.get_or_insert(now_ms);
+            let ix = &mut active.ix;
+            for_each_batch(batches, |pos, header| {
+                ix.track(start + pos as u64, header, interval);
+                if header.max_timestamp > info.max_timestamp {
+                    info.max_timestamp = header.max_timestamp;
+                    info.offset_of_max_timestamp = header.last_offset();
+                }
+                Ok(())
+            })?;
+            ix.write_pending()
+        });
+        if let Err(e) = written {
+            self.poison();
+            return Err(e);
+        }
+        self.last_append_ms = now_ms;
+        self.unflushed_since_ms.get_or_insert(now_ms);
+        let unflushed = self.log_end_offset() - self.recovery_point;
+        if u64::try_from(unflushed).unwrap_or(0) >= self.config.flush_interval_messages {
+            self.flush()?;
+        }
+        Ok(info)
+    }
+
+    /// Rolls before an append of `bytes` covering `[first_offset, last_offset]` when
+    /// Kafka would (`LogSegment.shouldRoll`): the active segment is non-empty and the
+    /// append would take it past `segment.bytes`, it is older than `segment.ms`, an
+    /// index is full, or `last_offset` would not fit a relative offset (`i32::MAX`, as
+    /// Kafka, although the entry field is u32).
+    fn maybe_roll(
+        &mut self,
+        bytes: u64,
+        first_offset: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let config = &self.config;
+        let active = self.active();
+        let offsets_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
+        if active.size == 0 {
+            if offsets_overflow {
+                // Empty active segment far below a follower's first offset: replace it.
+                self.roll_to(first_offset)?;
+            }
+            return Ok(());
+        }
+        let full = active.size + bytes > config.effective_segment_bytes();
+        let aged = active
+            .roll_base_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) > config.segment_ms);
+        let index_full = active.ix.offset.len() >= config.max_index_entries(8)
+            || active.ix.time.len() >= config.max_index_entries(12);
+        if full || aged || index_full || offsets_overflow {
+            tracing::debug!(dir = %self.dir.display(), full, aged, index_full, offsets_overflow, "rolling segment");
+            self.roll_to(first_offset.max(self.log_end_offset()))?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `base_offset` (>= LEO). An empty
+    /// active segment is replaced instead. Errors poison the log.
+    pub(crate) fn roll_to(&mut self, base_offset: i64) -> Result<()> {
+        let result = self.try_roll_to(base_offset);
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
+    fn try_roll_to(&mut self, base_offset: i64) -> Result<()> {
+        let active = self.active_mut();
+        if active.base_offset == base_offset {
+            return Ok(());
+        }
+        let replace_empty = active.size == 0;
+        if !replace_empty {
+            active.ix.seal()?;
+        }
+        // Create first (a different name), so the list is never left empty.
+        let segment = Segment::create(&self.dir, base_offset)?;
+        self.segments.push(segment);
+        if replace_empty {
+            let old = self.segments.remove(self.segments.len() - 2);
+            old.delete_files()?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot of what must be fsynced to make everything up to the current log end
+    /// offset durable (group commit); see [`FlushTarget`]. Cheap: clones a few `Arc`s.
+    pub fn flush_target(&self) -> FlushTarget {
+        let mut files = Vec::new();
+        let mut new_segments = Vec::new();
+        // Segments before the one holding the recovery point are fully flushed, and
+        // their directory entries were synced by an earlier flush or by `open`.
+        let from = self.segment_index_for(self.recovery_point);
+        for segment in &self.segments[from..] {
+            if segment.next_offset > self.recovery_point {
+                files.extend(segment.files().into_iter().map(Arc::clone));
+            }
+            if !segment.is_dir_synced() {
+                new_segments.push(Arc::clone(&segment.dir_synced));
+            }
+        }
+        FlushTarget {
+            files,
+            dir: (!new_segments.is_empty()).then(|| (self.dir.clone(), new_segments)),
+            end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Records that everything below `end_offset` is durable (after a successful
+    /// [`FlushTarget::sync`]): the recovery point becomes `min(end_offset, log end
+    /// offset)` if that is higher (it never goes back).
+    pub fn mark_flushed(&mut self, end_offset: i64) {
+        let leo = self.log_end_offset();
+        self.recovery_point = self.recovery_point.max(end_offset.min(leo));
+        self.unflushed_since_ms = if self.recovery_point >= leo {
+            None
+        } else {
+            // The remaining data was appended after the snapshot; its exact age is not
+            // tracked, so count from the latest append (at most `flush.ms` late).
+            Some(self.last_append_ms)
+        };
+    }
+
+    /// Synchronous flush: [`Log::flush_target`], sync, [`Log::mark_flushed`]. Errors:
+    /// [`StorageError::Poisoned`]; [`StorageError::Io`] if an fsync failed, which poisons
+    /// the log.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check_writable()?;
+        let target = self.flush_target();
+        if let Err(e) = target.sync() {
+            self.poison();
+            return Err(StorageError::io(format!("fsync {}", self.dir.display()), e));
+        }
+        self.mark_flushed(target.end_offset());
+        Ok(())
+    }
+
+    /// True if unflushed data has waited at least `flush.ms` (Kafka's periodic flush,
+    /// `log.flush.interval.ms`). Measured from the oldest unflushed append rather than
+    /// the last flush, so an idle log is never reported due.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.unflushed_since_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_interval_ms)
+    }
+
+    /// Deletes the first `n` segments (never the active one) and advances the log start
+    /// offset to the new first segment's base offset.
+    fn delete_first_segments(&mut self, n: usize) -> Result<usize> {
+        let n = n.min(self.segments.len() - 1);
+        for segment in self.segments.drain(..n) {
+            tracing::info!(path = %segment.log_path.display(), "deleting segment");
+            segment.delete_files()?;
+        }
+        let first = self.segments[0].base_offset;
+        self.log_start_offset = self.log_start_offset.max(first);
+        self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        Ok(n)
+    }
+
+    /// Retention for `cleanup.policy=delete` (Kafka `UnifiedLog.deleteOldSegments`).
+    /// Deletes whole non-active segments from the oldest while:
+    /// - the next segment starts at or below the log start offset (after DeleteRecords);
+    /// - `retention.ms >= 0` and the segment's largest timestamp `< now_ms - retention.ms`;
+    ///   if every segment including a non-empty active one is expired, the active one is
+    ///   rolled first so it can go too (as Kafka does);
+    /// - `retention.bytes >= 0` and the log without the segment is still `>=
+    ///   retention.bytes` bytes.
+    ///
+    /// Advances the log start offset to the new first segment's base offset. Returns the
+    /// number of segments deleted. A segment's largest timestamp is the largest batch
+    /// `maxTimestamp` it holds; a segment with no timestamped batch counts as -1 and so
+    /// expires at once (Kafka falls back to the file's modification time instead).
+    /// Deletion renames the files to `*.deleted` and then removes them, synchronously.
+    /// Errors: [`StorageError::Poisoned`], [`StorageError::Io`].
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
+        self.check_writable()?;
+        let mut deleted = 0;
+        let below_start = self
+            .segments
+            .windows(2)
+            .take_while(|w| w[1].base_offset <= self.log_start_offset)
+            .count();
+        deleted += self.delete_first_segments(below_start)?;
+
+        if self.config.retention_ms >= 0 {
+            let cutoff = now_ms.saturating_sub(self.config.retention_ms);
+            let expired = |s: &Segment| s.ix.max_timestamp < cutoff;
+            let last = self.segments.len() - 1;
+            let mut n = self.segments[..last]
+                .iter()
+                .take_while(|s| expired(s))
+                .count();
+            if n == last && self.active().size > 0 && expired(self.active()) {
+                let leo = self.log_end_offset();
+                self.roll_to(leo)?;
+                n += 1;
+            }
+            deleted += self.delete_first_segments(n)?;
+        }
+
+        if self.config.retention_bytes >= 0 {
+            let limit = self.config.retention_bytes as u64;
+            let mut total = self.size_in_bytes();
+            let last = self.segments.len() - 1;
+            let n = self.segments[..last]
+                .iter()
+                .take_while(|s| {
+                    if total - s.size >= limit {
+                        total -= s.size;
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .count();
+            deleted += self.delete_first_segments(n)?;
+        }
+        Ok(deleted)
+    }
+
+    /// DeleteRecords (KIP-107, Kafka `UnifiedLog.maybeIncrementLogStartOffset`): raises
+    /// the log start offset to `offset` and deletes segments entirely below it (rolling a
+    /// non-empty active segment first when `offset` is the log end offset). The caller
+    /// checks `offset` against the high watermark. Returns the new log start offset.
+    /// Errors: [`StorageError::OffsetOutOfRange`] if `offset > log_end_offset`,
+    /// [`StorageError::Poisoned`], [`StorageError::Io`].
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        self.check_writable()?;
+        let leo = self.log_end_offset();
+        if offset > leo {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        self.recovery_point = self.recovery_point.max(offset);
+        if offset == leo && self.active().size > 0 {
+            self.roll_to(leo)?;
+        }
+        let n = self
+            .segments
+            .windows(2)
+            .take_while(|w| w[1].base_offset <= offset)
+            .count();
+        self.delete_first_segments(n)?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Follower truncation (KIP-101, Kafka `UnifiedLog.truncateTo`): removes every batch
+    /// whose last offset is `>= offset`. Segments with a base offset above `offset` are
+    /// deleted and the segment holding `offset` is cut (its `.log` and indexes). A batch
+    /// straddling `offset` is removed whole, so the new log end offset may be below
+    /// `offset` (Kafka would report `offset`). `offset >= log_end_offset` is a no-op; an
+    /// `offset` below the log start offset empties the log and restarts it at `offset`.
+    /// The truncation is fsynced before returning so removed data cannot reappear after
+    /// a crash. Errors: [`StorageError::Poisoned`], [`StorageError::Io`] (poisons).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        self.check_writable()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let result = self.try_truncate_to(offset.max(0));
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
+    fn try_truncate_to(&mut self, offset: i64) -> Result<()> {
+        tracing::info!(dir = %self.dir.display(), offset, "truncating log");
+        if offset < self.log_start_offset {
+            // Empty the log and restart it at `offset` (Kafka `truncateFullyAndStartAt`).
+            // Reuse a segment already based at `offset`, else create one first, so the
+            // list is never empty and no file name is shared by two segments.
+            let reuse = self.segments.iter().position(|s| s.base_offset == offset);
+            let keep = match reuse {
+                Some(i) => i,
+                None => {
+                    self.segments.push(Segment::create(&self.dir, offset)?);
+                    self.segments.len() - 1
+                }
+            };
+            let kept = self.segments.remove(keep);
+            let old: Vec<Segment> = std::mem::replace(&mut self.segments, vec![kept]);
+            for segment in old {
+                segment.delete_files()?;
+            }
+            let active = self.active_mut();
+            active.truncate_to(offset)?;
+            active.sync()?;
+            sync_dir(&self.dir)?;
+            self.log_start_offset = offset;
+        } else {
+            let keep = self
+                .segments
+                .partition_point(|s| s.base_offset <= offset)
+                .max(1);
+            let removed: Vec<Segment> = self.segments.drain(keep..).collect();
+            let dir_changed = !removed.is_empty();
+            for segment in removed {
+                segment.delete_files()?;
+            }
+            let active = self.active_mut();
+            active.truncate_to(offset)?;
+            active.sync()?;
+            if dir_changed {
+                sync_dir(&self.dir)?;
+            }
+        }
+        let leo = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(leo);
+        if self.recovery_point >= leo {
+            self.unflushed_since_ms = None;
+        }
+        Ok(())
+    }
+
+    /// Clean close (Kafka `UnifiedLog.close` after a flush): seals the active segment's
+    /// time index and fsyncs all unflushed data, indexes and the directory. The server
+    /// writes [`crate::CLEAN_SHUTDOWN_FILE`] only after every log closed successfully.
+    /// Errors: [`StorageError::Poisoned`] (nothing is flushed: the next open must
+    /// recover), [`StorageError::Io`].
+    pub fn close(mut self) -> Result<()> {
+        self.check_writable()?;
+        self.active_mut().ix.seal()?;
+        self.flush()?;
+        self.active().sync()?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the partition directory with all its files (topic deletion). Works on a
+    /// poisoned log. Errors: [`StorageError::Io`].
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))
+    }
+}
+
+/// fsyncs a directory so that file creations, renames and deletions in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("fsync directory {}", dir.display()))
+}
