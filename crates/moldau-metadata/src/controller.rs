@@ -1,0 +1,468 @@
+//! The controller state machine: validates a change against the current image and
+//! returns the metadata records that carry it out (KRaft's `ReplicationControlManager`,
+//! `ConfigurationControlManager`). It performs no I/O: the runtime appends the records
+//! to the metadata log and applies them, so the same code runs under a one-voter quorum
+//! today and a Raft quorum later.
+
+use crate::configs;
+use crate::image::MetadataImage;
+use crate::records::{ConfigResource, MetadataRecord};
+use moldau_protocol::error::ResponseError;
+use std::collections::BTreeMap;
+use thiserror::Error;
+use uuid::Uuid;
+
+/// A rejected change, with the Kafka error it is answered with.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{error:?}: {message}")]
+pub struct ControllerError {
+    /// Kafka error code to answer with.
+    pub error: ResponseError,
+    /// Human-readable reason (goes into `error_message`).
+    pub message: String,
+}
+
+impl ControllerError {
+    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of a controller operation.
+pub type ControllerResult<T> = Result<T, ControllerError>;
+
+/// A CreateTopics entry after defaults are resolved.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partition count (`num.partitions` when the request says -1).
+    pub num_partitions: i32,
+    /// Replication factor (`default.replication.factor` when -1).
+    pub replication_factor: i16,
+    /// Topic config overrides.
+    pub configs: BTreeMap<String, String>,
+    /// Manual replica assignment (CreateTopics `assignments`): replicas per partition,
+    /// in partition order. `None` places replicas round-robin.
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+/// Validates a new topic and returns its records: `Topic`, one `Partition` per
+/// partition (replicas placed round-robin over the registered brokers, leader = first
+/// replica, ISR = all replicas, leader epoch 0), then one `Config` per override.
+///
+/// Errors: `TOPIC_ALREADY_EXISTS`, `INVALID_TOPIC_EXCEPTION`, `INVALID_PARTITIONS`,
+/// `INVALID_REPLICATION_FACTOR`, `INVALID_CONFIG`.
+pub fn create_topic(
+    image: &MetadataImage,
+    topic: &NewTopic,
+) -> ControllerResult<Vec<MetadataRecord>> {
+    moldau_types::validate_topic_name(&topic.name)
+        .map_err(|m| ControllerError::new(ResponseError::InvalidTopicException, m))?;
+    if image.topics.contains_key(&topic.name) {
+        return Err(ControllerError::new(
+            ResponseError::TopicAlreadyExists,
+            format!("Topic '{}' already exists.", topic.name),
+        ));
+    }
+    // Kafka forbids topics whose names collide once '.' and '_' are treated alike.
+    let norm = |s: &str| s.replace('.', "_");
+    if let Some(other) = image.topics.keys().find(|t| norm(t) == norm(&topic.name)) {
+        return Err(ControllerError::new(
+            ResponseError::InvalidTopicException,
+            format!(
+                "Topic '{}' collides with existing topic '{other}'.",
+                topic.name
+            ),
+        ));
+    }
+    if let Some(assignments) = &topic.assignments {
+        return create_assigned(image, topic, assignments);
+    }
+    if topic.num_partitions < 1 {
+        return Err(ControllerError::new(
+            ResponseError::InvalidPartitions,
+            "Number of partitions must be larger than 0.",
+        ));
+    }
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    if topic.replication_factor < 1 || topic.replication_factor as usize > brokers.len() {
+        return Err(ControllerError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Replication factor {} is invalid with {} registered broker(s).",
+                topic.replication_factor,
+                brokers.len()
+            ),
+        ));
+    }
+    for (k, v) in &topic.configs {
+        configs::validate_topic_config(k, Some(v))
+            .map_err(|m| ControllerError::new(ResponseError::InvalidConfig, m))?;
+    }
+    let topic_id = Uuid::new_v4();
+    let mut records = vec![MetadataRecord::Topic {
+        name: topic.name.clone(),
+        topic_id,
+    }];
+    records.extend(place_partitions(
+        &brokers,
+        topic_id,
+        0,
+        topic.num_partitions,
+        topic.replication_factor,
+    ));
+    records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
+        resource: ConfigResource::Topic,
+        resource_name: topic.name.clone(),
+        name: k.clone(),
+        value: Some(v.clone()),
+    }));
+    Ok(records)
+}
+
+fn create_assigned(
+    image: &MetadataImage,
+    topic: &NewTopic,
+    assignments: &[Vec<i32>],
+) -> ControllerResult<Vec<MetadataRecord>> {
+    if assignments.is_empty() {
+        return Err(ControllerError::new(
+            ResponseError::InvalidReplicaAssignment,
+            "Empty replica assignment.",
+        ));
+    }
+    let rf = assignments[0].len();
+    for replicas in assignments {
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if replicas.is_empty() || replicas.len() != rf || sorted.len() != replicas.len() {
+            return Err(ControllerError::new(
+                ResponseError::InvalidReplicaAssignment,
+                "Every partition needs the same number of distinct replicas.",
+            ));
+        }
+        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return Err(ControllerError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!("Broker {b} in the replica assignment is not registered."),
+            ));
+        }
+    }
+    for (k, v) in &topic.configs {
+        configs::validate_topic_config(k, Some(v))
+            .map_err(|m| ControllerError::new(ResponseError::InvalidConfig, m))?;
+    }
+    let topic_id = Uuid::new_v4();
+    let mut records = vec![MetadataRecord::Topic {
+        name: topic.name.clone(),
+        topic_id,
+    }];
+    records.extend(
+        assignments
+            .iter()
+            .enumerate()
+            .map(|(p, replicas)| MetadataRecord::Partition {
+                topic_id,
+                partition: p as i32,
+                replicas: replicas.clone(),
+                isr: replicas.clone(),
+                leader: replicas[0],
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }),
+    );
+    records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
+        resource: ConfigResource::Topic,
+        resource_name: topic.name.clone(),
+        name: k.clone(),
+        value: Some(v.clone()),
+    }));
+    Ok(records)
+}
+
+fn place_partitions(
+    brokers: &[i32],
+    topic_id: Uuid,
+    first: i32,
+    end: i32,
+    replication_factor: i16,
+) -> impl Iterator<Item = MetadataRecord> + '_ {
+    // Start the round robin at a topic-dependent broker so leaders spread across topics.
+    let start = (topic_id.as_u128() % brokers.len().max(1) as u128) as usize;
+    (first..end).map(move |p| {
+        let replicas: Vec<i32> = (0..replication_factor as usize)
+            .map(|r| brokers[(start + p as usize + r) % brokers.len()])
+            .collect();
+        MetadataRecord::Partition {
+            topic_id,
+            partition: p,
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    })
+}
+
+/// Records that delete a topic. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
+pub fn delete_topic(image: &MetadataImage, name: &str) -> ControllerResult<Vec<MetadataRecord>> {
+    let topic = image.topics.get(name).ok_or_else(|| {
+        ControllerError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{name}' does not exist."),
+        )
+    })?;
+    Ok(vec![MetadataRecord::RemoveTopic {
+        topic_id: topic.topic_id,
+    }])
+}
+
+/// Records that grow a topic to `new_count` partitions (CreatePartitions). Errors:
+/// `UNKNOWN_TOPIC_OR_PARTITION`, `INVALID_PARTITIONS` (not larger than today).
+pub fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    new_count: i32,
+) -> ControllerResult<Vec<MetadataRecord>> {
+    let topic = image.topics.get(name).ok_or_else(|| {
+        ControllerError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{name}' does not exist."),
+        )
+    })?;
+    let current = topic.partitions.len() as i32;
+    if new_count <= current {
+        return Err(ControllerError::new(
+            ResponseError::InvalidPartitions,
+            format!("Topic currently has {current} partitions, which is higher than or equal to the requested {new_count}."),
+        ));
+    }
+    let rf = topic
+        .partitions
+        .values()
+        .next()
+        .map_or(1, |p| p.replicas.len()) as i16;
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    if brokers.len() < rf as usize {
+        return Err(ControllerError::new(
+            ResponseError::InvalidReplicationFactor,
+            "Not enough registered brokers for the topic's replication factor.",
+        ));
+    }
+    Ok(place_partitions(&brokers, topic.topic_id, current, new_count, rf).collect())
+}
+
+/// One IncrementalAlterConfigs operation (KIP-339).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterOp {
+    /// 0: set.
+    Set,
+    /// 1: delete (revert to default).
+    Delete,
+    /// 2: append to a list config.
+    Append,
+    /// 3: subtract from a list config.
+    Subtract,
+}
+
+/// Records that apply config changes to one resource. For topics, every name must be a
+/// known topic config with a valid value. Errors: `UNKNOWN_TOPIC_OR_PARTITION`,
+/// `INVALID_CONFIG`, `INVALID_REQUEST` (list ops on a non-list config).
+pub fn alter_configs(
+    image: &MetadataImage,
+    resource: ConfigResource,
+    resource_name: &str,
+    ops: &[(String, AlterOp, Option<String>)],
+) -> ControllerResult<Vec<MetadataRecord>> {
+    let current = match resource {
+        ConfigResource::Topic => {
+            &image
+                .topics
+                .get(resource_name)
+                .ok_or_else(|| {
+                    ControllerError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("Topic '{resource_name}' does not exist."),
+                    )
+                })?
+                .configs
+        }
+        ConfigResource::Broker => {
+            static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+            image.broker_configs.get(resource_name).unwrap_or(&EMPTY)
+        }
+    };
+    let mut records = Vec::with_capacity(ops.len());
+    for (name, op, value) in ops {
+        let new_value = match op {
+            AlterOp::Set => value.clone(),
+            AlterOp::Delete => None,
+            AlterOp::Append | AlterOp::Subtract => {
+                if !configs::is_list(name) {
+                    return Err(ControllerError::new(
+                        ResponseError::InvalidRequest,
+                        format!("Config '{name}' is not a list; APPEND/SUBTRACT do not apply."),
+                    ));
+                }
+                let mut items: Vec<String> = current
+                    .get(name)
+                    .map(|v| {
+                        v.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let given: Vec<&str> = value
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if *op == AlterOp::Append {
+                    for g in given {
+                        if !items.iter().any(|i| i == g) {
+                            items.push(g.to_owned());
+                        }
+                    }
+                } else {
+                    items.retain(|i| !given.contains(&i.as_str()));
+                }
+                Some(items.join(","))
+            }
+        };
+        if resource == ConfigResource::Topic {
+            configs::validate_topic_config(name, new_value.as_deref())
+                .map_err(|m| ControllerError::new(ResponseError::InvalidConfig, m))?;
+        }
+        records.push(MetadataRecord::Config {
+            resource,
+            resource_name: resource_name.to_owned(),
+            name: name.clone(),
+            value: new_value,
+        });
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_with_broker() -> MetadataImage {
+        let mut image = MetadataImage::empty();
+        image.apply(
+            0,
+            &MetadataRecord::RegisterBroker {
+                broker_id: 1,
+                host: "localhost".into(),
+                port: 9092,
+                rack: None,
+            },
+        );
+        image
+    }
+
+    fn new_topic(name: &str, partitions: i32) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            configs: BTreeMap::from([("retention.ms".to_owned(), "1000".to_owned())]),
+            assignments: None,
+        }
+    }
+
+    #[test]
+    fn create_then_apply_then_reject_duplicate() {
+        let mut image = image_with_broker();
+        let records = create_topic(&image, &new_topic("orders", 3)).expect("create");
+        assert_eq!(records.len(), 1 + 3 + 1);
+        for (i, r) in records.iter().enumerate() {
+            image.apply(i as i64 + 1, r);
+        }
+        let t = &image.topics["orders"];
+        assert_eq!(t.partitions.len(), 3);
+        assert_eq!(t.partitions[&2].leader, 1);
+        assert_eq!(t.configs["retention.ms"], "1000");
+        let err = create_topic(&image, &new_topic("orders", 1)).expect_err("duplicate");
+        assert_eq!(err.error, ResponseError::TopicAlreadyExists);
+        let err = create_topic(&image, &new_topic("orders", 0)).expect_err("zero partitions");
+        assert_eq!(err.error, ResponseError::TopicAlreadyExists);
+        let err = create_topic(&image, &new_topic("other", 0)).expect_err("zero partitions");
+        assert_eq!(err.error, ResponseError::InvalidPartitions);
+        let mut rf = new_topic("rf", 1);
+        rf.replication_factor = 3;
+        assert_eq!(
+            create_topic(&image, &rf).expect_err("rf").error,
+            ResponseError::InvalidReplicationFactor
+        );
+        let mut bad = new_topic("bad", 1);
+        bad.configs.insert("retention.ms".into(), "soon".into());
+        assert_eq!(
+            create_topic(&image, &bad).expect_err("config").error,
+            ResponseError::InvalidConfig
+        );
+    }
+
+    #[test]
+    fn grow_alter_and_delete() {
+        let mut image = image_with_broker();
+        let mut off = 1;
+        let mut apply = |image: &mut MetadataImage, records: Vec<MetadataRecord>| {
+            for r in &records {
+                image.apply(off, r);
+                off += 1;
+            }
+        };
+        {
+            let records = create_topic(&image, &new_topic("t", 1)).expect("create");
+            apply(&mut image, records);
+        }
+        {
+            let records = create_partitions(&image, "t", 4).expect("grow");
+            apply(&mut image, records);
+        }
+        assert_eq!(image.topics["t"].partitions.len(), 4);
+        assert_eq!(
+            create_partitions(&image, "t", 4).expect_err("same").error,
+            ResponseError::InvalidPartitions
+        );
+        let ops = [
+            (
+                "cleanup.policy".to_owned(),
+                AlterOp::Append,
+                Some("compact".to_owned()),
+            ),
+            ("retention.ms".to_owned(), AlterOp::Delete, None),
+        ];
+        {
+            let records = alter_configs(&image, ConfigResource::Topic, "t", &ops).expect("alter");
+            apply(&mut image, records);
+        }
+        assert_eq!(
+            image.topics["t"]
+                .configs
+                .get("cleanup.policy")
+                .map(String::as_str),
+            Some("compact")
+        );
+        assert!(!image.topics["t"].configs.contains_key("retention.ms"));
+        let id = image.topics["t"].topic_id;
+        {
+            let records = delete_topic(&image, "t").expect("delete");
+            apply(&mut image, records);
+        }
+        assert!(image.topics.is_empty() && image.topic_by_id(&id).is_none());
+        assert_eq!(
+            delete_topic(&image, "t").expect_err("gone").error,
+            ResponseError::UnknownTopicOrPartition
+        );
+    }
+}
