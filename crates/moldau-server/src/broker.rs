@@ -1,0 +1,221 @@
+//! The broker: configuration, the metadata log and image, the replica manager, and the
+//! background tasks (flush scheduler, retention, checkpoints). Handlers get an
+//! `Arc<Broker>`; they hold no state of their own.
+
+use crate::config::BrokerConfig;
+use crate::replica_manager::{now_ms, ReplicaManager};
+use moldau_metadata::{MetadataError, MetadataImage, MetadataLog, MetadataRecord};
+use moldau_storage::StorageError;
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why the broker could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The log dir or a file in it could not be used.
+    #[error("log dir: {0}")]
+    Storage(#[from] StorageError),
+    /// The metadata log could not be read.
+    #[error("metadata: {0}")]
+    Metadata(#[from] MetadataError),
+    /// Another I/O failure (binding the listener, meta.properties).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `meta.properties` belongs to another node.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// Shared broker state.
+pub struct Broker {
+    /// Resolved configuration.
+    pub config: BrokerConfig,
+    /// Cluster id from `meta.properties` (22-character base64 of a UUID, like Kafka's).
+    pub cluster_id: String,
+    /// Host advertised to clients.
+    pub advertised_host: String,
+    /// Port advertised to clients.
+    pub advertised_port: i32,
+    /// The metadata log and image.
+    pub metadata: MetadataLog,
+    /// Hosted partitions.
+    pub replicas: Arc<ReplicaManager>,
+}
+
+impl Broker {
+    /// Opens the log dir (creating it), recovers the metadata image and every partition
+    /// log, and registers this broker in the metadata log. `bound_port` is the port the
+    /// listener actually bound (used when the advertised port is 0).
+    pub fn open(config: BrokerConfig, bound_port: u16) -> Result<Arc<Self>, StartError> {
+        let dir = config.log_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::Io {
+            context: format!("creating log dir {}", dir.display()),
+            source,
+        })?;
+        let cluster_id = load_or_create_meta_properties(&dir, config.node_id)?;
+        let (advertised_host, advertised_port) = advertised(&config, bound_port);
+        let metadata = MetadataLog::open(&dir, now_ms())?;
+        let registration = MetadataRecord::RegisterBroker {
+            broker_id: config.node_id,
+            host: advertised_host.clone(),
+            port: advertised_port,
+            rack: config.rack.clone(),
+        };
+        let node = config.node_id;
+        metadata
+            .submit(now_ms(), |image| {
+                let current = image.brokers.get(&node);
+                let same = current.is_some_and(|b| {
+                    b.host == advertised_host && b.port == advertised_port && b.rack == config.rack
+                });
+                Ok(if same { Vec::new() } else { vec![registration] })
+            })?
+            .map_err(|e| StartError::Inconsistent(e.to_string()))?;
+        let replicas = Arc::new(ReplicaManager::open(config.clone())?);
+        replicas.reconcile(&metadata.image());
+        let rm = replicas.clone();
+        metadata.set_publisher(move |image| rm.reconcile(image));
+        Ok(Arc::new(Self {
+            config,
+            cluster_id,
+            advertised_host,
+            advertised_port,
+            metadata,
+            replicas,
+        }))
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    /// Starts the flush scheduler, retention checker and checkpoint writer. They stop
+    /// when `shutdown` flips to true.
+    pub fn spawn_background(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let every = |ms: u64| std::time::Duration::from_millis(ms.max(10));
+        type Job = fn(&Broker);
+        let jobs: [(u64, Job); 3] = [
+            (self.config.flush_scheduler_interval_ms, |b| {
+                b.replicas.flush_due(now_ms())
+            }),
+            (self.config.retention_check_interval_ms, |b| {
+                b.replicas.apply_retention(now_ms())
+            }),
+            (self.config.checkpoint_interval_ms, |b| {
+                if let Err(e) = b.replicas.checkpoint() {
+                    tracing::error!(error = %e, "writing checkpoints failed");
+                }
+            }),
+        ];
+        for (interval, job) in jobs {
+            let broker = self.clone();
+            let mut stop = shutdown.clone();
+            let period = every(interval);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let b = broker.clone();
+                            let _ = tokio::task::spawn_blocking(move || job(&b)).await;
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Clean shutdown of storage: flush, checkpoints, clean-shutdown marker.
+    pub fn shutdown(&self) -> Result<(), StorageError> {
+        self.replicas.shutdown()
+    }
+}
+
+fn advertised(config: &BrokerConfig, bound_port: u16) -> (String, i32) {
+    let source = config.advertised.as_deref().unwrap_or(&config.listener);
+    let (host, port) = source.rsplit_once(':').unwrap_or((source, "0"));
+    let port: i32 = port.parse().unwrap_or(0);
+    let port = if port == 0 {
+        i32::from(bound_port)
+    } else {
+        port
+    };
+    let host = match host {
+        "" | "0.0.0.0" | "::" | "[::]" => "localhost".to_owned(),
+        h => h.to_owned(),
+    };
+    (host, port)
+}
+
+/// Reads `meta.properties` (`version=1`, `cluster.id`, `node.id`), or writes a new one
+/// with a fresh cluster id. A file naming another node id is refused, as Kafka does.
+fn load_or_create_meta_properties(dir: &Path, node_id: i32) -> Result<String, StartError> {
+    let path = dir.join("meta.properties");
+    let io = |context: String| move |source| StartError::Io { context, source };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let get = |k: &str| {
+                text.lines()
+                    .filter_map(|l| l.split_once('='))
+                    .find(|(key, _)| key.trim() == k)
+                    .map(|(_, v)| v.trim().to_owned())
+            };
+            if let Some(stored) = get("node.id") {
+                if stored != node_id.to_string() {
+                    return Err(StartError::Inconsistent(format!(
+                        "{} says node.id={stored}, but this broker is node.id={node_id}",
+                        path.display()
+                    )));
+                }
+            }
+            get("cluster.id").ok_or_else(|| {
+                StartError::Inconsistent(format!("{} has no cluster.id", path.display()))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = base64_url(uuid::Uuid::new_v4().as_bytes());
+            let text =
+                format!("#Written by Moldau\nversion=1\ncluster.id={id}\nnode.id={node_id}\n");
+            std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
+            Ok(id)
+        }
+        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// URL-safe base64 without padding (Kafka's `Uuid.toString()` form).
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_id_looks_like_kafkas() {
+        assert_eq!(base64_url(&[0u8; 16]).len(), 22);
+        assert_eq!(base64_url(b"Man"), "TWFu");
+    }
+}

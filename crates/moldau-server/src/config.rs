@@ -1,0 +1,238 @@
+//! Broker configuration under Kafka's own property names (Kafka docs, "Broker Configs").
+//!
+//! Built from a flat `name → value` map that the binary assembles from a
+//! `server.properties` file, `MOLDAU_*` environment variables and flags. Unknown names
+//! are kept (so DescribeConfigs can show them) but otherwise ignored, as Kafka does.
+
+use moldau_metadata::configs::{self, TOPIC_CONFIGS};
+use moldau_protocol::batch::TimestampType;
+use moldau_storage::LogConfig;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A property with a value that does not parse.
+#[derive(Debug, Error)]
+#[error("invalid value '{value}' for broker property {name}: {reason}")]
+pub struct ConfigError {
+    /// Property name.
+    pub name: String,
+    /// Offending value.
+    pub value: String,
+    /// What was expected.
+    pub reason: String,
+}
+
+/// The broker's resolved configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id` (default 1).
+    pub node_id: i32,
+    /// `listeners`: address the Kafka listener binds (default `localhost:9092`; the
+    /// `PLAINTEXT://` prefix is accepted and stripped).
+    pub listener: String,
+    /// `advertised.listeners`: host and port clients are told to use (defaults to the
+    /// listener; port 0 is replaced by the bound port at start).
+    pub advertised: Option<String>,
+    /// `log.dirs` (or `log.dir`), first entry used (default `./moldau-data`).
+    pub log_dir: PathBuf,
+    /// `num.partitions` for auto-created topics and CreateTopics with -1 (default 1).
+    pub num_partitions: i32,
+    /// `default.replication.factor` (default 1).
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable` (default true).
+    pub auto_create_topics_enable: bool,
+    /// `socket.request.max.bytes` (default 104857600).
+    pub socket_request_max_bytes: usize,
+    /// `log.retention.check.interval.ms` (default 300000).
+    pub retention_check_interval_ms: u64,
+    /// `log.flush.scheduler.interval.ms` (default 1000 here; Kafka's is Long.MAX).
+    pub flush_scheduler_interval_ms: u64,
+    /// `log.flush.offset.checkpoint.interval.ms` (default 60000).
+    pub checkpoint_interval_ms: u64,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Every property as given, for DescribeConfigs.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Per-topic settings the produce path needs besides the [`LogConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// `max.message.bytes`: largest batch accepted, bytes.
+    pub max_message_bytes: usize,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far a CreateTime may lie in the past, ms.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far a CreateTime may lie in the future, ms.
+    pub timestamp_after_max_ms: i64,
+}
+
+fn parse<T: std::str::FromStr>(
+    props: &BTreeMap<String, String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match props.get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError {
+            name: name.into(),
+            value: v.clone(),
+            reason: format!("expected a {}", std::any::type_name::<T>()),
+        }),
+    }
+}
+
+fn strip_listener(v: &str) -> String {
+    let first = v.split(',').next().unwrap_or("").trim();
+    first.rsplit("://").next().unwrap_or(first).to_owned()
+}
+
+impl BrokerConfig {
+    /// Resolves the configuration from properties. Errors name the bad property.
+    pub fn from_properties(properties: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let p = &properties;
+        let log_dir = p
+            .get("log.dirs")
+            .or_else(|| p.get("log.dir"))
+            .map(|v| v.split(',').next().unwrap_or("").trim().to_owned())
+            .unwrap_or_else(|| "./moldau-data".into());
+        let config = Self {
+            node_id: parse(p, "node.id", 1)?,
+            listener: p
+                .get("listeners")
+                .map_or_else(|| "localhost:9092".into(), |v| strip_listener(v)),
+            advertised: p.get("advertised.listeners").map(|v| strip_listener(v)),
+            log_dir: PathBuf::from(log_dir),
+            num_partitions: parse(p, "num.partitions", 1)?,
+            default_replication_factor: parse(p, "default.replication.factor", 1)?,
+            auto_create_topics_enable: parse(p, "auto.create.topics.enable", true)?,
+            socket_request_max_bytes: parse(p, "socket.request.max.bytes", 104_857_600)?,
+            retention_check_interval_ms: parse(p, "log.retention.check.interval.ms", 300_000)?,
+            flush_scheduler_interval_ms: parse(p, "log.flush.scheduler.interval.ms", 1_000)?,
+            checkpoint_interval_ms: parse(p, "log.flush.offset.checkpoint.interval.ms", 60_000)?,
+            rack: p.get("broker.rack").cloned(),
+            properties,
+        };
+        // Fail at start, not at the first topic, on a bad log default.
+        config.resolve_topic(&BTreeMap::new())?;
+        Ok(config)
+    }
+
+    /// The effective value of topic config `name` for a topic with `overrides`: the
+    /// override, else the broker property (with Kafka's hours/minutes fallbacks for
+    /// retention and roll), else Kafka's default. Returns the value and Kafka's
+    /// `config_source` (1 topic, 5 static broker, 5… default 5 is reported as 5).
+    pub fn topic_value(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Option<(String, i8)> {
+        let def = configs::topic_config(name)?;
+        if let Some(v) = overrides.get(name) {
+            return Some((v.clone(), 1));
+        }
+        if let Some(v) = self.properties.get(def.broker_key) {
+            return Some((v.clone(), 4));
+        }
+        let scaled = |key: &str, factor: i64| {
+            self.properties
+                .get(key)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map(|n| if n < 0 { -1 } else { n.saturating_mul(factor) }.to_string())
+        };
+        let fallback = match name {
+            "retention.ms" => scaled("log.retention.minutes", 60_000)
+                .or_else(|| scaled("log.retention.hours", 3_600_000)),
+            "segment.ms" => scaled("log.roll.hours", 3_600_000),
+            _ => None,
+        };
+        if let Some(v) = fallback {
+            return Some((v, 4));
+        }
+        Some((def.default.to_owned(), 5))
+    }
+
+    /// Resolves the [`LogConfig`] and [`TopicSettings`] of a topic with `overrides`.
+    pub fn resolve_topic(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(LogConfig, TopicSettings), ConfigError> {
+        let get = |name: &str| -> Result<i64, ConfigError> {
+            let (v, _) = self.topic_value(overrides, name).unwrap_or_default();
+            v.trim().parse::<i64>().map_err(|_| ConfigError {
+                name: name.into(),
+                value: v,
+                reason: "expected an integer".into(),
+            })
+        };
+        let non_negative = |n: i64| n.max(0) as u64;
+        let log = LogConfig {
+            segment_bytes: non_negative(get("segment.bytes")?),
+            segment_ms: get("segment.ms")?,
+            segment_index_bytes: non_negative(get("segment.index.bytes")?),
+            index_interval_bytes: non_negative(get("index.interval.bytes")?),
+            retention_ms: get("retention.ms")?,
+            retention_bytes: get("retention.bytes")?,
+            flush_interval_messages: non_negative(get("flush.messages")?),
+            flush_interval_ms: get("flush.ms")?,
+        };
+        let timestamp_type = match self
+            .topic_value(overrides, "message.timestamp.type")
+            .map(|v| v.0)
+            .as_deref()
+        {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        };
+        let settings = TopicSettings {
+            max_message_bytes: non_negative(get("max.message.bytes")?) as usize,
+            timestamp_type,
+            timestamp_before_max_ms: get("message.timestamp.before.max.ms")?,
+            timestamp_after_max_ms: get("message.timestamp.after.max.ms")?,
+        };
+        Ok((log, settings))
+    }
+
+    /// Names of every topic config (for DescribeConfigs on a topic).
+    pub fn topic_config_names() -> impl Iterator<Item = &'static str> {
+        TOPIC_CONFIGS.iter().map(|d| d.name)
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        // The empty map always resolves.
+        Self::from_properties(BTreeMap::new()).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_names_and_fallbacks() {
+        let props = BTreeMap::from([
+            (
+                "listeners".to_owned(),
+                "PLAINTEXT://0.0.0.0:19092".to_owned(),
+            ),
+            ("log.retention.hours".to_owned(), "2".to_owned()),
+            ("message.max.bytes".to_owned(), "2000".to_owned()),
+        ]);
+        let c = BrokerConfig::from_properties(props).expect("valid");
+        assert_eq!(c.listener, "0.0.0.0:19092");
+        let (log, settings) = c.resolve_topic(&BTreeMap::new()).expect("resolve");
+        assert_eq!(log.retention_ms, 7_200_000);
+        assert_eq!(settings.max_message_bytes, 2000);
+        let overrides = BTreeMap::from([("retention.ms".to_owned(), "5".to_owned())]);
+        assert_eq!(
+            c.resolve_topic(&overrides).expect("resolve").0.retention_ms,
+            5
+        );
+        let bad = BTreeMap::from([("num.partitions".to_owned(), "many".to_owned())]);
+        assert!(BrokerConfig::from_properties(bad).is_err());
+    }
+}

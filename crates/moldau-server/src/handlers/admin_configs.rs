@@ -1,0 +1,247 @@
+//! DescribeConfigs (key 32, v1–4) and IncrementalAlterConfigs (key 44, v0–1, KIP-339).
+//!
+//! Topic configs are described with their effective value and Kafka's `config_source`
+//! (1 dynamic topic override, 4 static broker property, 5 default) and, from v3, their
+//! type. Topic overrides are changed through the metadata log. Broker configs are
+//! described as given at start; dynamic broker configs are not supported yet, so altering
+//! one is refused with `INVALID_REQUEST` rather than stored and ignored.
+
+use super::{msg, RequestContext};
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::replica_manager::now_ms;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use moldau_metadata::configs::{self, Kind};
+use moldau_metadata::controller::{self, AlterOp};
+use moldau_metadata::ConfigResource;
+use moldau_protocol::error::ResponseError;
+use std::sync::Arc;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn config_type(kind: Kind) -> i8 {
+    match kind {
+        Kind::Bool => 1,
+        Kind::Enum(_) => 2,
+        Kind::Int(_) => 3,
+        Kind::Long(_) => 5,
+        Kind::Ratio => 6,
+        Kind::List(_) => 7,
+    }
+}
+
+fn entry(
+    name: &str,
+    value: String,
+    source: i8,
+    kind: Option<Kind>,
+    synonyms: bool,
+    config: &BrokerConfig,
+) -> DescribeConfigsResourceResult {
+    let mut r = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_string(name.to_owned()))
+        .with_value(Some(StrBytes::from_string(value.clone())))
+        .with_config_source(source)
+        .with_config_type(kind.map_or(2, config_type));
+    if synonyms {
+        let mut list = vec![DescribeConfigsSynonym::default()
+            .with_name(StrBytes::from_string(name.to_owned()))
+            .with_value(Some(StrBytes::from_string(value)))
+            .with_source(source)];
+        if let Some(def) = configs::topic_config(name) {
+            if source == SOURCE_DYNAMIC_TOPIC {
+                if let Some(v) = config.properties.get(def.broker_key) {
+                    list.push(
+                        DescribeConfigsSynonym::default()
+                            .with_name(StrBytes::from_static_str(def.broker_key))
+                            .with_value(Some(StrBytes::from_string(v.clone())))
+                            .with_source(SOURCE_STATIC_BROKER),
+                    );
+                }
+            }
+            list.push(
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_static_str(def.broker_key))
+                    .with_value(Some(StrBytes::from_static_str(def.default)))
+                    .with_source(SOURCE_DEFAULT),
+            );
+        }
+        r.synonyms = list;
+    }
+    r
+}
+
+/// Handles DescribeConfigs.
+pub async fn describe_configs(
+    broker: Arc<Broker>,
+    _ctx: RequestContext,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let image = broker.image();
+    let config = &broker.config;
+    let results = req
+        .resources
+        .iter()
+        .map(|res| {
+            let name = res.resource_name.to_string();
+            let wanted = |k: &str| {
+                res.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+            };
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            match res.resource_type {
+                RESOURCE_TOPIC => {
+                    let Some(topic) = image.topics.get(&name) else {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(msg(format!("Topic '{name}' does not exist.")));
+                    };
+                    let entries = configs::TOPIC_CONFIGS
+                        .iter()
+                        .filter(|d| wanted(d.name))
+                        .filter_map(|d| {
+                            let (value, source) = config.topic_value(&topic.configs, d.name)?;
+                            Some(entry(
+                                d.name,
+                                value,
+                                source,
+                                Some(d.kind),
+                                req.include_synonyms,
+                                config,
+                            ))
+                        })
+                        .collect();
+                    result.with_configs(entries)
+                }
+                RESOURCE_BROKER if name.is_empty() || name == config.node_id.to_string() => {
+                    let mut entries: Vec<_> = config
+                        .properties
+                        .iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, v)| {
+                            entry(
+                                k,
+                                v.clone(),
+                                SOURCE_STATIC_BROKER,
+                                None,
+                                req.include_synonyms,
+                                config,
+                            )
+                        })
+                        .collect();
+                    for d in configs::TOPIC_CONFIGS {
+                        if !config.properties.contains_key(d.broker_key) && wanted(d.broker_key) {
+                            entries.push(entry(
+                                d.broker_key,
+                                d.default.to_owned(),
+                                SOURCE_DEFAULT,
+                                Some(d.kind),
+                                false,
+                                config,
+                            ));
+                        }
+                    }
+                    result.with_configs(entries)
+                }
+                RESOURCE_BROKER => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(msg(format!("Broker {name} is not this broker."))),
+                other => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(msg(format!("Unsupported resource type {other}."))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Handles IncrementalAlterConfigs.
+pub async fn incremental_alter_configs(
+    broker: Arc<Broker>,
+    _ctx: RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        if res.resource_type != RESOURCE_TOPIC {
+            responses.push(
+                response
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(msg("Only topic configs can be altered (dynamic broker configs are not supported yet).")),
+            );
+            continue;
+        }
+        let mut ops = Vec::with_capacity(res.configs.len());
+        let mut bad_op = None;
+        for c in &res.configs {
+            let op = match c.config_operation {
+                0 => AlterOp::Set,
+                1 => AlterOp::Delete,
+                2 => AlterOp::Append,
+                3 => AlterOp::Subtract,
+                other => {
+                    bad_op = Some(other);
+                    break;
+                }
+            };
+            ops.push((
+                c.name.to_string(),
+                op,
+                c.value.as_ref().map(|v| v.to_string()),
+            ));
+        }
+        if let Some(op) = bad_op {
+            responses.push(
+                response
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(msg(format!("Unknown config operation {op}."))),
+            );
+            continue;
+        }
+        let name = res.resource_name.to_string();
+        let validate_only = req.validate_only;
+        let b = broker.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let op = |image: &moldau_metadata::MetadataImage| {
+                controller::alter_configs(image, ConfigResource::Topic, &name, &ops)
+            };
+            if validate_only {
+                return Ok(op(&b.image()).map(|_| ()));
+            }
+            b.metadata.submit(now_ms(), op).map(|r| r.map(|_| ()))
+        })
+        .await;
+        let response = match outcome {
+            Ok(Ok(Ok(()))) => response,
+            Ok(Ok(Err(e))) => response
+                .with_error_code(e.error.code())
+                .with_error_message(msg(e.message)),
+            Ok(Err(e)) => response
+                .with_error_code(ResponseError::KafkaStorageError.code())
+                .with_error_message(msg(e.to_string())),
+            Err(e) => response
+                .with_error_code(ResponseError::UnknownServerError.code())
+                .with_error_message(msg(e.to_string())),
+        };
+        responses.push(response);
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,71 @@
+//! ListOffsets (key 2), versions 1–8.
+//!
+//! Timestamps: `-2` earliest (log start offset), `-1` latest (high watermark; the last
+//! stable offset under read_committed, equal here until transactions exist), `-3` the
+//! record with the largest timestamp (KIP-734, v7+), `-4` earliest local (KIP-405, v8+;
+//! equal to earliest without tiered storage), otherwise the first offset whose timestamp
+//! is at least the one given (KIP-79), or offset -1 when there is none.
+
+use super::RequestContext;
+use crate::broker::Broker;
+use crate::codec;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use moldau_protocol::error::ResponseError;
+use std::sync::Arc;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+/// Handles ListOffsets.
+pub async fn handle(
+    broker: Arc<Broker>,
+    ctx: RequestContext,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    let Some(partition) = broker.replicas.get(&t.name.0, p.partition_index) else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    // The leader epoch field exists from v4 (KIP-320).
+                    let resp = if ctx.version >= 4 { resp.with_leader_epoch(partition.leader_epoch()) } else { resp };
+                    let offsets = partition.offsets();
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some((offsets.high_watermark, -1))),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
+                        MAX_TIMESTAMP => partition.with_log(|log| log.max_timestamp_offset(&codec::decompress)),
+                        ts if ts >= 0 => partition.with_log(|log| log.offset_for_timestamp(ts, &codec::decompress)),
+                        _ => return resp.with_error_code(ResponseError::InvalidRequest.code()),
+                    };
+                    match found {
+                        Ok(Some((offset, timestamp))) => resp.with_offset(offset).with_timestamp(timestamp),
+                        Ok(None) => resp,
+                        Err(e) => {
+                            tracing::error!(partition = %partition.tp, error = %e, "list offsets failed");
+                            resp.with_error_code(ResponseError::KafkaStorageError.code())
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,259 @@
+//! Metadata (key 3), versions 0–12, and DescribeTopicPartitions (key 75), version 0
+//! (KIP-966).
+//!
+//! Answers from the metadata image: brokers, cluster id, controller id (this node: one
+//! node is its own one-voter controller quorum), topics with ids, leaders, leader epochs,
+//! replicas and ISR. A request naming an unknown topic creates it when
+//! `auto.create.topics.enable` is true and the request allows it (v4+ flag; always for
+//! v0–3). Auto-creation commits to the metadata log before the answer, so the same
+//! response carries the new topic's partitions (Kafka answers that round with
+//! `LEADER_NOT_AVAILABLE` and makes the client retry); unknown topics otherwise get
+//! `UNKNOWN_TOPIC_OR_PARTITION`.
+
+use super::RequestContext;
+use crate::broker::Broker;
+use crate::replica_manager::now_ms;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use moldau_metadata::controller::{self, NewTopic};
+use moldau_metadata::{MetadataImage, TopicImage};
+use moldau_protocol::error::ResponseError;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Kafka's "authorized operations not requested" sentinel.
+const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
+fn broker_ids(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|&i| BrokerId(i)).collect()
+}
+
+fn topic_entry(t: &TopicImage) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(t.topic_id)
+        .with_is_internal(is_internal(&t.name))
+        .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+        .with_partitions(
+            t.partitions
+                .iter()
+                .map(|(&i, p)| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(i)
+                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_epoch(p.leader_epoch)
+                        .with_replica_nodes(broker_ids(&p.replicas))
+                        .with_isr_nodes(broker_ids(&p.isr))
+                        .with_error_code(if p.leader < 0 {
+                            ResponseError::LeaderNotAvailable.code()
+                        } else {
+                            0
+                        })
+                })
+                .collect(),
+        )
+}
+
+/// Creates `names` with broker defaults (auto-creation). Returns the new image; topics
+/// that raced with another creation or failed validation are left out.
+pub(crate) fn auto_create(broker: &Broker, names: &[String]) -> Arc<MetadataImage> {
+    for name in names {
+        let topic = NewTopic {
+            name: name.clone(),
+            num_partitions: broker.config.num_partitions,
+            replication_factor: broker.config.default_replication_factor,
+            configs: Default::default(),
+            assignments: None,
+        };
+        match broker
+            .metadata
+            .submit(now_ms(), |image| controller::create_topic(image, &topic))
+        {
+            Ok(Ok(_)) => tracing::info!(topic = %name, "auto-created topic"),
+            Ok(Err(e)) => tracing::debug!(topic = %name, error = %e, "auto-creation rejected"),
+            Err(e) => tracing::error!(topic = %name, error = %e, "auto-creation failed"),
+        }
+    }
+    broker.image()
+}
+
+/// Handles Metadata.
+pub async fn handle(
+    broker: Arc<Broker>,
+    ctx: RequestContext,
+    req: MetadataRequest,
+) -> MetadataResponse {
+    let mut image = broker.image();
+    let mut topics = Vec::new();
+    match &req.topics {
+        // v0 has no null: an empty list means all topics there.
+        None => topics.extend(image.topics.values().map(topic_entry)),
+        Some(list) if list.is_empty() && ctx.version == 0 => {
+            topics.extend(image.topics.values().map(topic_entry))
+        }
+        Some(list) => {
+            let allow_auto = ctx.version < 4 || req.allow_auto_topic_creation;
+            let missing: Vec<String> = list
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .filter(|n| !image.topics.contains_key(n))
+                .collect();
+            if allow_auto && broker.config.auto_create_topics_enable && !missing.is_empty() {
+                let valid: Vec<String> = missing
+                    .iter()
+                    .filter(|n| moldau_types::validate_topic_name(n).is_ok() && !is_internal(n))
+                    .cloned()
+                    .collect();
+                let b = broker.clone();
+                if let Ok(next) = tokio::task::spawn_blocking(move || auto_create(&b, &valid)).await
+                {
+                    image = next;
+                }
+            }
+            for t in list {
+                let by_name = t.name.as_ref().map(|n| n.0.to_string());
+                let found = match &by_name {
+                    Some(n) => image.topics.get(n),
+                    None => image.topic_by_id(&t.topic_id),
+                };
+                match (found, by_name) {
+                    (Some(topic), _) => topics.push(topic_entry(topic)),
+                    (None, name) => {
+                        let error = match &name {
+                            Some(n) if moldau_types::validate_topic_name(n).is_err() => {
+                                ResponseError::InvalidTopicException
+                            }
+                            Some(_) => ResponseError::UnknownTopicOrPartition,
+                            None => ResponseError::UnknownTopicId,
+                        };
+                        topics.push(
+                            MetadataResponseTopic::default()
+                                .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+                                .with_topic_id(if ctx.version >= 10 {
+                                    t.topic_id
+                                } else {
+                                    Uuid::nil()
+                                })
+                                .with_error_code(error.code())
+                                .with_topic_authorized_operations(OPS_NOT_REQUESTED),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+}
+
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect()
+}
+
+/// Handles DescribeTopicPartitions (KIP-966): topics in name order, paged by
+/// `response_partition_limit` with a cursor.
+pub async fn describe_topic_partitions(
+    broker: Arc<Broker>,
+    _ctx: RequestContext,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    use kafka_protocol::messages::describe_topic_partitions_response::Cursor;
+    let image = broker.image();
+    let limit = req.response_partition_limit.max(1) as usize;
+    let wanted: Vec<String> = if req.topics.is_empty() {
+        image.topics.keys().cloned().collect()
+    } else {
+        let mut v: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
+        v.sort();
+        v
+    };
+    let (start_topic, start_partition) = match &req.cursor {
+        Some(c) => (Some(c.topic_name.0.to_string()), c.partition_index),
+        None => (None, 0),
+    };
+    let mut out = Vec::new();
+    let mut budget = limit;
+    let mut next_cursor = None;
+    for name in wanted {
+        if let Some(s) = &start_topic {
+            if &name < s {
+                continue;
+            }
+        }
+        let Some(topic) = image.topics.get(&name) else {
+            out.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name))))
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_topic_authorized_operations(OPS_NOT_REQUESTED),
+            );
+            continue;
+        };
+        let first = if start_topic.as_deref() == Some(name.as_str()) {
+            start_partition
+        } else {
+            0
+        };
+        let mut partitions = Vec::new();
+        for (&i, p) in topic.partitions.range(first..) {
+            if budget == 0 {
+                next_cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(TopicName(StrBytes::from_string(name.clone())))
+                        .with_partition_index(i),
+                );
+                break;
+            }
+            budget -= 1;
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_leader_id(BrokerId(p.leader))
+                    .with_leader_epoch(p.leader_epoch)
+                    .with_replica_nodes(broker_ids(&p.replicas))
+                    .with_isr_nodes(broker_ids(&p.isr)),
+            );
+        }
+        out.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(name))))
+                .with_topic_id(topic.topic_id)
+                .with_is_internal(is_internal(&topic.name))
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(OPS_NOT_REQUESTED),
+        );
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse::default()
+        .with_topics(out)
+        .with_next_cursor(next_cursor)
+}

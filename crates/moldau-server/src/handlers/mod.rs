@@ -1,0 +1,189 @@
+//! One module per Kafka API. Each translates a decoded request into calls on the broker
+//! and builds the response; none holds state.
+//!
+//! [`dispatch`] checks the api key and version against [`moldau_protocol::apis`], decodes
+//! the header and body with the `kafka-protocol` structs, and returns the future that
+//! yields the framed response (`None` when the request gets no response, as produce
+//! with `acks=0`).
+
+mod admin_configs;
+mod admin_topics;
+mod api_versions;
+mod delete_records;
+mod describe_cluster;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use crate::broker::Broker;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use moldau_protocol::{apis, frame};
+use std::future::Future;
+use std::sync::Arc;
+
+/// A response in the making: framed bytes, or `None` for no response.
+pub type ResponseFuture = BoxFuture<'static, Option<Bytes>>;
+
+/// What the connection does with a frame.
+pub enum Dispatch {
+    /// Queue this response (in request order).
+    Respond(ResponseFuture),
+    /// Close the connection after the responses already queued.
+    Close(String),
+}
+
+/// Encodes `size | response header | body` for `api_key` at `version`.
+pub fn encode_response<R: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> Option<Bytes> {
+    let header_version = api_key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let result = (|| -> Result<Bytes, String> {
+        let size = header.compute_size(header_version).map_err(to_string)?
+            + body.compute_size(version).map_err(to_string)?;
+        let mut buf = BytesMut::with_capacity(frame::SIZE_PREFIX + size);
+        buf.put_i32(size as i32);
+        header.encode(&mut buf, header_version).map_err(to_string)?;
+        body.encode(&mut buf, version).map_err(to_string)?;
+        Ok(buf.freeze())
+    })();
+    match result {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(?api_key, version, error = %e, "cannot encode response");
+            None
+        }
+    }
+}
+
+fn to_string<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Dispatches one frame (see the module docs).
+pub fn dispatch(broker: &Arc<Broker>, frame_bytes: Bytes) -> Dispatch {
+    let prefix = match frame::peek_header(&frame_bytes) {
+        Ok(p) => p,
+        Err(e) => return Dispatch::Close(e.to_string()),
+    };
+    let Ok(api_key) = ApiKey::try_from(prefix.api_key) else {
+        return Dispatch::Close(format!("unknown api key {}", prefix.api_key));
+    };
+    if !apis::is_supported(api_key, prefix.api_version) {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer with a v0 body carrying UNSUPPORTED_VERSION and our ranges.
+            let body = api_versions::unsupported_version();
+            return respond_now(encode_response(api_key, 0, prefix.correlation_id, &body));
+        }
+        return Dispatch::Close(format!(
+            "unsupported version {} of {api_key:?}",
+            prefix.api_version
+        ));
+    }
+    let mut body = frame_bytes;
+    let (_, header) = match frame::decode_header(&mut body) {
+        Ok(h) => h,
+        Err(e) => return Dispatch::Close(e.to_string()),
+    };
+    let b = broker.clone();
+    match api_key {
+        ApiKey::ApiVersions => run(b, header, body, api_versions::handle),
+        ApiKey::Metadata => run(b, header, body, metadata::handle),
+        ApiKey::Produce => match decode(&mut body, header.request_api_version) {
+            Ok(req) => produce::handle(&b, header, req),
+            Err(e) => Dispatch::Close(e),
+        },
+        ApiKey::Fetch => run(b, header, body, fetch::handle),
+        ApiKey::ListOffsets => run(b, header, body, list_offsets::handle),
+        ApiKey::CreateTopics => run(b, header, body, admin_topics::create_topics),
+        ApiKey::DeleteTopics => run(b, header, body, admin_topics::delete_topics),
+        ApiKey::CreatePartitions => run(b, header, body, admin_topics::create_partitions),
+        ApiKey::DescribeTopicPartitions => {
+            run(b, header, body, metadata::describe_topic_partitions)
+        }
+        ApiKey::DescribeConfigs => run(b, header, body, admin_configs::describe_configs),
+        ApiKey::IncrementalAlterConfigs => {
+            run(b, header, body, admin_configs::incremental_alter_configs)
+        }
+        ApiKey::DescribeCluster => run(b, header, body, describe_cluster::handle),
+        ApiKey::DeleteRecords => run(b, header, body, delete_records::handle),
+        ApiKey::OffsetForLeaderEpoch => run(b, header, body, offset_for_leader_epoch::handle),
+        other => Dispatch::Close(format!("{other:?} is not served")),
+    }
+}
+
+fn respond_now(bytes: Option<Bytes>) -> Dispatch {
+    Dispatch::Respond(Box::pin(std::future::ready(bytes)))
+}
+
+/// Decodes a request body; bytes after it are ignored (and logged at debug level), as
+/// Kafka ignores them. Decoding runs under `catch_unwind` so a decoder bug on hostile input costs one connection, not the broker.
+fn decode<R: Decodable>(body: &mut Bytes, version: i16) -> Result<R, String> {
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| R::decode(body, version)));
+    match result {
+        Ok(Ok(req)) => {
+            if !frame::fully_consumed(body) {
+                let shown = &body[..body.len().min(32)];
+                tracing::debug!(version, trailing = ?shown, "ignoring bytes after a request body");
+            }
+            Ok(req)
+        }
+        Ok(Err(e)) => Err(format!("malformed request body: {e}")),
+        Err(_) => Err("request body decoder panicked".into()),
+    }
+}
+
+/// The request context handlers may need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Negotiated api version.
+    pub version: i16,
+    /// `client.id` from the header.
+    pub client_id: Option<StrBytes>,
+}
+
+fn run<Req, Resp, F, Fut>(
+    broker: Arc<Broker>,
+    header: RequestHeader,
+    mut body: Bytes,
+    f: F,
+) -> Dispatch
+where
+    Req: Decodable,
+    Resp: Encodable,
+    F: FnOnce(Arc<Broker>, RequestContext, Req) -> Fut,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let version = header.request_api_version;
+    let Ok(api_key) = ApiKey::try_from(header.request_api_key) else {
+        return Dispatch::Close("unknown api key".into());
+    };
+    let req: Req = match decode(&mut body, version) {
+        Ok(r) => r,
+        Err(e) => return Dispatch::Close(format!("{api_key:?} v{version}: {e}")),
+    };
+    let ctx = RequestContext {
+        version,
+        client_id: header.client_id,
+    };
+    let correlation_id = header.correlation_id;
+    let fut = f(broker, ctx, req);
+    Dispatch::Respond(Box::pin(async move {
+        let resp = fut.await;
+        encode_response(api_key, version, correlation_id, &resp)
+    }))
+}
+
+/// `Some(message)` as the protocol's nullable string.
+pub(crate) fn msg(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.into()))
+}

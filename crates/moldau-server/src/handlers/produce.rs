@@ -1,0 +1,186 @@
+//! Produce (key 0), versions 3–11.
+//!
+//! Per partition: the `records` field must be exactly one magic-2 batch (Kafka's rule
+//! since v3) whose length, record count and CRC-32C are valid (`CORRUPT_MESSAGE`,
+//! `INVALID_RECORD`, `UNSUPPORTED_FOR_MESSAGE_FORMAT`), no larger than the topic's
+//! `max.message.bytes` (`MESSAGE_TOO_LARGE`), and with timestamps inside
+//! `message.timestamp.before/after.max.ms` (`INVALID_TIMESTAMP`). Offsets are assigned by
+//! rewriting the batch header in place; records are never decompressed or re-encoded.
+//!
+//! The append happens when the request is dispatched, so requests on one connection are
+//! appended in order. `acks=1` answers once the batch is in the page cache; `acks=-1`
+//! once it is fsynced (group commit in [`crate::partition::Partition::wait_durable`]);
+//! `acks=0` gets no response, and any error closes the connection, as Kafka does.
+
+use super::{encode_response, msg, Dispatch};
+use crate::broker::Broker;
+use crate::config::TopicSettings;
+use crate::partition::Partition;
+use crate::replica_manager::now_ms;
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use moldau_protocol::batch::{self, BatchError, TimestampType};
+use moldau_protocol::error::ResponseError;
+use moldau_storage::StorageError;
+use std::sync::Arc;
+
+struct Rejection(ResponseError, String);
+
+fn batch_error(e: BatchError) -> Rejection {
+    let code = match e {
+        BatchError::InvalidMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        BatchError::InvalidRecordCount { .. } => ResponseError::InvalidRecord,
+        BatchError::Truncated { .. }
+        | BatchError::InvalidLength(_)
+        | BatchError::CorruptCrc { .. } => ResponseError::CorruptMessage,
+    };
+    Rejection(code, e.to_string())
+}
+
+fn storage_error(e: &StorageError) -> Rejection {
+    Rejection(ResponseError::KafkaStorageError, e.to_string())
+}
+
+/// Validates one partition's records and appends them. Returns the append info.
+fn append(
+    partition: &Partition,
+    records: Option<&bytes::Bytes>,
+    now: i64,
+) -> Result<moldau_storage::LogAppendInfo, Rejection> {
+    let records =
+        records.ok_or_else(|| Rejection(ResponseError::InvalidRecord, "null records".into()))?;
+    let header = batch::validate(records).map_err(batch_error)?;
+    if header.size_in_bytes() != records.len() {
+        return Err(Rejection(
+            ResponseError::InvalidRecord,
+            "produce requests (v3+) must carry exactly one record batch per partition".into(),
+        ));
+    }
+    header.validate_record_count().map_err(batch_error)?;
+    if header.is_control() {
+        return Err(Rejection(
+            ResponseError::InvalidRecord,
+            "clients may not produce control batches".into(),
+        ));
+    }
+    let settings = partition.settings();
+    if records.len() > settings.max_message_bytes {
+        return Err(Rejection(
+            ResponseError::MessageTooLarge,
+            format!(
+                "batch of {} bytes exceeds max.message.bytes ({})",
+                records.len(),
+                settings.max_message_bytes
+            ),
+        ));
+    }
+    let log_append_time = match settings.timestamp_type {
+        TimestampType::LogAppendTime => Some(now),
+        TimestampType::CreateTime => {
+            check_timestamp(&settings, header.max_timestamp, now)?;
+            None
+        }
+    };
+    // The frame buffer is shared with the decoded request; the batch is copied once so
+    // its header can be rewritten (the CRC pass over it costs as much again).
+    let mut bytes = BytesMut::from(&records[..]);
+    partition
+        .append(&mut bytes, log_append_time, now)
+        .map_err(|e| storage_error(&e))
+}
+
+fn check_timestamp(
+    settings: &TopicSettings,
+    max_timestamp: i64,
+    now: i64,
+) -> Result<(), Rejection> {
+    let after = now.saturating_add(settings.timestamp_after_max_ms);
+    let before = now.saturating_sub(settings.timestamp_before_max_ms);
+    if max_timestamp > after || max_timestamp < before {
+        return Err(Rejection(
+            ResponseError::InvalidTimestamp,
+            format!("timestamp {max_timestamp} is outside message.timestamp.before/after.max.ms around {now}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Handles Produce (see the module docs). Appends now; the returned future waits for
+/// durability under `acks=-1` and encodes the response.
+pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) -> Dispatch {
+    let version = header.request_api_version;
+    let correlation_id = header.correlation_id;
+    let acks = req.acks;
+    let now = now_ms();
+    let mut any_error = false;
+    let mut waits = Vec::new();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for (ti, topic) in req.topic_data.iter().enumerate() {
+        let name = topic.name.0.as_str();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (pi, p) in topic.partition_data.iter().enumerate() {
+            let mut resp = PartitionProduceResponse::default().with_index(p.index);
+            let result = if !(-1..=1).contains(&acks) {
+                Err(Rejection(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks={acks} is not -1, 0 or 1"),
+                ))
+            } else {
+                match broker.replicas.get(name, p.index) {
+                    None => Err(Rejection(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("{name}-{} is not hosted here", p.index),
+                    )),
+                    Some(partition) => match append(&partition, p.records.as_ref(), now) {
+                        Ok(info) => {
+                            resp.base_offset = info.first_offset;
+                            resp.log_append_time_ms = info.log_append_time_ms;
+                            resp.log_start_offset = partition.offsets().log_start_offset;
+                            if acks == -1 {
+                                waits.push((ti, pi, partition, info.last_offset + 1));
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
+                }
+            };
+            if let Err(Rejection(code, message)) = result {
+                any_error = true;
+                tracing::debug!(topic = name, partition = p.index, ?code, %message, "produce rejected");
+                resp.error_code = code.code();
+                resp.error_message = msg(message);
+                resp.base_offset = -1;
+                resp.log_append_time_ms = -1;
+                resp.log_start_offset = -1;
+            }
+            partitions.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        return if any_error {
+            Dispatch::Close("acks=0 produce failed; closing the connection tells the client".into())
+        } else {
+            Dispatch::Respond(Box::pin(std::future::ready(None)))
+        };
+    }
+    Dispatch::Respond(Box::pin(async move {
+        for (ti, pi, partition, end) in waits {
+            if let Err(e) = partition.wait_durable(end).await {
+                let Rejection(code, message) = storage_error(&e);
+                let resp = &mut responses[ti].partition_responses[pi];
+                resp.error_code = code.code();
+                resp.error_message = msg(message);
+                resp.base_offset = -1;
+            }
+        }
+        let body = ProduceResponse::default().with_responses(responses);
+        encode_response(ApiKey::Produce, version, correlation_id, &body)
+    }))
+}

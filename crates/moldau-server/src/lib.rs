@@ -1,0 +1,19 @@
+//! The Moldau broker (DESIGN.md, "Layers and the way data flows").
+//!
+//! - [`network`]: the Kafka listener, framing, per-connection ordering.
+//! - [`handlers`]: one module per Kafka API.
+//! - [`broker`]: shared state and background jobs.
+//! - [`replica_manager`], [`partition`]: hosted partitions over the storage [`moldau_storage::Log`].
+//! - [`config`]: broker configuration under Kafka's property names.
+
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod handlers;
+pub mod network;
+pub mod partition;
+pub mod replica_manager;
+
+pub use broker::{Broker, StartError};
+pub use config::BrokerConfig;
+pub use network::Server;

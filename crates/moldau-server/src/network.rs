@@ -1,0 +1,236 @@
+//! The Kafka listener: one task per connection, requests pipelined, responses in order.
+//!
+//! Per connection a reader task splits the byte stream into frames (size prefix checked
+//! against `socket.request.max.bytes` before anything is allocated, the body read in
+//! chunks so a peer that claims a large frame and stalls costs little), and the
+//! connection task dispatches each frame in arrival order. Dispatch does the ordered part
+//! of a request at once (a produce appends to the log before the next request is looked
+//! at) and returns a future for the rest (waiting for fsync, long-poll fetch); the
+//! futures run concurrently and their responses are written strictly in request order.
+//! A malformed frame or unknown api key closes only that connection.
+
+use crate::broker::{Broker, StartError};
+use crate::config::BrokerConfig;
+use crate::handlers::{self, Dispatch, ResponseFuture};
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
+use moldau_protocol::frame;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Requests in flight per connection before the broker stops reading from it
+/// (Kafka's `max.in.flight.requests.per.connection` is 5 by default on clients).
+const MAX_IN_FLIGHT: usize = 64;
+/// Chunk in which frame bodies are read, bytes.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long a graceful shutdown waits for in-flight requests, ms.
+const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// A bound, opened broker ready to serve.
+pub struct Server {
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds the Kafka listener, then opens the broker (recovering every log).
+    pub async fn bind(config: BrokerConfig) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(&config.listener)
+            .await
+            .map_err(|source| StartError::Io {
+                context: format!("binding Kafka listener {}", config.listener),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Io {
+            context: "reading bound address".into(),
+            source,
+        })?;
+        let port = local_addr.port();
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config, port))
+            .await
+            .map_err(|e| StartError::Inconsistent(format!("broker start panicked: {e}")))??;
+        Ok(Self {
+            broker,
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The address the Kafka listener bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker state.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully: stop accepting,
+    /// finish in-flight requests (up to 10 s), flush every log, write checkpoints and the
+    /// clean-shutdown marker.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), moldau_storage::StorageError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.broker.spawn_background(stop_rx.clone());
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let broker = self.broker.clone();
+                        let stop = stop_rx.clone();
+                        connections.spawn(async move {
+                            if let Err(e) = serve_connection(broker, stream, stop).await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish in time; closing their connections");
+            connections.abort_all();
+        }
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.shutdown())
+            .await
+            .unwrap_or_else(|e| {
+                Err(moldau_storage::StorageError::Io {
+                    context: "shutdown task".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })?;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// What the reader task hands over: a frame, or the reason the stream is unusable.
+type FrameResult = Result<Bytes, String>;
+
+async fn read_frames(
+    mut rd: OwnedReadHalf,
+    max_request_bytes: usize,
+    tx: mpsc::Sender<FrameResult>,
+) {
+    loop {
+        let mut prefix = [0u8; frame::SIZE_PREFIX];
+        match rd.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                return;
+            }
+        }
+        let size = match frame::check_size(prefix, max_request_bytes) {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string())).await;
+                return;
+            }
+        };
+        let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK));
+        while buf.len() < size {
+            if buf.capacity() == buf.len() {
+                buf.reserve((size - buf.len()).min(READ_CHUNK.max(buf.len())));
+            }
+            let want = size - buf.len();
+            let mut limited = (&mut rd).take(want as u64);
+            match limited.read_buf(&mut buf).await {
+                Ok(0) => {
+                    let _ = tx
+                        .send(Err(format!("connection closed inside a {size}-byte frame")))
+                        .await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            }
+        }
+        if tx.send(Ok(buf.freeze())).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    let (rd, wr) = stream.into_split();
+    let (tx, mut frames) = mpsc::channel(MAX_IN_FLIGHT);
+    let reader = tokio::spawn(read_frames(rd, broker.config.socket_request_max_bytes, tx));
+    let mut writer = BufWriter::with_capacity(256 * 1024, wr);
+    let mut in_flight: FuturesOrdered<ResponseFuture> = FuturesOrdered::new();
+    let mut closing = *stop.borrow();
+    loop {
+        if closing && in_flight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(response) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(bytes) = response {
+                    writer.write_all(&bytes).await?;
+                }
+                if in_flight.is_empty() {
+                    writer.flush().await?;
+                }
+            }
+            frame = frames.recv(), if !closing && in_flight.len() < MAX_IN_FLIGHT => match frame {
+                Some(Ok(frame)) => match handlers::dispatch(&broker, frame) {
+                    Dispatch::Respond(fut) => in_flight.push_back(fut),
+                    Dispatch::Close(reason) => {
+                        tracing::info!(%peer, %reason, "closing connection");
+                        closing = true;
+                    }
+                },
+                Some(Err(reason)) => {
+                    tracing::info!(%peer, %reason, "closing connection");
+                    closing = true;
+                }
+                None => closing = true,
+            },
+            changed = stop.changed(), if !closing => {
+                if changed.is_err() || *stop.borrow() {
+                    closing = true;
+                }
+            }
+        }
+    }
+    reader.abort();
+    writer.flush().await?;
+    writer.shutdown().await
+}

@@ -1,0 +1,206 @@
+//! One partition replica hosted by this broker: its [`Log`], the offsets clients see, the
+//! group commit that makes `acks=-1` durable, and the signal that wakes long-poll fetches.
+//!
+//! On a single node the broker leads every partition and the ISR is itself, so the high
+//! watermark equals the log end offset (Kafka advances the HW once every ISR member has
+//! a batch, not when it is fsynced). Replication replaces [`Partition::high_watermark`]
+//! with the ISR's minimum fetch position.
+
+use crate::config::TopicSettings;
+use moldau_storage::{FetchDataInfo, Log, LogAppendInfo, Result as StorageResult, StorageError};
+use moldau_types::TopicPartition;
+use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicI32, Ordering};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// A hosted partition.
+pub struct Partition {
+    /// Topic and index.
+    pub tp: TopicPartition,
+    /// Topic id (KIP-516).
+    pub topic_id: Uuid,
+    log: RwLock<Log>,
+    settings: RwLock<TopicSettings>,
+    leader_epoch: AtomicI32,
+    /// Notified after every append; long-poll fetches wait on it.
+    appended: Notify,
+    sync: Mutex<SyncState>,
+    synced: Notify,
+}
+
+#[derive(Default)]
+struct SyncState {
+    in_progress: bool,
+}
+
+/// Offsets of a partition at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// First offset still in the log (inclusive).
+    pub log_start_offset: i64,
+    /// High watermark: end of what consumers may read (exclusive).
+    pub high_watermark: i64,
+    /// Log end offset: next offset to assign (exclusive).
+    pub log_end_offset: i64,
+}
+
+impl Partition {
+    /// Wraps an opened log.
+    pub fn new(
+        tp: TopicPartition,
+        topic_id: Uuid,
+        log: Log,
+        settings: TopicSettings,
+        leader_epoch: i32,
+    ) -> Self {
+        Self {
+            tp,
+            topic_id,
+            log: RwLock::new(log),
+            settings: RwLock::new(settings),
+            leader_epoch: AtomicI32::new(leader_epoch),
+            appended: Notify::new(),
+            sync: Mutex::new(SyncState::default()),
+            synced: Notify::new(),
+        }
+    }
+
+    /// The produce-side settings (`max.message.bytes`, timestamp type).
+    pub fn settings(&self) -> TopicSettings {
+        *self.settings.read()
+    }
+
+    /// Replaces settings and log config after a config change.
+    pub fn reconfigure(
+        &self,
+        log_config: moldau_storage::LogConfig,
+        settings: TopicSettings,
+        leader_epoch: i32,
+    ) {
+        *self.settings.write() = settings;
+        self.leader_epoch.store(leader_epoch, Ordering::Relaxed);
+        let mut log = self.log.write();
+        if log.config() != &log_config {
+            log.set_config(log_config);
+        }
+    }
+
+    /// Current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Log start offset, high watermark and log end offset.
+    pub fn offsets(&self) -> PartitionOffsets {
+        let log = self.log.read();
+        PartitionOffsets {
+            log_start_offset: log.log_start_offset(),
+            high_watermark: log.log_end_offset(),
+            log_end_offset: log.log_end_offset(),
+        }
+    }
+
+    /// High watermark (exclusive).
+    pub fn high_watermark(&self) -> i64 {
+        self.log.read().log_end_offset()
+    }
+
+    /// Appends validated batches as leader (offsets assigned in place, epoch stamped),
+    /// then wakes waiting fetches. `log_append_time_ms` is `Some` for LogAppendTime topics.
+    pub fn append(
+        &self,
+        batches: &mut [u8],
+        log_append_time_ms: Option<i64>,
+        now_ms: i64,
+    ) -> StorageResult<LogAppendInfo> {
+        let info = self.log.write().append_as_leader(
+            batches,
+            self.leader_epoch(),
+            log_append_time_ms,
+            now_ms,
+        )?;
+        self.appended.notify_waiters();
+        Ok(info)
+    }
+
+    /// Reads whole batches from `offset`, bounded by the high watermark (see
+    /// [`Log::read`] for KIP-74 and the errors).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> StorageResult<FetchDataInfo> {
+        let log = self.log.read();
+        let hw = log.log_end_offset();
+        log.read(offset, max_bytes, hw, min_one_batch)
+    }
+
+    /// Runs `f` with shared access to the log (ListOffsets, DeleteRecords checks).
+    pub fn with_log<T>(&self, f: impl FnOnce(&Log) -> T) -> T {
+        f(&self.log.read())
+    }
+
+    /// Runs `f` with exclusive access to the log (retention, DeleteRecords, flush).
+    pub fn with_log_mut<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
+        f(&mut self.log.write())
+    }
+
+    /// A future completing at the next append (create it *before* re-checking data).
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
+    }
+
+    /// Waits until every offset below `end_offset` is fsynced (for `acks=-1`).
+    ///
+    /// Group commit: one waiter runs `fdatasync` on a blocking thread for everything
+    /// appended so far while later waiters queue behind it, so N concurrent producers
+    /// cost one sync, not N. A failed sync poisons the log (no later write is
+    /// acknowledged; see STYLE.md on fsync failures) and returns the error.
+    pub async fn wait_durable(self: &std::sync::Arc<Self>, end_offset: i64) -> StorageResult<()> {
+        loop {
+            let notified = {
+                let mut state = self.sync.lock();
+                let log = self.log.read();
+                if log.is_poisoned() {
+                    return Err(StorageError::Poisoned);
+                }
+                if log.recovery_point() >= end_offset {
+                    return Ok(());
+                }
+                if state.in_progress {
+                    let n = self.synced.notified();
+                    Some(n)
+                } else {
+                    state.in_progress = true;
+                    None
+                }
+            };
+            if let Some(n) = notified {
+                n.await;
+                continue;
+            }
+            let target = self.log.read().flush_target();
+            let result = tokio::task::spawn_blocking(move || {
+                let r = target.sync();
+                (target, r)
+            })
+            .await;
+            {
+                let mut state = self.sync.lock();
+                let mut log = self.log.write();
+                match &result {
+                    Ok((target, Ok(()))) => log.mark_flushed(target.end_offset()),
+                    _ => log.poison(),
+                }
+                state.in_progress = false;
+            }
+            self.synced.notify_waiters();
+            if let Ok((_, Err(e))) = result {
+                tracing::error!(partition = %self.tp, error = %e, "fsync failed; log poisoned");
+                return Err(StorageError::Poisoned);
+            }
+        }
+    }
+}
