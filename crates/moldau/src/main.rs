@@ -1,0 +1,149 @@
+//! `moldau`: the broker binary.
+//!
+//! `moldau serve` (also the default with no subcommand) starts a single-node broker:
+//! Kafka listener `localhost:9092`, data in `./moldau-data`. Configuration uses Kafka's
+//! property names, from (later wins): a `server.properties`-style file (`--config`),
+//! `MOLDAU_*` environment variables (`MOLDAU_LOG_DIRS` → `log.dirs`), and `-o name=value`.
+
+mod alloc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use moldau_server::{BrokerConfig, Server};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: alloc::ReservingAllocator = alloc::ReservingAllocator;
+
+#[derive(Parser)]
+#[command(
+    name = "moldau",
+    version,
+    about = "An event-streaming broker that speaks the Kafka protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (single node by default).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// A server.properties-style file (Kafka property names).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Set a property, e.g. `-o listeners=PLAINTEXT://0.0.0.0:9092` (repeatable).
+    #[arg(long = "override", short = 'o', value_name = "NAME=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=').or_else(|| l.split_once(':'))?;
+            Some((k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+fn load_properties(args: &ServeArgs) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut props = BTreeMap::new();
+    if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        props.extend(parse_properties(&text));
+    }
+    for (k, v) in std::env::vars() {
+        if let Some(name) = k.strip_prefix("MOLDAU_") {
+            if name == "LOG" {
+                continue; // tracing filter, see main
+            }
+            props.insert(name.to_ascii_lowercase().replace('_', "."), v);
+        }
+    }
+    for o in &args.overrides {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--override '{o}' is not NAME=VALUE"))?;
+        props.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    Ok(props)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = BrokerConfig::from_properties(load_properties(&args)?)?;
+    let server = Server::bind(config).await?;
+    let broker = server.broker().clone();
+    tracing::info!(
+        listener = %server.local_addr(),
+        advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
+        log_dir = %broker.config.log_dir.display(),
+        cluster_id = %broker.cluster_id,
+        node_id = broker.config.node_id,
+        "Moldau broker started"
+    );
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MOLDAU_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+            Command::Serve(args) => serve(args).await,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_file_syntax() {
+        let p = parse_properties(
+            "# comment\nlog.dirs=/tmp/x\n listeners = PLAINTEXT://:9092\nbad line\n",
+        );
+        assert_eq!(p.get("log.dirs").map(String::as_str), Some("/tmp/x"));
+        assert_eq!(
+            p.get("listeners").map(String::as_str),
+            Some("PLAINTEXT://:9092")
+        );
+        assert_eq!(p.len(), 2);
+    }
+}

@@ -1,0 +1,141 @@
+//! Starts the real `moldau` binary on an ephemeral port with its own data directory,
+//! so tests drive exactly what users run, can restart it, and can kill -9 it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running broker process.
+pub struct TestBroker {
+    child: Option<Child>,
+    /// `127.0.0.1:<port>` of the Kafka listener.
+    pub addr: String,
+    data: PathBuf,
+    extra: Vec<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestBroker {
+    /// Starts a broker in a fresh temporary data directory.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a broker with extra `name=value` properties.
+    pub fn start_with(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, addr) = spawn(&data, &extra, None);
+        Self {
+            child: Some(child),
+            addr,
+            data,
+            extra,
+            _dir: Some(dir),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// SIGTERM (graceful shutdown) and wait for exit; returns whether it exited 0.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        signal(&child, libc::SIGTERM);
+        child.wait().expect("wait").success()
+    }
+
+    /// SIGKILL: no shutdown at all, as in a crash or power loss of the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        let port = self.addr.rsplit(':').next().map(str::to_owned);
+        let (child, addr) = spawn(&self.data, &self.extra, port.as_deref());
+        self.child = Some(child);
+        self.addr = addr;
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY-free: libc::kill only sends a signal to our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child, String) {
+    for attempt in 0..50 {
+        let listener = format!("127.0.0.1:{}", port.unwrap_or("0"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moldau"));
+        cmd.arg("serve")
+            .arg("-o")
+            .arg(format!("listeners=PLAINTEXT://{listener}"))
+            .arg("-o")
+            .arg(format!("log.dirs={}", data.display()))
+            .env("MOLDAU_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.arg("-o").arg(format!("{k}={v}"));
+        }
+        let mut child = cmd.spawn().expect("spawn moldau");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("MOLDAU_TEST_VERBOSE").is_some() {
+                    eprintln!("[broker] {line}");
+                }
+                if !sent {
+                    if let Some(rest) = line.split("listener=").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                        let _ = tx.send(Ok(addr));
+                        sent = true;
+                    } else if line.starts_with("Error") {
+                        let _ = tx.send(Err(line.clone()));
+                        sent = true;
+                    }
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => return (child, addr),
+            Ok(Err(line)) if line.contains("Address already in use") && attempt < 49 => {
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => {
+                let _ = child.kill();
+                panic!("broker did not start: {other:?}");
+            }
+        }
+    }
+    unreachable!("retries exhausted")
+}

@@ -1,0 +1,151 @@
+//! Raw-socket abuse: the broker answers with the protocol's error or drops only the
+//! offending connection, and keeps serving everyone else.
+
+mod common;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::TestBroker;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+fn api_versions_frame(version: i16, correlation_id: i32) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+    let body = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("raw"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    let hv = ApiKey::ApiVersions.request_header_version(version);
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, hv).expect("header");
+    body.encode(&mut buf, version.min(4)).expect("body");
+    let mut framed = (buf.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&buf);
+    framed
+}
+
+/// Reads one response frame; `None` if the broker closed the connection.
+fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn closed_by_broker(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
+}
+
+/// A fresh connection still gets a valid ApiVersions v3 answer.
+fn assert_healthy(addr: &str) {
+    let mut s = connect(addr);
+    s.write_all(&api_versions_frame(3, 77)).expect("write");
+    let mut frame = read_frame(&mut s).expect("response");
+    assert_eq!(frame.get_i32(), 77, "correlation id");
+    let resp = ApiVersionsResponse::decode(&mut frame, 3).expect("decode");
+    assert_eq!(resp.error_code, 0);
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
+}
+
+#[test]
+fn hostile_input_costs_one_connection_only() {
+    let broker = TestBroker::start();
+    let addr = broker.addr.clone();
+    assert_healthy(&addr);
+
+    // Garbage bytes.
+    let mut s = connect(&addr);
+    s.write_all(&[
+        0x00, 0x00, 0x00, 0x10, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ])
+    .expect("write");
+    assert!(closed_by_broker(&mut s), "garbage closes the connection");
+    assert_healthy(&addr);
+
+    // A 2 GiB length prefix: refused before any allocation.
+    let mut s = connect(&addr);
+    s.write_all(&0x7fff_ffffu32.to_be_bytes()).expect("write");
+    assert!(closed_by_broker(&mut s));
+    assert_healthy(&addr);
+
+    // A negative length prefix.
+    let mut s = connect(&addr);
+    s.write_all(&(-5i32).to_be_bytes()).expect("write");
+    assert!(closed_by_broker(&mut s));
+
+    // A truncated frame, then the client hangs up.
+    let mut s = connect(&addr);
+    s.write_all(&100i32.to_be_bytes()).expect("write");
+    s.write_all(&[0, 18, 0, 3]).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert!(closed_by_broker(&mut s));
+    assert_healthy(&addr);
+
+    // An unknown api key: Kafka closes the connection.
+    let mut s = connect(&addr);
+    let mut frame = api_versions_frame(3, 5);
+    frame[4..6].copy_from_slice(&9_999i16.to_be_bytes());
+    s.write_all(&frame).expect("write");
+    assert!(closed_by_broker(&mut s));
+    assert_healthy(&addr);
+
+    // A huge array count inside a valid frame (Metadata v1, topics = 2^31-1).
+    let mut s = connect(&addr);
+    let mut body = BytesMut::new();
+    body.put_i16(ApiKey::Metadata as i16);
+    body.put_i16(1);
+    body.put_i32(9);
+    body.put_i16(-1); // null client id
+    body.put_i32(i32::MAX);
+    let mut framed = (body.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    s.write_all(&framed).expect("write");
+    assert!(closed_by_broker(&mut s));
+    assert_healthy(&addr);
+
+    // An ApiVersions version from the future: v0 body with UNSUPPORTED_VERSION (35).
+    let mut s = connect(&addr);
+    let mut frame = api_versions_frame(3, 42);
+    frame[6..8].copy_from_slice(&99i16.to_be_bytes());
+    s.write_all(&frame).expect("write");
+    let mut resp = read_frame(&mut s).expect("answered, not dropped");
+    assert_eq!(resp.get_i32(), 42, "correlation id echoed, header v0");
+    let body = ApiVersionsResponse::decode(&mut resp, 0).expect("v0 body");
+    assert_eq!(body.error_code, 35);
+    let av = body
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .expect("listed");
+    assert_eq!((av.min_version, av.max_version), (0, 4));
+
+    // Pipelined requests on one connection are answered in order.
+    let mut s = connect(&addr);
+    let mut many = Vec::new();
+    for c in 0..20 {
+        many.extend(api_versions_frame((c % 4) as i16, 1_000 + c));
+    }
+    s.write_all(&many).expect("write");
+    for c in 0..20 {
+        let mut f = read_frame(&mut s).expect("response");
+        assert_eq!(f.get_i32(), 1_000 + c);
+    }
+    assert_healthy(&addr);
+}

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Drives a real `moldau` binary with kcat, confluent-kafka and kafka-python.
+
+Usage: compat.py PATH_TO_MOLDAU_BINARY
+
+Starts the broker on a free loopback port with a fresh data directory, runs each check,
+and prints one line per check plus a closing 'N passed, N failed' line. Exits non-zero
+if any check failed.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+
+BINARY = sys.argv[1]
+RESULTS = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Broker:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="moldau-compat-")
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.log = open(os.path.join(self.dir, "broker.log"), "w")
+        self.proc = subprocess.Popen(
+            [BINARY, "serve", "-o", f"listeners=PLAINTEXT://{self.addr}",
+             "-o", f"log.dirs={self.dir}/data"],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("broker did not start")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self.log.close()
+        return code
+
+    def dump_log(self):
+        with open(os.path.join(self.dir, "broker.log")) as f:
+            sys.stdout.write(f.read()[-4000:])
+
+
+def check(name):
+    def wrap(fn):
+        def run(broker):
+            started = time.time()
+            try:
+                fn(broker)
+                RESULTS.append((name, True))
+                print(f"ok    {name} ({time.time() - started:.1f}s)", flush=True)
+            except Exception:  # noqa: BLE001 - report every failure and go on
+                RESULTS.append((name, False))
+                print(f"FAIL  {name}", flush=True)
+                traceback.print_exc()
+        run.__name__ = fn.__name__
+        return run
+    return wrap
+
+
+def kcat(broker, *args, stdin=None):
+    out = subprocess.run(["kcat", "-b", broker.addr, *args], input=stdin,
+                         capture_output=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"kcat {args} failed: {out.stderr.decode()}")
+    return out.stdout.decode()
+
+
+@check("kcat: metadata, produce with keys, consume back, offsets")
+def kcat_roundtrip(broker):
+    lines = [f"k{i}:value {i} ü" for i in range(500)]
+    kcat(broker, "-P", "-t", "kcat-topic", "-K:", "-z", "snappy",
+         stdin=("\n".join(lines) + "\n").encode())
+    meta = kcat(broker, "-L", "-t", "kcat-topic")
+    assert "topic \"kcat-topic\" with 1 partitions" in meta, meta
+    assert "leader 1" in meta, meta
+    out = kcat(broker, "-C", "-t", "kcat-topic", "-e", "-f", "%k|%s|%o\\n")
+    got = out.strip().split("\n")
+    assert len(got) == 500, len(got)
+    for i, line in enumerate(got):
+        assert line == f"k{i}|value {i} ü|{i}", line
+    tail = kcat(broker, "-C", "-t", "kcat-topic", "-o", "-3", "-e", "-f", "%o\\n").split()
+    assert tail == ["497", "498", "499"], tail
+
+
+@check("confluent-kafka: admin, produce with headers, consume, watermarks, offsets_for_times")
+def confluent_roundtrip(broker):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.addr})
+    topic = "ck-" + uuid.uuid4().hex[:8]
+    fs = admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    fs[topic].result(timeout=30)
+    assert topic in admin.list_topics(timeout=10).topics
+
+    producer = Producer({"bootstrap.servers": broker.addr, "acks": "all",
+                         "compression.type": "zstd", "linger.ms": 5})
+    delivered = []
+    base_ts = 1_700_000_000_000
+    for i in range(3000):
+        producer.produce(topic, key=f"key-{i}", value=f"value-{i}".encode(),
+                         headers=[("i", str(i).encode())], partition=i % 3,
+                         timestamp=base_ts + i,
+                         on_delivery=lambda err, msg: delivered.append((err, msg.partition(), msg.offset())))
+    assert producer.flush(30) == 0
+    assert all(err is None for err, _, _ in delivered), delivered[:3]
+    assert len(delivered) == 3000
+
+    consumer = Consumer({"bootstrap.servers": broker.addr, "group.id": "unused-no-commit",
+                         "enable.auto.commit": False, "check.crcs": True})
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, 1), timeout=10)
+    assert (low, high) == (0, 1000), (low, high)
+    found = consumer.offsets_for_times([TopicPartition(topic, 0, base_ts + 300)], timeout=10)
+    assert found[0].offset == 100, found[0]
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    seen = {}
+    deadline = time.time() + 60
+    while len(seen) < 3000 and time.time() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is None:
+            continue
+        assert msg.error() is None, msg.error()
+        i = int(msg.headers()[0][1])
+        assert msg.key() == f"key-{i}".encode()
+        assert msg.value() == f"value-{i}".encode()
+        assert msg.partition() == i % 3 and msg.offset() == i // 3
+        seen[i] = True
+    consumer.close()
+    assert len(seen) == 3000, len(seen)
+    fs = admin.delete_topics([topic])
+    fs[topic].result(timeout=30)
+
+
+@check("kafka-python: produce, consume, beginning/end offsets, offsets_for_times")
+def kafka_python_roundtrip(broker):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = "kp-" + uuid.uuid4().hex[:8]
+    admin = KafkaAdminClient(bootstrap_servers=broker.addr)
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    # Idempotence (InitProducerId) is not served yet; kafka-python 3 turns it on by default.
+    producer = KafkaProducer(bootstrap_servers=broker.addr, acks="all", compression_type="gzip",
+                             enable_idempotence=False)
+    futures = [producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
+                             partition=i % 2, timestamp_ms=1_700_000_000_000 + i,
+                             headers=[("n", str(i).encode())]) for i in range(1000)]
+    producer.flush(30)
+    offsets = [f.get(timeout=30).offset for f in futures]
+    assert offsets == [i // 2 for i in range(1000)], offsets[:6]
+    producer.close()
+
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    consumer = KafkaConsumer(bootstrap_servers=broker.addr, group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=10000)
+    assert consumer.beginning_offsets(tps) == {tps[0]: 0, tps[1]: 0}
+    assert consumer.end_offsets(tps) == {tps[0]: 500, tps[1]: 500}
+    by_time = consumer.offsets_for_times({tps[1]: 1_700_000_000_000 + 101})
+    assert by_time[tps[1]].offset == 50, by_time  # record i=101 is offset 101 // 2
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    got = {}
+    for msg in consumer:
+        i = int(msg.value[1:])
+        assert msg.key == f"k{i}".encode()
+        assert dict(msg.headers)["n"] == str(i).encode()
+        got[i] = msg.offset
+        if len(got) == 1000:
+            break
+    consumer.close()
+    assert len(got) == 1000, len(got)
+    assert all(got[i] == i // 2 for i in got)
+
+
+def main():
+    if shutil.which("kcat") is None:
+        print("kcat is not installed (run .ci/run, which installs it)")
+        sys.exit(2)
+    broker = Broker()
+    try:
+        for fn in (kcat_roundtrip, confluent_roundtrip, kafka_python_roundtrip):
+            fn(broker)
+    finally:
+        code = broker.stop()
+        RESULTS.append(("broker exits 0 on SIGTERM", code == 0))
+        print(("ok    " if code == 0 else "FAIL  ") + f"broker exits 0 on SIGTERM (exit {code})")
+        if not all(ok for _, ok in RESULTS):
+            broker.dump_log()
+        shutil.rmtree(broker.dir, ignore_errors=True)
+    passed = sum(1 for _, ok in RESULTS if ok)
+    failed = len(RESULTS) - passed
+    print(f"compat: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
