@@ -23,9 +23,14 @@ const fn r(key: ApiKey, min: i16, max: i16) -> ApiRange {
     ApiRange { key, min, max }
 }
 
+/// Produce versions below 3 (message formats v0/v1) are advertised but answered with
+/// `UNSUPPORTED_VERSION` per partition, as Kafka 4 does (KIP-896; KAFKA-18659: older
+/// librdkafka refuses to produce compressed batches unless Produce's minimum is 0).
+pub const PRODUCE_REJECTED_BELOW: i16 = 3;
+
 /// Every API Moldau serves, in api-key order.
 pub const SUPPORTED: &[ApiRange] = &[
-    r(ApiKey::Produce, 3, 11),
+    r(ApiKey::Produce, 0, 11),
     r(ApiKey::Fetch, 4, 16),
     r(ApiKey::ListOffsets, 1, 8),
     r(ApiKey::Metadata, 0, 12),
@@ -71,7 +76,10 @@ mod tests {
         }
         for r in SUPPORTED {
             match r.key {
-                ApiKey::Produce => within::<ProduceRequest>(r),
+                ApiKey::Produce => within::<ProduceRequest>(&ApiRange {
+                    min: PRODUCE_REJECTED_BELOW,
+                    ..*r
+                }),
                 ApiKey::Fetch => within::<FetchRequest>(r),
                 ApiKey::ListOffsets => within::<ListOffsetsRequest>(r),
                 ApiKey::Metadata => within::<MetadataRequest>(r),

@@ -136,6 +136,39 @@ fn hostile_input_costs_one_connection_only() {
         .expect("listed");
     assert_eq!((av.min_version, av.max_version), (0, 4));
 
+    // Produce v2 (message format v1 era): advertised, answered UNSUPPORTED_VERSION per
+    // partition, like Kafka 4.
+    let mut s = connect(&addr);
+    let mut req = BytesMut::new();
+    req.put_i16(ApiKey::Produce as i16);
+    req.put_i16(2);
+    req.put_i32(31);
+    req.put_i16(-1); // null client id
+    req.put_i16(1); // acks
+    req.put_i32(1_000); // timeout
+    req.put_i32(1); // one topic
+    req.put_i16(3);
+    req.put_slice(b"old");
+    req.put_i32(1); // one partition
+    req.put_i32(0);
+    req.put_i32(4);
+    req.put_slice(&[0, 0, 0, 0]); // records (never looked at)
+    let mut framed = (req.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&req);
+    s.write_all(&framed).expect("write");
+    let mut resp = read_frame(&mut s).expect("answered");
+    assert_eq!(resp.get_i32(), 31);
+    assert_eq!(resp.get_i32(), 1, "one topic");
+    let name_len = resp.get_i16() as usize;
+    assert_eq!(&resp.split_to(name_len)[..], b"old");
+    assert_eq!(resp.get_i32(), 1, "one partition");
+    assert_eq!(resp.get_i32(), 0, "partition index");
+    assert_eq!(resp.get_i16(), 35, "UNSUPPORTED_VERSION");
+    assert_eq!(resp.get_i64(), -1, "base offset");
+    assert_eq!(resp.get_i64(), -1, "log append time (v2)");
+    assert_eq!(resp.get_i32(), 0, "throttle time");
+    assert!(!resp.has_remaining());
+
     // Pipelined requests on one connection are answered in order.
     let mut s = connect(&addr);
     let mut many = Vec::new();

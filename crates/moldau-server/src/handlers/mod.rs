@@ -97,6 +97,9 @@ pub fn dispatch(broker: &Arc<Broker>, frame_bytes: Bytes) -> Dispatch {
     match api_key {
         ApiKey::ApiVersions => run(b, header, body, api_versions::handle),
         ApiKey::Metadata => run(b, header, body, metadata::handle),
+        ApiKey::Produce if header.request_api_version < apis::PRODUCE_REJECTED_BELOW => {
+            produce::reject_legacy(&header, body)
+        }
         ApiKey::Produce => match decode(&mut body, header.request_api_version) {
             Ok(req) => produce::handle(&b, header, req),
             Err(e) => Dispatch::Close(e),

@@ -1,4 +1,5 @@
-//! Produce (key 0), versions 3–11.
+//! Produce (key 0), versions 3–11; versions 0–2 are advertised and answered with
+//! `UNSUPPORTED_VERSION`, as Kafka 4 does (see [`reject_legacy`]).
 //!
 //! Per partition: the `records` field must be exactly one magic-2 batch (Kafka's rule
 //! since v3) whose length, record count and CRC-32C are valid (`CORRUPT_MESSAGE`,
@@ -183,4 +184,52 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
         let body = ProduceResponse::default().with_responses(responses);
         encode_response(ApiKey::Produce, version, correlation_id, &body)
     }))
+}
+
+/// Answers Produce v0–2 with `UNSUPPORTED_VERSION` for every partition (Kafka 4,
+/// KIP-896). The v0–2 request is the v3 layout without `transactional_id`, so it is
+/// decoded as v3 behind a null transactional id; the response is written by hand
+/// because the message crate starts at v3 (v2 = v3; v1 lacks `log_append_time_ms`;
+/// v0 also lacks `throttle_time_ms`). With `acks=0` the connection is closed instead.
+pub fn reject_legacy(header: &RequestHeader, body: bytes::Bytes) -> Dispatch {
+    use bytes::BufMut;
+    use kafka_protocol::protocol::Decodable;
+    let version = header.request_api_version;
+    let mut v3 = BytesMut::with_capacity(body.len() + 2);
+    v3.put_i16(-1);
+    v3.extend_from_slice(&body);
+    let mut v3 = v3.freeze();
+    let req = match ProduceRequest::decode(&mut v3, 3) {
+        Ok(r) => r,
+        Err(e) => return Dispatch::Close(format!("malformed Produce v{version}: {e}")),
+    };
+    if req.acks == 0 {
+        return Dispatch::Close(format!(
+            "Produce v{version} is not supported (acks=0: closing)"
+        ));
+    }
+    let mut out = BytesMut::new();
+    out.put_i32(0); // size, patched below
+    out.put_i32(header.correlation_id);
+    out.put_i32(req.topic_data.len() as i32);
+    for t in &req.topic_data {
+        let name = t.name.0.as_bytes();
+        out.put_i16(name.len() as i16);
+        out.put_slice(name);
+        out.put_i32(t.partition_data.len() as i32);
+        for p in &t.partition_data {
+            out.put_i32(p.index);
+            out.put_i16(ResponseError::UnsupportedVersion.code());
+            out.put_i64(-1); // base_offset
+            if version >= 2 {
+                out.put_i64(-1); // log_append_time_ms
+            }
+        }
+    }
+    if version >= 1 {
+        out.put_i32(0); // throttle_time_ms
+    }
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Dispatch::Respond(Box::pin(std::future::ready(Some(out.freeze()))))
 }
