@@ -12,6 +12,38 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 use uuid::Uuid;
 
+/// The metadata log's own topic name: it can be neither created nor deleted by clients
+/// (its partition directory is the metadata log).
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// Most records one client operation may produce (KRaft's `MAX_RECORDS_PER_USER_OP`):
+/// bounds the memory and metadata-log batch a single CreateTopics or CreatePartitions
+/// can cause.
+pub const MAX_RECORDS_PER_USER_OP: usize = 10_000;
+
+fn reserved(name: &str) -> ControllerResult<()> {
+    if name == METADATA_TOPIC {
+        return Err(ControllerError::new(
+            ResponseError::InvalidRequest,
+            format!("Creation or deletion of internal topic {name} is prohibited."),
+        ));
+    }
+    Ok(())
+}
+
+fn within_op_limit(partitions: i64) -> ControllerResult<()> {
+    if partitions > MAX_RECORDS_PER_USER_OP as i64 / 2 {
+        return Err(ControllerError::new(
+            ResponseError::InvalidPartitions,
+            format!(
+                "{partitions} partitions exceed the {} partitions one request may create.",
+                MAX_RECORDS_PER_USER_OP / 2
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A rejected change, with the Kafka error it is answered with.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{error:?}: {message}")]
@@ -62,6 +94,7 @@ pub fn create_topic(
 ) -> ControllerResult<Vec<MetadataRecord>> {
     moldau_types::validate_topic_name(&topic.name)
         .map_err(|m| ControllerError::new(ResponseError::InvalidTopicException, m))?;
+    reserved(&topic.name)?;
     if image.topics.contains_key(&topic.name) {
         return Err(ControllerError::new(
             ResponseError::TopicAlreadyExists,
@@ -80,8 +113,10 @@ pub fn create_topic(
         ));
     }
     if let Some(assignments) = &topic.assignments {
+        within_op_limit(assignments.len() as i64)?;
         return create_assigned(image, topic, assignments);
     }
+    within_op_limit(i64::from(topic.num_partitions))?;
     if topic.num_partitions < 1 {
         return Err(ControllerError::new(
             ResponseError::InvalidPartitions,
@@ -212,6 +247,7 @@ fn place_partitions(
 
 /// Records that delete a topic. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
 pub fn delete_topic(image: &MetadataImage, name: &str) -> ControllerResult<Vec<MetadataRecord>> {
+    reserved(name)?;
     let topic = image.topics.get(name).ok_or_else(|| {
         ControllerError::new(
             ResponseError::UnknownTopicOrPartition,
@@ -403,6 +439,10 @@ mod tests {
             create_topic(&image, &rf).expect_err("rf").error,
             ResponseError::InvalidReplicationFactor
         );
+        let err = create_topic(&image, &new_topic(METADATA_TOPIC, 1)).expect_err("reserved");
+        assert_eq!(err.error, ResponseError::InvalidRequest);
+        let err = create_topic(&image, &new_topic("huge", i32::MAX)).expect_err("too many");
+        assert_eq!(err.error, ResponseError::InvalidPartitions);
         let mut bad = new_topic("bad", 1);
         bad.configs.insert("retention.ms".into(), "soon".into());
         assert_eq!(
