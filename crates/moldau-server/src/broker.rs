@@ -97,8 +97,13 @@ impl Broker {
     }
 
     /// Starts the flush scheduler, retention checker and checkpoint writer. They stop
-    /// when `shutdown` flips to true.
-    pub fn spawn_background(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// when `shutdown` flips to true; await the handles before the final flush so no
+    /// job races it.
+    pub fn spawn_background(
+        self: &Arc<Self>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = Vec::new();
         let every = |ms: u64| std::time::Duration::from_millis(ms.max(10));
         type Job = fn(&Broker);
         let jobs: [(u64, Job); 3] = [
@@ -118,7 +123,7 @@ impl Broker {
             let broker = self.clone();
             let mut stop = shutdown.clone();
             let period = every(interval);
-            tokio::spawn(async move {
+            handles.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 tick.tick().await;
                 loop {
@@ -130,8 +135,9 @@ impl Broker {
                         _ = stop.changed() => break,
                     }
                 }
-            });
+            }));
         }
+        handles
     }
 
     /// Clean shutdown of storage: flush, checkpoints, clean-shutdown marker.

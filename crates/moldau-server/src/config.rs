@@ -44,6 +44,9 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     /// `socket.request.max.bytes` (default 104857600).
     pub socket_request_max_bytes: usize,
+    /// `fetch.max.bytes`: most record bytes one Fetch response carries, whatever the
+    /// request asks (default 57671680, 55 MiB, as Kafka).
+    pub fetch_max_bytes: usize,
     /// `log.retention.check.interval.ms` (default 300000).
     pub retention_check_interval_ms: u64,
     /// `log.flush.scheduler.interval.ms` (default 1000 here; Kafka's is Long.MAX).
@@ -109,6 +112,7 @@ impl BrokerConfig {
             default_replication_factor: parse(p, "default.replication.factor", 1)?,
             auto_create_topics_enable: parse(p, "auto.create.topics.enable", true)?,
             socket_request_max_bytes: parse(p, "socket.request.max.bytes", 104_857_600)?,
+            fetch_max_bytes: parse(p, "fetch.max.bytes", 57_671_680)?,
             retention_check_interval_ms: parse(p, "log.retention.check.interval.ms", 300_000)?,
             flush_scheduler_interval_ms: parse(p, "log.flush.scheduler.interval.ms", 1_000)?,
             checkpoint_interval_ms: parse(p, "log.flush.offset.checkpoint.interval.ms", 60_000)?,

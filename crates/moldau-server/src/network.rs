@@ -11,9 +11,10 @@
 
 use crate::broker::{Broker, StartError};
 use crate::config::BrokerConfig;
-use crate::handlers::{self, Dispatch, ResponseFuture};
+use crate::handlers::{self, Dispatch, Reply, ResponseFuture};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
 use moldau_protocol::frame;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,10 @@ use tokio::sync::{mpsc, watch};
 /// Requests in flight per connection before the broker stops reading from it
 /// (Kafka's `max.in.flight.requests.per.connection` is 5 by default on clients).
 const MAX_IN_FLIGHT: usize = 64;
+/// Frames read ahead of dispatch per connection. Dispatch is quick (it only starts a
+/// request), so a short queue keeps the pipeline full while bounding the memory a peer
+/// can make the broker hold to a few frames of `socket.request.max.bytes`.
+const READ_AHEAD_FRAMES: usize = 2;
 /// Chunk in which frame bodies are read, bytes.
 const READ_CHUNK: usize = 64 * 1024;
 /// How long a graceful shutdown waits for in-flight requests, ms.
@@ -81,7 +86,7 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), moldau_storage::StorageError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        self.broker.spawn_background(stop_rx.clone());
+        let background = self.broker.spawn_background(stop_rx.clone());
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -115,6 +120,10 @@ impl Server {
         {
             tracing::warn!("in-flight requests did not finish in time; closing their connections");
             connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
+        for job in background {
+            let _ = job.await;
         }
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.shutdown())
@@ -190,7 +199,7 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
     let (rd, wr) = stream.into_split();
-    let (tx, mut frames) = mpsc::channel(MAX_IN_FLIGHT);
+    let (tx, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
     let reader = tokio::spawn(read_frames(rd, broker.config.socket_request_max_bytes, tx));
     let mut writer = BufWriter::with_capacity(256 * 1024, wr);
     let mut in_flight: FuturesOrdered<ResponseFuture> = FuturesOrdered::new();
@@ -201,13 +210,24 @@ async fn serve_connection(
         }
         tokio::select! {
             biased;
-            Some(response) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Some(bytes) = response {
-                    writer.write_all(&bytes).await?;
+            Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                // Write this reply and every later one that is already complete, then
+                // flush: a finished response never waits behind a slower request.
+                let mut next = Some(reply);
+                while let Some(reply) = next.take() {
+                    match reply {
+                        Reply::Send(bytes) => writer.write_all(&bytes).await?,
+                        Reply::Nothing => {}
+                        Reply::Close(reason) => {
+                            tracing::warn!(%peer, %reason, "closing connection");
+                            closing = true;
+                            in_flight.clear();
+                            break;
+                        }
+                    }
+                    next = in_flight.next().now_or_never().flatten();
                 }
-                if in_flight.is_empty() {
-                    writer.flush().await?;
-                }
+                writer.flush().await?;
             }
             frame = frames.recv(), if !closing && in_flight.len() < MAX_IN_FLIGHT => match frame {
                 Some(Ok(frame)) => match handlers::dispatch(&broker, frame) {

@@ -11,6 +11,7 @@ use moldau_storage::{FetchDataInfo, Log, LogAppendInfo, Result as StorageResult,
 use moldau_types::TopicPartition;
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -71,18 +72,20 @@ impl Partition {
         *self.settings.read()
     }
 
-    /// Replaces settings and log config after a config change.
+    /// Applies a metadata change: new settings, log config and leader epoch. Takes the
+    /// write locks only for what actually changed.
     pub fn reconfigure(
         &self,
         log_config: moldau_storage::LogConfig,
         settings: TopicSettings,
         leader_epoch: i32,
     ) {
-        *self.settings.write() = settings;
         self.leader_epoch.store(leader_epoch, Ordering::Relaxed);
-        let mut log = self.log.write();
-        if log.config() != &log_config {
-            log.set_config(log_config);
+        if *self.settings.read() != settings {
+            *self.settings.write() = settings;
+        }
+        if self.log.read().config() != &log_config {
+            self.log.write().set_config(log_config);
         }
     }
 
@@ -125,16 +128,22 @@ impl Partition {
     }
 
     /// Reads whole batches from `offset`, bounded by the high watermark (see
-    /// [`Log::read`] for KIP-74 and the errors).
+    /// [`Log::read`] for KIP-74 and the errors), with the offsets as of that same read,
+    /// so a response never reports a high watermark below the data it carries.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
-    ) -> StorageResult<FetchDataInfo> {
+    ) -> (PartitionOffsets, StorageResult<FetchDataInfo>) {
         let log = self.log.read();
-        let hw = log.log_end_offset();
-        log.read(offset, max_bytes, hw, min_one_batch)
+        let offsets = PartitionOffsets {
+            log_start_offset: log.log_start_offset(),
+            high_watermark: log.log_end_offset(),
+            log_end_offset: log.log_end_offset(),
+        };
+        let data = log.read(offset, max_bytes, offsets.high_watermark, min_one_batch);
+        (offsets, data)
     }
 
     /// Runs `f` with shared access to the log (ListOffsets, DeleteRecords checks).
@@ -154,53 +163,67 @@ impl Partition {
 
     /// Waits until every offset below `end_offset` is fsynced (for `acks=-1`).
     ///
-    /// Group commit: one waiter runs `fdatasync` on a blocking thread for everything
-    /// appended so far while later waiters queue behind it, so N concurrent producers
-    /// cost one sync, not N. A failed sync poisons the log (no later write is
-    /// acknowledged; see STYLE.md on fsync failures) and returns the error.
-    pub async fn wait_durable(self: &std::sync::Arc<Self>, end_offset: i64) -> StorageResult<()> {
+    /// Group commit: when no sync is running, a waiter starts one on a detached
+    /// blocking task that fsyncs everything appended so far, advances the recovery
+    /// point and wakes all waiters; later waiters queue behind it, so N concurrent
+    /// producers cost one sync, not N. The sync runs to completion even if every waiter
+    /// goes away (a closed connection cannot wedge the partition). A failed sync poisons
+    /// the log (no later write is acknowledged; see STYLE.md on fsync failures).
+    pub async fn wait_durable(self: &Arc<Self>, end_offset: i64) -> StorageResult<()> {
         loop {
             let notified = {
                 let mut state = self.sync.lock();
-                let log = self.log.read();
-                if log.is_poisoned() {
-                    return Err(StorageError::Poisoned);
+                {
+                    let log = self.log.read();
+                    if log.is_poisoned() {
+                        return Err(StorageError::Poisoned);
+                    }
+                    if log.recovery_point() >= end_offset {
+                        return Ok(());
+                    }
                 }
-                if log.recovery_point() >= end_offset {
-                    return Ok(());
-                }
-                if state.in_progress {
-                    let n = self.synced.notified();
-                    Some(n)
-                } else {
+                let notified = self.synced.notified();
+                if !state.in_progress {
                     state.in_progress = true;
-                    None
+                    let partition = self.clone();
+                    tokio::task::spawn_blocking(move || partition.sync_now());
                 }
+                notified
             };
-            if let Some(n) = notified {
-                n.await;
-                continue;
-            }
-            let target = self.log.read().flush_target();
-            let result = tokio::task::spawn_blocking(move || {
-                let r = target.sync();
-                (target, r)
-            })
-            .await;
-            {
-                let mut state = self.sync.lock();
-                let mut log = self.log.write();
-                match &result {
-                    Ok((target, Ok(()))) => log.mark_flushed(target.end_offset()),
-                    _ => log.poison(),
-                }
-                state.in_progress = false;
-            }
-            self.synced.notify_waiters();
-            if let Ok((_, Err(e))) = result {
-                tracing::error!(partition = %self.tp, error = %e, "fsync failed; log poisoned");
-                return Err(StorageError::Poisoned);
-            }
+            notified.await;
         }
+    }
+
+    /// Runs one group-commit round on this (blocking) thread unless one is already
+    /// running (the flush scheduler's entry point).
+    pub fn flush_blocking(&self) {
+        {
+            let mut state = self.sync.lock();
+            if state.in_progress {
+                return;
+            }
+            state.in_progress = true;
+        }
+        self.sync_now();
+    }
+
+    /// One group-commit round (blocking): fsync what was appended when it started,
+    /// publish the new recovery point, wake the waiters.
+    fn sync_now(&self) {
+        let target = self.log.read().flush_target();
+        let result = target.sync();
+        {
+            let mut state = self.sync.lock();
+            let mut log = self.log.write();
+            match &result {
+                Ok(()) => log.mark_flushed(target.end_offset()),
+                Err(e) => {
+                    tracing::error!(partition = %self.tp, error = %e, "fsync failed; log poisoned");
+                    log.poison();
+                }
+            }
+            state.in_progress = false;
+        }
+        self.synced.notify_waiters();
     }
 }

@@ -13,11 +13,13 @@
 
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
+use moldau_metadata::controller::METADATA_TOPIC;
+use moldau_metadata::log::METADATA_LOG_DIR;
 use moldau_metadata::MetadataImage;
 use moldau_storage::{checkpoint, Log, StorageError, CLEAN_SHUTDOWN_FILE};
 use moldau_types::TopicPartition;
-use parking_lot::RwLock;
-use std::collections::HashMap;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -37,6 +39,9 @@ pub fn now_ms() -> i64 {
 pub struct ReplicaManager {
     config: BrokerConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Partitions whose log could not be opened: a clean-shutdown marker must not vouch
+    /// for them.
+    failed: Mutex<HashSet<TopicPartition>>,
     recovery_points: HashMap<(String, i32), i64>,
     log_starts: HashMap<(String, i32), i64>,
     clean_shutdown: bool,
@@ -49,18 +54,30 @@ impl ReplicaManager {
         let dir = config.log_dir.clone();
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean_shutdown = marker.exists();
-        let recovery_points = checkpoint::read(&dir.join(RECOVERY_POINT_FILE))?;
-        let log_starts = checkpoint::read(&dir.join(LOG_START_FILE))?;
+        // A damaged checkpoint costs a longer recovery, never the broker: with no
+        // recovery points every unclean log is scanned from its start.
+        let read_checkpoint = |name: &str| {
+            checkpoint::read(&dir.join(name)).unwrap_or_else(|e| {
+                tracing::warn!(file = name, error = %e, "ignoring unreadable checkpoint");
+                HashMap::new()
+            })
+        };
+        let recovery_points = read_checkpoint(RECOVERY_POINT_FILE);
+        let log_starts = read_checkpoint(LOG_START_FILE);
         if clean_shutdown {
-            std::fs::remove_file(&marker).map_err(|source| StorageError::Io {
-                context: format!("removing {}", marker.display()),
-                source,
-            })?;
+            // Removed (durably) before any write, so a crash from here on is unclean.
+            std::fs::remove_file(&marker)
+                .and_then(|()| std::fs::File::open(&dir)?.sync_all())
+                .map_err(|source| StorageError::Io {
+                    context: format!("removing {}", marker.display()),
+                    source,
+                })?;
         }
         tracing::info!(clean_shutdown, dir = %dir.display(), "opening logs");
         Ok(Self {
             config,
             partitions: RwLock::new(HashMap::new()),
+            failed: Mutex::new(HashSet::new()),
             recovery_points,
             log_starts,
             clean_shutdown,
@@ -81,16 +98,20 @@ impl ReplicaManager {
     }
 
     /// Brings hosted partitions in line with `image`: opens logs for partitions this node
-    /// replicates, applies config changes, and deletes the logs of removed topics (and
-    /// stray directories whose topic no longer exists). Called at start and after every
-    /// metadata change, in log order.
+    /// replicates, applies config changes, and deletes the logs of removed topics;
+    /// directories whose topic the image does not know are renamed `*-stray` and kept
+    /// for an operator to look at, never deleted. Called at start and after every
+    /// metadata change, in log order. File work (opening, recovering, deleting logs) runs
+    /// without the partition-map lock, which request handlers take on every request; the
+    /// map is only locked briefly to read the diff and to insert or remove entries.
     pub fn reconcile(&self, image: &MetadataImage) {
         let node = self.config.node_id;
-        let mut wanted: HashMap<
-            TopicPartition,
-            (Uuid, i32, &std::collections::BTreeMap<String, String>),
-        > = HashMap::new();
+        let mut wanted: HashMap<TopicPartition, (Uuid, i32, &BTreeMap<String, String>)> =
+            HashMap::new();
         for topic in image.topics.values() {
+            if topic.name == METADATA_TOPIC {
+                continue;
+            }
             for (&p, part) in &topic.partitions {
                 if part.replicas.contains(&node) {
                     wanted.insert(
@@ -100,48 +121,76 @@ impl ReplicaManager {
                 }
             }
         }
-        let mut partitions = self.partitions.write();
-        let removed: Vec<TopicPartition> = partitions
-            .iter()
-            .filter(|(tp, p)| wanted.get(*tp).is_none_or(|w| w.0 != p.topic_id))
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        for tp in removed {
-            if let Some(p) = partitions.remove(&tp) {
+        let (removed, existing, to_open) = {
+            let partitions = self.partitions.read();
+            let removed: Vec<TopicPartition> = partitions
+                .iter()
+                .filter(|(tp, p)| wanted.get(*tp).is_none_or(|w| w.0 != p.topic_id))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            let mut existing = Vec::new();
+            let mut to_open = Vec::new();
+            for (tp, (topic_id, epoch, overrides)) in &wanted {
+                match partitions.get(tp) {
+                    Some(p) if p.topic_id == *topic_id => {
+                        existing.push((p.clone(), *epoch, *overrides))
+                    }
+                    _ => to_open.push((tp.clone(), *topic_id, *epoch, *overrides)),
+                }
+            }
+            (removed, existing, to_open)
+        };
+        if !removed.is_empty() {
+            let taken: Vec<(TopicPartition, Arc<Partition>)> = {
+                let mut partitions = self.partitions.write();
+                removed
+                    .into_iter()
+                    .filter_map(|tp| partitions.remove(&tp).map(|p| (tp, p)))
+                    .collect()
+            };
+            for (tp, p) in taken {
                 tracing::info!(partition = %tp, "deleting log of removed partition");
                 drop(p);
                 remove_dir(&self.config.log_dir.join(tp.dir_name()));
             }
         }
-        for (tp, (topic_id, epoch, overrides)) in wanted {
-            let (log_config, settings) = match self.config.resolve_topic(overrides) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(partition = %tp, error = %e, "bad topic config; using broker defaults");
-                    match self.config.resolve_topic(&Default::default()) {
-                        Ok(c) => c,
-                        Err(_) => continue,
-                    }
-                }
-            };
-            if let Some(p) = partitions.get(&tp) {
-                p.reconfigure(log_config, settings, epoch);
-                continue;
+        for (partition, epoch, overrides) in existing {
+            if let Some((log_config, settings)) = self.resolve(&partition.tp, overrides) {
+                partition.reconfigure(log_config, settings, epoch);
             }
+        }
+        for (tp, topic_id, epoch, overrides) in to_open {
+            let Some((log_config, settings)) = self.resolve(&tp, overrides) else {
+                continue;
+            };
             match self.open_log(&tp, topic_id, log_config) {
                 Ok(log) => {
-                    partitions.insert(
-                        tp.clone(),
-                        Arc::new(Partition::new(tp, topic_id, log, settings, epoch)),
-                    );
+                    self.failed.lock().remove(&tp);
+                    let partition =
+                        Arc::new(Partition::new(tp.clone(), topic_id, log, settings, epoch));
+                    self.partitions.write().insert(tp, partition);
                 }
                 Err(e) => {
-                    tracing::error!(partition = %tp, error = %e, "cannot open log; partition offline")
+                    tracing::error!(partition = %tp, error = %e, "cannot open log; partition offline");
+                    self.failed.lock().insert(tp);
                 }
             }
         }
-        drop(partitions);
-        self.remove_stray_dirs(image);
+        self.rename_stray_dirs(image);
+    }
+
+    fn resolve(
+        &self,
+        tp: &TopicPartition,
+        overrides: &BTreeMap<String, String>,
+    ) -> Option<(moldau_storage::LogConfig, crate::config::TopicSettings)> {
+        match self.config.resolve_topic(overrides) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "bad topic config; using broker defaults");
+                self.config.resolve_topic(&BTreeMap::new()).ok()
+            }
+        }
     }
 
     fn open_log(
@@ -181,7 +230,11 @@ impl ReplicaManager {
         Ok(log)
     }
 
-    fn remove_stray_dirs(&self, image: &MetadataImage) {
+    /// Renames partition directories of topics the image does not know to
+    /// `<dir>.<random>-stray` (as Kafka does with stray logs) so nothing is lost when the
+    /// image is unexpectedly behind the data, e.g. after a crash between a topic deletion
+    /// being committed and its directory being removed.
+    fn rename_stray_dirs(&self, image: &MetadataImage) {
         let Ok(entries) = std::fs::read_dir(&self.config.log_dir) else {
             return;
         };
@@ -194,12 +247,16 @@ impl ReplicaManager {
             let Some((topic, part)) = name.rsplit_once('-') else {
                 continue;
             };
-            if part.parse::<i32>().is_err() || topic.starts_with("__cluster_metadata") {
+            if part.parse::<i32>().is_err()
+                || name == METADATA_LOG_DIR
+                || image.topics.contains_key(topic)
+            {
                 continue;
             }
-            if !image.topics.contains_key(topic) {
-                tracing::info!(dir = %path.display(), "removing log directory of a deleted topic");
-                remove_dir(&path);
+            let target = path.with_file_name(format!("{name}.{}-stray", Uuid::new_v4().simple()));
+            tracing::warn!(dir = %path.display(), to = %target.display(), "log directory of an unknown topic; renaming it stray");
+            if let Err(e) = std::fs::rename(&path, &target) {
+                tracing::error!(dir = %path.display(), error = %e, "cannot rename stray log directory");
             }
         }
     }
@@ -222,16 +279,13 @@ impl ReplicaManager {
         checkpoint::write(&self.config.log_dir.join(LOG_START_FILE), &starts)
     }
 
-    /// Flushes logs whose `flush.messages`/`flush.ms` say so (the flush scheduler).
+    /// Flushes logs whose `flush.ms` says so (the flush scheduler), through the same
+    /// group commit as `acks=-1`, so the fsync runs without the log lock.
     pub fn flush_due(&self, now: i64) {
         for p in self.all() {
-            p.with_log_mut(|log| {
-                if log.flush_due(now) {
-                    if let Err(e) = log.flush() {
-                        tracing::error!(partition = %p.tp, error = %e, "scheduled flush failed");
-                    }
-                }
-            });
+            if p.with_log(|log| log.flush_due(now)) {
+                p.flush_blocking();
+            }
         }
     }
 
@@ -262,7 +316,14 @@ impl ReplicaManager {
         let partitions: Vec<Arc<Partition>> =
             self.partitions.write().drain().map(|(_, p)| p).collect();
         drop(partitions);
-        if ok {
+        let failed = self.failed.lock().len();
+        if failed > 0 {
+            tracing::warn!(
+                partitions = failed,
+                "not marking the shutdown clean: some logs never opened"
+            );
+        }
+        if ok && failed == 0 {
             write_marker(&self.config.log_dir)?;
         }
         Ok(())
@@ -280,6 +341,10 @@ fn write_marker(dir: &Path) -> Result<(), StorageError> {
 }
 
 fn remove_dir(path: &PathBuf) {
+    if path.file_name().is_some_and(|n| n == METADATA_LOG_DIR) {
+        tracing::error!(dir = %path.display(), "refusing to delete the metadata log");
+        return;
+    }
     if let Err(e) = std::fs::remove_dir_all(path) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::error!(dir = %path.display(), error = %e, "cannot remove log directory");

@@ -240,6 +240,23 @@ async fn admin_operations_and_metadata() {
         RDKafkaErrorCode::InvalidReplicationFactor
     );
 
+    // The metadata log's topic name is reserved: creating it must not touch the log.
+    let reserved = admin
+        .create_topics(
+            &[NewTopic::new(
+                "__cluster_metadata",
+                1,
+                TopicReplication::Fixed(1),
+            )],
+            &opts,
+        )
+        .await
+        .expect("request");
+    assert_eq!(
+        reserved[0].as_ref().expect_err("reserved").1,
+        RDKafkaErrorCode::InvalidRequest
+    );
+
     let configs = admin
         .describe_configs(&[ResourceSpecifier::Topic("adm")], &opts)
         .await

@@ -83,6 +83,12 @@ fn entry(
     r
 }
 
+fn is_sensitive(name: &str) -> bool {
+    ["password", "secret", "sasl.jaas.config", ".key"]
+        .iter()
+        .any(|m| name.contains(m))
+}
+
 /// Handles DescribeConfigs.
 pub async fn describe_configs(
     broker: Arc<Broker>,
@@ -134,14 +140,21 @@ pub async fn describe_configs(
                         .iter()
                         .filter(|(k, _)| wanted(k))
                         .map(|(k, v)| {
-                            entry(
+                            let mut e = entry(
                                 k,
                                 v.clone(),
                                 SOURCE_STATIC_BROKER,
                                 None,
                                 req.include_synonyms,
                                 config,
-                            )
+                            );
+                            if is_sensitive(k) {
+                                // As Kafka: passwords and keys are never sent back.
+                                e.value = None;
+                                e.is_sensitive = true;
+                                e.synonyms.clear();
+                            }
+                            e
                         })
                         .collect();
                     for d in configs::TOPIC_CONFIGS {

@@ -19,8 +19,10 @@ pub async fn handle(
     _ctx: RequestContext,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
-    let b = broker.clone();
-    let topics = tokio::task::spawn_blocking(move || {
+    // Deleting segment files is blocking work; block_in_place keeps this worker's other
+    // tasks running elsewhere meanwhile.
+    let b = broker;
+    let topics = tokio::task::block_in_place(move || {
         req.topics
             .iter()
             .map(|t| {
@@ -53,8 +55,6 @@ pub async fn handle(
                     .with_partitions(partitions)
             })
             .collect()
-    })
-    .await
-    .unwrap_or_default();
+    });
     DeleteRecordsResponse::default().with_topics(topics)
 }

@@ -127,20 +127,26 @@ fn read_all(
             out.push(error_data(t.error));
             continue;
         };
-        let offsets = p.offsets();
+        let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
+        let min_one_batch = total == 0;
+        let (offsets, read) = if budget == 0 && !min_one_batch {
+            (
+                p.offsets(),
+                Ok(moldau_storage::FetchDataInfo {
+                    records: Bytes::new(),
+                    first_batch_offset: None,
+                }),
+            )
+        } else {
+            p.read(t.fetch_offset, budget, min_one_batch)
+        };
         let mut data = PartitionData::default()
             .with_high_watermark(offsets.high_watermark)
             .with_last_stable_offset(offsets.high_watermark)
             .with_log_start_offset(offsets.log_start_offset)
             .with_aborted_transactions(read_committed.then(Vec::new))
             .with_preferred_read_replica((-1).into());
-        let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
-        let min_one_batch = total == 0;
-        if budget == 0 && !min_one_batch {
-            out.push(data.with_records(Some(Bytes::new())));
-            continue;
-        }
-        match p.read(t.fetch_offset, budget, min_one_batch) {
+        match read {
             Ok(info) => {
                 total += info.records.len();
                 data.records = Some(info.records);

@@ -33,8 +33,9 @@ use uuid::Uuid;
 /// Kafka's "authorized operations not requested" sentinel.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
+/// Kafka's internal topics (`Topic.isInternal`): only these are flagged internal.
 fn is_internal(name: &str) -> bool {
-    name.starts_with("__")
+    matches!(name, "__consumer_offsets" | "__transaction_state")
 }
 
 fn broker_ids(ids: &[i32]) -> Vec<BrokerId> {
@@ -114,7 +115,9 @@ pub async fn handle(
             if allow_auto && broker.config.auto_create_topics_enable && !missing.is_empty() {
                 let valid: Vec<String> = missing
                     .iter()
-                    .filter(|n| moldau_types::validate_topic_name(n).is_ok() && !is_internal(n))
+                    .filter(|n| {
+                        moldau_types::validate_topic_name(n).is_ok() && !n.starts_with("__")
+                    })
                     .cloned()
                     .collect();
                 let b = broker.clone();
@@ -207,6 +210,20 @@ pub async fn describe_topic_partitions(
                 continue;
             }
         }
+        if budget == 0 {
+            // The page is full: the next page starts at this topic.
+            let first = if start_topic.as_deref() == Some(name.as_str()) {
+                start_partition
+            } else {
+                0
+            };
+            next_cursor = Some(
+                Cursor::default()
+                    .with_topic_name(TopicName(StrBytes::from_string(name)))
+                    .with_partition_index(first),
+            );
+            break;
+        }
         let Some(topic) = image.topics.get(&name) else {
             out.push(
                 DescribeTopicPartitionsResponseTopic::default()
@@ -238,7 +255,10 @@ pub async fn describe_topic_partitions(
                     .with_leader_id(BrokerId(p.leader))
                     .with_leader_epoch(p.leader_epoch)
                     .with_replica_nodes(broker_ids(&p.replicas))
-                    .with_isr_nodes(broker_ids(&p.isr)),
+                    .with_isr_nodes(broker_ids(&p.isr))
+                    // Non-null: the Java admin client streams these lists (KIP-966 ELR).
+                    .with_eligible_leader_replicas(Some(Vec::new()))
+                    .with_last_known_elr(Some(Vec::new())),
             );
         }
         out.push(

@@ -26,8 +26,20 @@ use moldau_protocol::{apis, frame};
 use std::future::Future;
 use std::sync::Arc;
 
-/// A response in the making: framed bytes, or `None` for no response.
-pub type ResponseFuture = BoxFuture<'static, Option<Bytes>>;
+/// What a finished request asks the connection to do.
+#[derive(Debug)]
+pub enum Reply {
+    /// Write these framed bytes.
+    Send(Bytes),
+    /// Write nothing (produce with `acks=0`).
+    Nothing,
+    /// Close the connection: the response could not be built, and silence would leave
+    /// the client waiting on a correlation id that never comes.
+    Close(String),
+}
+
+/// A response in the making.
+pub type ResponseFuture = BoxFuture<'static, Reply>;
 
 /// What the connection does with a frame.
 pub enum Dispatch {
@@ -43,7 +55,7 @@ pub fn encode_response<R: Encodable>(
     version: i16,
     correlation_id: i32,
     body: &R,
-) -> Option<Bytes> {
+) -> Reply {
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let result = (|| -> Result<Bytes, String> {
@@ -56,10 +68,12 @@ pub fn encode_response<R: Encodable>(
         Ok(buf.freeze())
     })();
     match result {
-        Ok(b) => Some(b),
+        Ok(b) => Reply::Send(b),
         Err(e) => {
             tracing::error!(?api_key, version, error = %e, "cannot encode response");
-            None
+            Reply::Close(format!(
+                "cannot encode {api_key:?} v{version} response: {e}"
+            ))
         }
     }
 }
@@ -123,8 +137,8 @@ pub fn dispatch(broker: &Arc<Broker>, frame_bytes: Bytes) -> Dispatch {
     }
 }
 
-fn respond_now(bytes: Option<Bytes>) -> Dispatch {
-    Dispatch::Respond(Box::pin(std::future::ready(bytes)))
+fn respond_now(reply: Reply) -> Dispatch {
+    Dispatch::Respond(Box::pin(std::future::ready(reply)))
 }
 
 /// Decodes a request body; bytes after it are ignored (and logged at debug level), as

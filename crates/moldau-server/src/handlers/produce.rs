@@ -13,7 +13,7 @@
 //! once it is fsynced (group commit in [`crate::partition::Partition::wait_durable`]);
 //! `acks=0` gets no response, and any error closes the connection, as Kafka does.
 
-use super::{encode_response, msg, Dispatch};
+use super::{encode_response, msg, Dispatch, Reply};
 use crate::broker::Broker;
 use crate::config::TopicSettings;
 use crate::partition::Partition;
@@ -40,7 +40,7 @@ fn batch_error(e: BatchError) -> Rejection {
 }
 
 fn storage_error(e: &StorageError) -> Rejection {
-    Rejection(ResponseError::KafkaStorageError, e.to_string())
+    Rejection(e.response_error(), e.to_string())
 }
 
 /// Validates one partition's records and appends them. Returns the append info.
@@ -86,8 +86,10 @@ fn append(
     // The frame buffer is shared with the decoded request; the batch is copied once so
     // its header can be rewritten (the CRC pass over it costs as much again).
     let mut bytes = BytesMut::from(&records[..]);
-    partition
-        .append(&mut bytes, log_append_time, now)
+    // The write may block (page-cache throttling, or the journal while another batch of
+    // this file is being fsynced); block_in_place hands this worker's other tasks to
+    // another thread meanwhile, and keeps the append in dispatch order.
+    tokio::task::block_in_place(|| partition.append(&mut bytes, log_append_time, now))
         .map_err(|e| storage_error(&e))
 }
 
@@ -168,7 +170,7 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
         return if any_error {
             Dispatch::Close("acks=0 produce failed; closing the connection tells the client".into())
         } else {
-            Dispatch::Respond(Box::pin(std::future::ready(None)))
+            Dispatch::Respond(Box::pin(std::future::ready(Reply::Nothing)))
         };
     }
     Dispatch::Respond(Box::pin(async move {
@@ -231,5 +233,5 @@ pub fn reject_legacy(header: &RequestHeader, body: bytes::Bytes) -> Dispatch {
     }
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
-    Dispatch::Respond(Box::pin(std::future::ready(Some(out.freeze()))))
+    Dispatch::Respond(Box::pin(std::future::ready(Reply::Send(out.freeze()))))
 }
