@@ -29,6 +29,14 @@ struct BrokerProcess {
     _dir: std::path::PathBuf,
 }
 
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -167,6 +175,7 @@ fn produce(addr: &str, topic: &str, size: usize, count: usize, acks: &str) -> Du
 fn consume(addr: &str, topic: &str, partitions: i32, count: usize) -> Duration {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", addr)
+        .set("group.id", "moldau-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.message.max.bytes", "1048576")
         .set("queued.min.messages", "1000000")
@@ -195,14 +204,15 @@ fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// End-to-end latency at `rate` records/s for `seconds`, acks=all, 1 partition.
-fn latency(addr: &str, topic: &str, size: usize, rate: u64, seconds: u64) -> Vec<u64> {
+/// End-to-end latency at `rate` records/s for `seconds`, 1 partition.
+fn latency(addr: &str, topic: &str, size: usize, rate: u64, seconds: u64, acks: &str) -> Vec<u64> {
     let total = (rate * seconds) as usize;
     let consumer_addr = addr.to_owned();
     let consumer_topic = topic.to_owned();
     let reader = std::thread::spawn(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &consumer_addr)
+            .set("group.id", "moldau-bench")
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "500")
             .create()
@@ -226,7 +236,7 @@ fn latency(addr: &str, topic: &str, size: usize, rate: u64, seconds: u64) -> Vec
     std::thread::sleep(Duration::from_secs(2));
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
-        .set("acks", "all")
+        .set("acks", acks)
         .set("linger.ms", "0")
         .set("enable.idempotence", "false")
         .create()
@@ -265,7 +275,8 @@ fn main() {
     let binary = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "target/release/moldau".into());
-    let (mut broker, cold) = start_broker(&binary);
+    let only_latency = std::env::args().nth(2).as_deref() == Some("latency");
+    let (broker, cold) = start_broker(&binary);
     println!(
         "cold start to first ApiVersions answer: {:.1} ms",
         cold.as_secs_f64() * 1000.0
@@ -277,7 +288,12 @@ fn main() {
         "{:<10} {:>5} {:>5} {:>12} {:>12} {:>12} {:>12}",
         "record", "parts", "acks", "prod MB/s", "prod rec/s", "cons MB/s", "cons rec/s"
     );
-    for (size, count) in [(1024usize, 500_000usize), (100, 2_000_000)] {
+    let sizes: &[(usize, usize)] = if only_latency {
+        &[]
+    } else {
+        &[(1024, 500_000), (100, 2_000_000)]
+    };
+    for &(size, count) in sizes {
         for partitions in [1, 6] {
             for acks in ["1", "all"] {
                 let topic = format!("bench-{size}-{partitions}-{acks}");
@@ -299,13 +315,18 @@ fn main() {
             }
         }
     }
-    for size in [1024usize, 100] {
-        let topic = format!("latency-{size}");
+    let latency_runs: &[(usize, &str)] = if only_latency {
+        &[(1024, "1"), (1024, "all"), (100, "all")]
+    } else {
+        &[(1024, "all"), (100, "all")]
+    };
+    for &(size, acks) in latency_runs {
+        let topic = format!("latency-{size}-{acks}");
         create_topic(&broker.addr, &topic, 1);
-        let lat = latency(&broker.addr, &topic, size, 10_000, 10);
+        let lat = latency(&broker.addr, &topic, size, 10_000, 10, acks);
         bytes_moved += 2.0 * (size * lat.len()) as f64;
         println!(
-            "end-to-end latency, {size} B at 10,000 rec/s, acks=all ({} samples): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            "end-to-end latency, {size} B at 10,000 rec/s, acks={acks} ({} samples): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
             lat.len(),
             pct(&lat, 0.50),
             pct(&lat, 0.99),
@@ -320,7 +341,4 @@ fn main() {
         cpu / (bytes_moved / 1e9)
     );
     println!("broker RSS after the run: {:.1} MiB", proc_rss_mib(pid));
-    let _ = broker.child.kill();
-    let _ = broker.child.wait();
-    let _ = std::fs::remove_dir_all(&broker._dir);
 }
