@@ -159,6 +159,33 @@ pub fn create_topic(
     Ok(records)
 }
 
+/// Checks a manual replica assignment: every partition lists `rf` distinct, registered
+/// brokers. Errors: `INVALID_REPLICA_ASSIGNMENT`.
+fn validate_assignment(
+    image: &MetadataImage,
+    assignments: &[Vec<i32>],
+    rf: usize,
+) -> ControllerResult<()> {
+    for replicas in assignments {
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if replicas.is_empty() || replicas.len() != rf || sorted.len() != replicas.len() {
+            return Err(ControllerError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!("Every partition needs {rf} distinct replicas."),
+            ));
+        }
+        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return Err(ControllerError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!("Broker {b} in the replica assignment is not registered."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn create_assigned(
     image: &MetadataImage,
     topic: &NewTopic,
@@ -170,24 +197,7 @@ fn create_assigned(
             "Empty replica assignment.",
         ));
     }
-    let rf = assignments[0].len();
-    for replicas in assignments {
-        let mut sorted = replicas.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if replicas.is_empty() || replicas.len() != rf || sorted.len() != replicas.len() {
-            return Err(ControllerError::new(
-                ResponseError::InvalidReplicaAssignment,
-                "Every partition needs the same number of distinct replicas.",
-            ));
-        }
-        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
-            return Err(ControllerError::new(
-                ResponseError::InvalidReplicaAssignment,
-                format!("Broker {b} in the replica assignment is not registered."),
-            ));
-        }
-    }
+    validate_assignment(image, assignments, assignments[0].len())?;
     for (k, v) in &topic.configs {
         configs::validate_topic_config(k, Some(v))
             .map_err(|m| ControllerError::new(ResponseError::InvalidConfig, m))?;
@@ -259,12 +269,16 @@ pub fn delete_topic(image: &MetadataImage, name: &str) -> ControllerResult<Vec<M
     }])
 }
 
-/// Records that grow a topic to `new_count` partitions (CreatePartitions). Errors:
-/// `UNKNOWN_TOPIC_OR_PARTITION`, `INVALID_PARTITIONS` (not larger than today).
+/// Records that grow a topic to `new_count` partitions (CreatePartitions, KIP-195).
+/// `assignments`, when given, lists the replicas of each new partition in order;
+/// otherwise they are placed round-robin. Errors: `UNKNOWN_TOPIC_OR_PARTITION`,
+/// `INVALID_PARTITIONS` (not larger than today, or too many at once),
+/// `INVALID_REPLICATION_FACTOR`, `INVALID_REPLICA_ASSIGNMENT`.
 pub fn create_partitions(
     image: &MetadataImage,
     name: &str,
     new_count: i32,
+    assignments: Option<&[Vec<i32>]>,
 ) -> ControllerResult<Vec<MetadataRecord>> {
     let topic = image.topics.get(name).ok_or_else(|| {
         ControllerError::new(
@@ -279,19 +293,46 @@ pub fn create_partitions(
             format!("Topic currently has {current} partitions, which is higher than or equal to the requested {new_count}."),
         ));
     }
+    within_op_limit(i64::from(new_count) - i64::from(current))?;
     let rf = topic
         .partitions
         .values()
         .next()
-        .map_or(1, |p| p.replicas.len()) as i16;
+        .map_or(1, |p| p.replicas.len());
+    if let Some(assignments) = assignments {
+        if assignments.len() != (new_count - current) as usize {
+            return Err(ControllerError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "Increasing the number of partitions by {} but {} assignments provided.",
+                    new_count - current,
+                    assignments.len()
+                ),
+            ));
+        }
+        validate_assignment(image, assignments, rf)?;
+        return Ok(assignments
+            .iter()
+            .zip(current..)
+            .map(|(replicas, p)| MetadataRecord::Partition {
+                topic_id: topic.topic_id,
+                partition: p,
+                replicas: replicas.clone(),
+                isr: replicas.clone(),
+                leader: replicas[0],
+                leader_epoch: 0,
+                partition_epoch: 0,
+            })
+            .collect());
+    }
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    if brokers.len() < rf as usize {
+    if brokers.len() < rf {
         return Err(ControllerError::new(
             ResponseError::InvalidReplicationFactor,
             "Not enough registered brokers for the topic's replication factor.",
         ));
     }
-    Ok(place_partitions(&brokers, topic.topic_id, current, new_count, rf).collect())
+    Ok(place_partitions(&brokers, topic.topic_id, current, new_count, rf as i16).collect())
 }
 
 /// One IncrementalAlterConfigs operation (KIP-339).
@@ -466,14 +507,25 @@ mod tests {
             apply(&mut image, records);
         }
         {
-            let records = create_partitions(&image, "t", 4).expect("grow");
+            let records = create_partitions(&image, "t", 4, None).expect("grow");
             apply(&mut image, records);
         }
         assert_eq!(image.topics["t"].partitions.len(), 4);
         assert_eq!(
-            create_partitions(&image, "t", 4).expect_err("same").error,
+            create_partitions(&image, "t", 4, None)
+                .expect_err("same")
+                .error,
             ResponseError::InvalidPartitions
         );
+        let err = create_partitions(&image, "t", 6, Some(&[vec![1]])).expect_err("one of two");
+        assert_eq!(err.error, ResponseError::InvalidReplicaAssignment);
+        let err = create_partitions(&image, "t", 5, Some(&[vec![7]])).expect_err("unknown broker");
+        assert_eq!(err.error, ResponseError::InvalidReplicaAssignment);
+        {
+            let records = create_partitions(&image, "t", 5, Some(&[vec![1]])).expect("assigned");
+            apply(&mut image, records);
+        }
+        assert_eq!(image.topics["t"].partitions[&4].replicas, vec![1]);
         let ops = [
             (
                 "cleanup.policy".to_owned(),

@@ -6,6 +6,8 @@
 //!   known to be fsynced; recovery after an unclean stop scans from there.
 //! - `log-start-offset-checkpoint`: per partition, the log start offset (advanced by
 //!   retention and DeleteRecords within a segment).
+//! - `replication-offset-checkpoint`: per partition, the high watermark (equal to the
+//!   log end offset on one node; written for operators and tools that read it).
 //! - `.kafka_cleanshutdown`: written last on a clean shutdown, removed at start; when
 //!   present at start, recovery trusts the logs and skips the scan.
 //! - `<topic>-<partition>/partition.metadata`: `version: 0` and `topic_id: <uuid>`, so a
@@ -26,6 +28,7 @@ use uuid::Uuid;
 
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 
 /// Milliseconds since the Unix epoch.
@@ -261,22 +264,25 @@ impl ReplicaManager {
         }
     }
 
-    /// Writes the recovery-point and log-start-offset checkpoints.
+    /// Writes the recovery-point, log-start-offset and high-watermark checkpoints.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
         let mut recovery = Vec::new();
         let mut starts = Vec::new();
+        let mut high_watermarks = Vec::new();
         for p in self.all() {
+            let topic = p.tp.topic.to_string();
             p.with_log(|log| {
-                recovery.push((p.tp.topic.to_string(), p.tp.partition, log.recovery_point()));
-                starts.push((
-                    p.tp.topic.to_string(),
-                    p.tp.partition,
-                    log.log_start_offset(),
-                ));
+                recovery.push((topic.clone(), p.tp.partition, log.recovery_point()));
+                starts.push((topic.clone(), p.tp.partition, log.log_start_offset()));
+                high_watermarks.push((topic, p.tp.partition, log.log_end_offset()));
             });
         }
         checkpoint::write(&self.config.log_dir.join(RECOVERY_POINT_FILE), &recovery)?;
-        checkpoint::write(&self.config.log_dir.join(LOG_START_FILE), &starts)
+        checkpoint::write(&self.config.log_dir.join(LOG_START_FILE), &starts)?;
+        checkpoint::write(
+            &self.config.log_dir.join(HIGH_WATERMARK_FILE),
+            &high_watermarks,
+        )
     }
 
     /// Flushes logs whose `flush.ms` says so (the flush scheduler), through the same

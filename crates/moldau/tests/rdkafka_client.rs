@@ -275,12 +275,26 @@ async fn admin_operations_and_metadata() {
         .expect("create partitions");
     assert!(grown[0].is_ok(), "{grown:?}");
 
+    let assigned = admin
+        .create_partitions(&[NewPartitions::new("adm", 6).assign(&[&[1]])], &opts)
+        .await
+        .expect("create partitions with an assignment");
+    assert!(assigned[0].is_ok(), "{assigned:?}");
+    let bad = admin
+        .create_partitions(&[NewPartitions::new("adm", 7).assign(&[&[42]])], &opts)
+        .await
+        .expect("request");
+    assert_eq!(
+        bad[0].as_ref().expect_err("unknown broker").1,
+        RDKafkaErrorCode::InvalidReplicaAssignment
+    );
+
     let consumer = consumer(&broker.addr);
     let md = consumer
         .fetch_metadata(Some("adm"), Duration::from_secs(10))
         .expect("metadata");
     let topic = &md.topics()[0];
-    assert_eq!(topic.partitions().len(), 5);
+    assert_eq!(topic.partitions().len(), 6);
     assert!(topic
         .partitions()
         .iter()

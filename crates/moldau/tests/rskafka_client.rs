@@ -55,18 +55,23 @@ async fn produce_fetch_every_codec_and_list_offsets() {
         Compression::Zstd,
     ];
     let base_ts = 1_700_000_000_000i64;
-    let mut expected = Vec::new();
+    const PER_CODEC: usize = 100_000;
+    const PER_CALL: usize = 1_000;
+    let mut expected = Vec::with_capacity(PER_CODEC * codecs.len());
     for (c, codec) in codecs.into_iter().enumerate() {
-        let records: Vec<Record> = (0..200)
-            .map(|i| record(c * 200 + i, base_ts + (c * 200 + i) as i64))
-            .collect();
-        let offsets = pc.produce(records.clone(), codec).await.expect("produce");
-        let want: Vec<i64> = ((c * 200) as i64..((c + 1) * 200) as i64).collect();
-        assert_eq!(
-            offsets, want,
-            "offsets assigned contiguously for codec #{c}"
-        );
-        expected.extend(records);
+        for chunk in 0..PER_CODEC / PER_CALL {
+            let first = c * PER_CODEC + chunk * PER_CALL;
+            let records: Vec<Record> = (first..first + PER_CALL)
+                .map(|i| record(i, base_ts + i as i64))
+                .collect();
+            let offsets = pc.produce(records.clone(), codec).await.expect("produce");
+            let want: Vec<i64> = (first as i64..(first + PER_CALL) as i64).collect();
+            assert_eq!(
+                offsets, want,
+                "offsets assigned contiguously for codec #{c}"
+            );
+            expected.extend(records);
+        }
     }
 
     // Read everything back, batch by batch, checking every byte.
@@ -94,21 +99,23 @@ async fn produce_fetch_every_codec_and_list_offsets() {
         pc.get_offset(OffsetAt::Earliest).await.expect("earliest"),
         0
     );
-    assert_eq!(pc.get_offset(OffsetAt::Latest).await.expect("latest"), 1000);
-    let ts = Utc
-        .timestamp_millis_opt(base_ts + 150)
-        .single()
-        .expect("ts");
     assert_eq!(
-        pc.get_offset(OffsetAt::Timestamp(ts))
-            .await
-            .expect("by timestamp"),
-        150
+        pc.get_offset(OffsetAt::Latest).await.expect("latest"),
+        expected.len() as i64
     );
+    // By timestamp: exact records, inside uncompressed and zstd batches alike.
+    for i in [150i64, 4 * PER_CODEC as i64 + 12_345] {
+        let ts = Utc.timestamp_millis_opt(base_ts + i).single().expect("ts");
+        let found = pc
+            .get_offset(OffsetAt::Timestamp(ts))
+            .await
+            .expect("by timestamp");
+        assert_eq!(found, i);
+    }
 
     // Fetching past the end is OFFSET_OUT_OF_RANGE.
     let err = pc
-        .fetch_records(5_000, 1..1000, 10)
+        .fetch_records(expected.len() as i64 + 10, 1..1000, 10)
         .await
         .expect_err("out of range");
     assert!(err.to_string().contains("OffsetOutOfRange"), "{err}");

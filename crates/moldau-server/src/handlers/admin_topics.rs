@@ -235,8 +235,8 @@ pub async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// Handles CreatePartitions. Manual assignments are not supported yet
-/// (`INVALID_REPLICA_ASSIGNMENT` when given).
+/// Handles CreatePartitions (new partitions placed round-robin, or as the request's
+/// `assignments` say).
 pub async fn create_partitions(
     broker: Arc<Broker>,
     _ctx: RequestContext,
@@ -245,23 +245,17 @@ pub async fn create_partitions(
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        if t.assignments.is_some() {
-            results.push(
-                result
-                    .with_error_code(ResponseError::InvalidReplicaAssignment.code())
-                    .with_error_message(msg(
-                        "Manual partition assignment is not supported by Moldau yet.",
-                    )),
-            );
-            continue;
-        }
         let name = t.name.0.to_string();
         let count = t.count;
-        match submit(&broker, req.validate_only, move |image| {
-            controller::create_partitions(image, &name, count)
-        })
-        .await
-        {
+        let assignments: Option<Vec<Vec<i32>>> = t.assignments.map(|a| {
+            a.iter()
+                .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let op = move |image: &MetadataImage| {
+            controller::create_partitions(image, &name, count, assignments.as_deref())
+        };
+        match submit(&broker, req.validate_only, op).await {
             Ok(_) => results.push(result),
             Err(e) => results.push(
                 result
