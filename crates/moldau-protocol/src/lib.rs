@@ -4,6 +4,7 @@
 //! - [`frame`]: 4-byte size-prefixed framing with a size cap.
 //! - [`apis`]: the API/version table Moldau advertises in ApiVersions.
 //! - [`error`]: Kafka error codes.
+//! - [`rope`]: an encode target that references record bytes instead of copying them.
 //!
 //! Message structs come from the `kafka-protocol` crate (generated from Kafka's JSON
 //! schemas) and are re-exported as [`messages`].
@@ -12,6 +13,7 @@ pub mod apis;
 pub mod batch;
 pub mod error;
 pub mod frame;
+pub mod rope;
 
 pub use kafka_protocol;
 pub use kafka_protocol::messages;

@@ -216,7 +216,11 @@ async fn serve_connection(
                 let mut next = Some(reply);
                 while let Some(reply) = next.take() {
                     match reply {
-                        Reply::Send(bytes) => writer.write_all(&bytes).await?,
+                        Reply::Send(chunks) => {
+                            for chunk in &chunks {
+                                writer.write_all(chunk).await?;
+                            }
+                        }
                         Reply::Nothing => {}
                         Reply::Close(reason) => {
                             tracing::warn!(%peer, %reason, "closing connection");

@@ -18,10 +18,11 @@ mod offset_for_leader_epoch;
 mod produce;
 
 use crate::broker::Broker;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use moldau_protocol::rope::Rope;
 use moldau_protocol::{apis, frame};
 use std::future::Future;
 use std::sync::Arc;
@@ -29,8 +30,10 @@ use std::sync::Arc;
 /// What a finished request asks the connection to do.
 #[derive(Debug)]
 pub enum Reply {
-    /// Write these framed bytes.
-    Send(Bytes),
+    /// Write these chunks, in order: together one framed response. Record bytes of a
+    /// Fetch response are chunks of their own, referenced rather than copied
+    /// ([`moldau_protocol::rope`]).
+    Send(Vec<Bytes>),
     /// Write nothing (produce with `acks=0`).
     Nothing,
     /// Close the connection: the response could not be built, and silence would leave
@@ -49,8 +52,47 @@ pub enum Dispatch {
     Close(String),
 }
 
+/// A response body, with the record bytes (if any) its encoding may reference instead
+/// of copying.
+pub trait ResponseBody: Encodable {
+    /// Registers the body's record bytes with `rope`; most responses have none.
+    fn share_records(&self, _rope: &mut Rope) {}
+}
+
+macro_rules! no_records {
+    ($($t:ty),* $(,)?) => { $(impl ResponseBody for $t {})* };
+}
+
+no_records!(
+    kafka_protocol::messages::ApiVersionsResponse,
+    kafka_protocol::messages::MetadataResponse,
+    kafka_protocol::messages::ProduceResponse,
+    kafka_protocol::messages::ListOffsetsResponse,
+    kafka_protocol::messages::CreateTopicsResponse,
+    kafka_protocol::messages::DeleteTopicsResponse,
+    kafka_protocol::messages::CreatePartitionsResponse,
+    kafka_protocol::messages::DescribeTopicPartitionsResponse,
+    kafka_protocol::messages::DescribeConfigsResponse,
+    kafka_protocol::messages::IncrementalAlterConfigsResponse,
+    kafka_protocol::messages::DescribeClusterResponse,
+    kafka_protocol::messages::DeleteRecordsResponse,
+    kafka_protocol::messages::OffsetForLeaderEpochResponse,
+);
+
+impl ResponseBody for kafka_protocol::messages::FetchResponse {
+    fn share_records(&self, rope: &mut Rope) {
+        for topic in &self.responses {
+            for partition in &topic.partitions {
+                if let Some(records) = &partition.records {
+                    rope.share(records);
+                }
+            }
+        }
+    }
+}
+
 /// Encodes `size | response header | body` for `api_key` at `version`.
-pub fn encode_response<R: Encodable>(
+pub fn encode_response<R: ResponseBody>(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
@@ -58,17 +100,20 @@ pub fn encode_response<R: Encodable>(
 ) -> Reply {
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let result = (|| -> Result<Bytes, String> {
+    let result = (|| -> Result<Vec<Bytes>, String> {
         let size = header.compute_size(header_version).map_err(to_string)?
             + body.compute_size(version).map_err(to_string)?;
-        let mut buf = BytesMut::with_capacity(frame::SIZE_PREFIX + size);
-        buf.put_i32(size as i32);
-        header.encode(&mut buf, header_version).map_err(to_string)?;
-        body.encode(&mut buf, version).map_err(to_string)?;
-        Ok(buf.freeze())
+        let mut rope = Rope::with_capacity((frame::SIZE_PREFIX + size).min(64 * 1024));
+        body.share_records(&mut rope);
+        rope.put_i32(size as i32);
+        header
+            .encode(&mut rope, header_version)
+            .map_err(to_string)?;
+        body.encode(&mut rope, version).map_err(to_string)?;
+        Ok(rope.into_chunks())
     })();
     match result {
-        Ok(b) => Reply::Send(b),
+        Ok(chunks) => Reply::Send(chunks),
         Err(e) => {
             tracing::error!(?api_key, version, error = %e, "cannot encode response");
             Reply::Close(format!(
@@ -176,7 +221,7 @@ fn run<Req, Resp, F, Fut>(
 ) -> Dispatch
 where
     Req: Decodable,
-    Resp: Encodable,
+    Resp: ResponseBody,
     F: FnOnce(Arc<Broker>, RequestContext, Req) -> Fut,
     Fut: Future<Output = Resp> + Send + 'static,
 {

@@ -86,10 +86,8 @@ fn append(
     // The frame buffer is shared with the decoded request; the batch is copied once so
     // its header can be rewritten (the CRC pass over it costs as much again).
     let mut bytes = BytesMut::from(&records[..]);
-    // The write may block (page-cache throttling, or the journal while another batch of
-    // this file is being fsynced); block_in_place hands this worker's other tasks to
-    // another thread meanwhile, and keeps the append in dispatch order.
-    tokio::task::block_in_place(|| partition.append(&mut bytes, log_append_time, now))
+    partition
+        .append(&mut bytes, log_append_time, now)
         .map_err(|e| storage_error(&e))
 }
 
@@ -119,53 +117,58 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
     let mut any_error = false;
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    for (ti, topic) in req.topic_data.iter().enumerate() {
-        let name = topic.name.0.as_str();
-        let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for (pi, p) in topic.partition_data.iter().enumerate() {
-            let mut resp = PartitionProduceResponse::default().with_index(p.index);
-            let result = if !(-1..=1).contains(&acks) {
-                Err(Rejection(
-                    ResponseError::InvalidRequiredAcks,
-                    format!("acks={acks} is not -1, 0 or 1"),
-                ))
-            } else {
-                match broker.replicas.get(name, p.index) {
-                    None => Err(Rejection(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("{name}-{} is not hosted here", p.index),
-                    )),
-                    Some(partition) => match append(&partition, p.records.as_ref(), now) {
-                        Ok(info) => {
-                            resp.base_offset = info.first_offset;
-                            resp.log_append_time_ms = info.log_append_time_ms;
-                            resp.log_start_offset = partition.offsets().log_start_offset;
-                            if acks == -1 {
-                                waits.push((ti, pi, partition, info.last_offset + 1));
+    // Appends may block (page-cache throttling, or the journal while this file is being
+    // fsynced). block_in_place lets this worker's other tasks move to another thread
+    // meanwhile, while the appends stay in dispatch order.
+    tokio::task::block_in_place(|| {
+        for (ti, topic) in req.topic_data.iter().enumerate() {
+            let name = topic.name.0.as_str();
+            let mut partitions = Vec::with_capacity(topic.partition_data.len());
+            for (pi, p) in topic.partition_data.iter().enumerate() {
+                let mut resp = PartitionProduceResponse::default().with_index(p.index);
+                let result = if !(-1..=1).contains(&acks) {
+                    Err(Rejection(
+                        ResponseError::InvalidRequiredAcks,
+                        format!("acks={acks} is not -1, 0 or 1"),
+                    ))
+                } else {
+                    match broker.replicas.get(name, p.index) {
+                        None => Err(Rejection(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("{name}-{} is not hosted here", p.index),
+                        )),
+                        Some(partition) => match append(&partition, p.records.as_ref(), now) {
+                            Ok(info) => {
+                                resp.base_offset = info.first_offset;
+                                resp.log_append_time_ms = info.log_append_time_ms;
+                                resp.log_start_offset = partition.offsets().log_start_offset;
+                                if acks == -1 {
+                                    waits.push((ti, pi, partition, info.last_offset + 1));
+                                }
+                                Ok(())
                             }
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    },
+                            Err(e) => Err(e),
+                        },
+                    }
+                };
+                if let Err(Rejection(code, message)) = result {
+                    any_error = true;
+                    tracing::debug!(topic = name, partition = p.index, ?code, %message, "produce rejected");
+                    resp.error_code = code.code();
+                    resp.error_message = msg(message);
+                    resp.base_offset = -1;
+                    resp.log_append_time_ms = -1;
+                    resp.log_start_offset = -1;
                 }
-            };
-            if let Err(Rejection(code, message)) = result {
-                any_error = true;
-                tracing::debug!(topic = name, partition = p.index, ?code, %message, "produce rejected");
-                resp.error_code = code.code();
-                resp.error_message = msg(message);
-                resp.base_offset = -1;
-                resp.log_append_time_ms = -1;
-                resp.log_start_offset = -1;
+                partitions.push(resp);
             }
-            partitions.push(resp);
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_partition_responses(partitions),
+            );
         }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(topic.name.clone())
-                .with_partition_responses(partitions),
-        );
-    }
+    });
     if acks == 0 {
         return if any_error {
             Dispatch::Close("acks=0 produce failed; closing the connection tells the client".into())
@@ -233,5 +236,7 @@ pub fn reject_legacy(header: &RequestHeader, body: bytes::Bytes) -> Dispatch {
     }
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
-    Dispatch::Respond(Box::pin(std::future::ready(Reply::Send(out.freeze()))))
+    Dispatch::Respond(Box::pin(std::future::ready(Reply::Send(
+        vec![out.freeze()],
+    ))))
 }
