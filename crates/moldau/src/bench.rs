@@ -8,8 +8,9 @@
 //!
 //! For 1 KiB and 100 B records on 1 and 6 partitions: produce throughput with acks=1 and
 //! acks=-1 (MB/s, records/s), consume throughput, end-to-end latency p50/p99/p99.9 at a
-//! fixed 10,000 records/s, broker CPU seconds per GB moved, broker RSS after the run,
-//! and cold start to the first answered ApiVersions.
+//! fixed 10,000 records/s, broker CPU seconds per GB moved (and the broker's CPU use
+//! during each phase, 100% = one core), broker RSS after the run, and cold start to
+//! the first answered ApiVersions.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -296,8 +297,16 @@ fn main() {
     let cpu_start = proc_cpu_seconds(pid);
     let mut bytes_moved = 0f64;
     println!(
-        "{:<10} {:>5} {:>5} {:>12} {:>12} {:>12} {:>12}",
-        "record", "parts", "acks", "prod MB/s", "prod rec/s", "cons MB/s", "cons rec/s"
+        "{:<10} {:>5} {:>5} {:>12} {:>12} {:>10} {:>12} {:>12} {:>10}",
+        "record",
+        "parts",
+        "acks",
+        "prod MB/s",
+        "prod rec/s",
+        "prod cpu",
+        "cons MB/s",
+        "cons rec/s",
+        "cons cpu"
     );
     let sizes: &[(usize, usize)] = if only_latency {
         &[]
@@ -312,19 +321,24 @@ fn main() {
             for acks in ["1", "all"] {
                 let topic = format!("bench-{size}-{partitions}-{acks}");
                 create_topic(&broker.addr, &topic, partitions);
+                let cpu0 = proc_cpu_seconds(pid);
                 let p = produce(&broker.addr, &topic, size, count, acks);
+                let cpu1 = proc_cpu_seconds(pid);
                 let c = consume(&broker.addr, &topic, partitions, count);
+                let cpu2 = proc_cpu_seconds(pid);
                 let mb = (size * count) as f64 / 1e6;
                 bytes_moved += 2.0 * (size * count) as f64;
                 println!(
-                    "{:<10} {:>5} {:>5} {:>12.1} {:>12.0} {:>12.1} {:>12.0}",
+                    "{:<10} {:>5} {:>5} {:>12.1} {:>12.0} {:>9.0}% {:>12.1} {:>12.0} {:>9.0}%",
                     format!("{size} B"),
                     partitions,
                     acks,
                     mb / p.as_secs_f64(),
                     count as f64 / p.as_secs_f64(),
+                    100.0 * (cpu1 - cpu0) / p.as_secs_f64(),
                     mb / c.as_secs_f64(),
-                    count as f64 / c.as_secs_f64()
+                    count as f64 / c.as_secs_f64(),
+                    100.0 * (cpu2 - cpu1) / c.as_secs_f64()
                 );
             }
         }
