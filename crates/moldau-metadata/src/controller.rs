@@ -112,44 +112,46 @@ pub fn create_topic(
             ),
         ));
     }
-    if let Some(assignments) = &topic.assignments {
-        within_op_limit(assignments.len() as i64)?;
-        return create_assigned(image, topic, assignments);
-    }
-    within_op_limit(i64::from(topic.num_partitions))?;
-    if topic.num_partitions < 1 {
-        return Err(ControllerError::new(
-            ResponseError::InvalidPartitions,
-            "Number of partitions must be larger than 0.",
-        ));
-    }
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    if topic.replication_factor < 1 || topic.replication_factor as usize > brokers.len() {
-        return Err(ControllerError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!(
-                "Replication factor {} is invalid with {} registered broker(s).",
+    let topic_id = Uuid::new_v4();
+    let assignments = match &topic.assignments {
+        Some(assignments) => {
+            within_op_limit(assignments.len() as i64)?;
+            let rf = assignments.first().map_or(0, Vec::len);
+            if rf == 0 {
+                return Err(ControllerError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    "Empty replica assignment.",
+                ));
+            }
+            validate_assignment(image, assignments, rf)?;
+            assignments.clone()
+        }
+        None => {
+            within_op_limit(i64::from(topic.num_partitions))?;
+            if topic.num_partitions < 1 {
+                return Err(ControllerError::new(
+                    ResponseError::InvalidPartitions,
+                    "Number of partitions must be larger than 0.",
+                ));
+            }
+            round_robin(
+                image,
+                topic_id,
+                0,
+                topic.num_partitions,
                 topic.replication_factor,
-                brokers.len()
-            ),
-        ));
-    }
+            )?
+        }
+    };
     for (k, v) in &topic.configs {
         configs::validate_topic_config(k, Some(v))
             .map_err(|m| ControllerError::new(ResponseError::InvalidConfig, m))?;
     }
-    let topic_id = Uuid::new_v4();
     let mut records = vec![MetadataRecord::Topic {
         name: topic.name.clone(),
         topic_id,
     }];
-    records.extend(place_partitions(
-        &brokers,
-        topic_id,
-        0,
-        topic.num_partitions,
-        topic.replication_factor,
-    ));
+    records.extend(partition_records(topic_id, 0, assignments));
     records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
         resource: ConfigResource::Topic,
         resource_name: topic.name.clone(),
@@ -186,73 +188,55 @@ fn validate_assignment(
     Ok(())
 }
 
-fn create_assigned(
+/// Replicas for partitions `first..end`, placed round-robin over the registered
+/// brokers, starting at a topic-dependent broker so leaders spread across topics.
+/// Errors: `INVALID_REPLICATION_FACTOR` when there are too few brokers.
+fn round_robin(
     image: &MetadataImage,
-    topic: &NewTopic,
-    assignments: &[Vec<i32>],
-) -> ControllerResult<Vec<MetadataRecord>> {
-    if assignments.is_empty() {
-        return Err(ControllerError::new(
-            ResponseError::InvalidReplicaAssignment,
-            "Empty replica assignment.",
-        ));
-    }
-    validate_assignment(image, assignments, assignments[0].len())?;
-    for (k, v) in &topic.configs {
-        configs::validate_topic_config(k, Some(v))
-            .map_err(|m| ControllerError::new(ResponseError::InvalidConfig, m))?;
-    }
-    let topic_id = Uuid::new_v4();
-    let mut records = vec![MetadataRecord::Topic {
-        name: topic.name.clone(),
-        topic_id,
-    }];
-    records.extend(
-        assignments
-            .iter()
-            .enumerate()
-            .map(|(p, replicas)| MetadataRecord::Partition {
-                topic_id,
-                partition: p as i32,
-                replicas: replicas.clone(),
-                isr: replicas.clone(),
-                leader: replicas[0],
-                leader_epoch: 0,
-                partition_epoch: 0,
-            }),
-    );
-    records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
-        resource: ConfigResource::Topic,
-        resource_name: topic.name.clone(),
-        name: k.clone(),
-        value: Some(v.clone()),
-    }));
-    Ok(records)
-}
-
-fn place_partitions(
-    brokers: &[i32],
     topic_id: Uuid,
     first: i32,
     end: i32,
     replication_factor: i16,
-) -> impl Iterator<Item = MetadataRecord> + '_ {
-    // Start the round robin at a topic-dependent broker so leaders spread across topics.
-    let start = (topic_id.as_u128() % brokers.len().max(1) as u128) as usize;
-    (first..end).map(move |p| {
-        let replicas: Vec<i32> = (0..replication_factor as usize)
-            .map(|r| brokers[(start + p as usize + r) % brokers.len()])
-            .collect();
-        MetadataRecord::Partition {
+) -> ControllerResult<Vec<Vec<i32>>> {
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    if replication_factor < 1 || replication_factor as usize > brokers.len() {
+        return Err(ControllerError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Replication factor {replication_factor} is invalid with {} registered broker(s).",
+                brokers.len()
+            ),
+        ));
+    }
+    let start = (topic_id.as_u128() % brokers.len() as u128) as usize;
+    Ok((first..end)
+        .map(|p| {
+            (0..replication_factor as usize)
+                .map(|r| brokers[(start + p as usize + r) % brokers.len()])
+                .collect()
+        })
+        .collect())
+}
+
+/// `Partition` records for new partitions numbered from `first`: leader = first
+/// replica, ISR = all replicas, epochs 0.
+fn partition_records(
+    topic_id: Uuid,
+    first: i32,
+    assignments: Vec<Vec<i32>>,
+) -> impl Iterator<Item = MetadataRecord> {
+    assignments
+        .into_iter()
+        .zip(first..)
+        .map(move |(replicas, partition)| MetadataRecord::Partition {
             topic_id,
-            partition: p,
+            partition,
             leader: replicas[0],
             isr: replicas.clone(),
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
-        }
-    })
+        })
 }
 
 /// Records that delete a topic. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
@@ -299,40 +283,24 @@ pub fn create_partitions(
         .values()
         .next()
         .map_or(1, |p| p.replicas.len());
-    if let Some(assignments) = assignments {
-        if assignments.len() != (new_count - current) as usize {
-            return Err(ControllerError::new(
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "Increasing the number of partitions by {} but {} assignments provided.",
-                    new_count - current,
-                    assignments.len()
-                ),
-            ));
+    let replicas = match assignments {
+        Some(assignments) => {
+            if assignments.len() != (new_count - current) as usize {
+                return Err(ControllerError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "Increasing the number of partitions by {} but {} assignments provided.",
+                        new_count - current,
+                        assignments.len()
+                    ),
+                ));
+            }
+            validate_assignment(image, assignments, rf)?;
+            assignments.to_vec()
         }
-        validate_assignment(image, assignments, rf)?;
-        return Ok(assignments
-            .iter()
-            .zip(current..)
-            .map(|(replicas, p)| MetadataRecord::Partition {
-                topic_id: topic.topic_id,
-                partition: p,
-                replicas: replicas.clone(),
-                isr: replicas.clone(),
-                leader: replicas[0],
-                leader_epoch: 0,
-                partition_epoch: 0,
-            })
-            .collect());
-    }
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    if brokers.len() < rf {
-        return Err(ControllerError::new(
-            ResponseError::InvalidReplicationFactor,
-            "Not enough registered brokers for the topic's replication factor.",
-        ));
-    }
-    Ok(place_partitions(&brokers, topic.topic_id, current, new_count, rf as i16).collect())
+        None => round_robin(image, topic.topic_id, current, new_count, rf as i16)?,
+    };
+    Ok(partition_records(topic.topic_id, current, replicas).collect())
 }
 
 /// One IncrementalAlterConfigs operation (KIP-339).
