@@ -287,7 +287,7 @@ fn main() {
         .unwrap_or_else(|| "target/release/moldau".into());
     let mode = std::env::args().nth(2).unwrap_or_default();
     let only_latency = mode == "latency";
-    let quick = mode == "quick";
+    let quick = mode == "quick" || mode == "quick6";
     let (broker, cold) = start_broker(&binary);
     println!(
         "cold start to first ApiVersions answer: {:.1} ms",
@@ -315,7 +315,11 @@ fn main() {
     } else {
         &[(1024, 500_000), (100, 2_000_000)]
     };
-    let partition_counts: &[i32] = if quick { &[1] } else { &[1, 6] };
+    let partition_counts: &[i32] = match mode.as_str() {
+        "quick" => &[1],
+        "quick6" => &[6],
+        _ => &[1, 6],
+    };
     for &(size, count) in sizes {
         for &partitions in partition_counts {
             for acks in ["1", "all"] {

@@ -174,8 +174,17 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
         };
     }
     Dispatch::Respond(Box::pin(async move {
-        for (ti, pi, partition, end) in waits {
-            if let Err(e) = partition.wait_durable(end).await {
+        // All partitions' syncs run at once: a request spanning six partitions waits for
+        // the slowest fsync, not the sum of six.
+        let results = futures::future::join_all(
+            waits
+                .iter()
+                .map(|(_, _, partition, end)| partition.wait_durable(*end)),
+        )
+        .await;
+        for ((ti, pi, _, _), result) in waits.iter().zip(results) {
+            let (ti, pi) = (*ti, *pi);
+            if let Err(e) = result {
                 let Rejection(code, message) = storage_error(&e);
                 let resp = &mut responses[ti].partition_responses[pi];
                 resp.error_code = code.code();
