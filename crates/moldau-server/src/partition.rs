@@ -15,6 +15,15 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+/// The offsets of `log` (one node: the high watermark is the log end offset).
+fn offsets_of(log: &Log) -> PartitionOffsets {
+    PartitionOffsets {
+        log_start_offset: log.log_start_offset(),
+        high_watermark: log.log_end_offset(),
+        log_end_offset: log.log_end_offset(),
+    }
+}
+
 /// A hosted partition.
 pub struct Partition {
     /// Topic and index.
@@ -96,12 +105,7 @@ impl Partition {
 
     /// Log start offset, high watermark and log end offset.
     pub fn offsets(&self) -> PartitionOffsets {
-        let log = self.log.read();
-        PartitionOffsets {
-            log_start_offset: log.log_start_offset(),
-            high_watermark: log.log_end_offset(),
-            log_end_offset: log.log_end_offset(),
-        }
+        offsets_of(&self.log.read())
     }
 
     /// High watermark (exclusive).
@@ -111,20 +115,22 @@ impl Partition {
 
     /// Appends validated batches as leader (offsets assigned in place, epoch stamped),
     /// then wakes waiting fetches. `log_append_time_ms` is `Some` for LogAppendTime topics.
+    /// Returns the append info and the log start offset after the append (Produce
+    /// answers with it), read under the same lock.
     pub fn append(
         &self,
         batches: &mut [u8],
         log_append_time_ms: Option<i64>,
         now_ms: i64,
-    ) -> StorageResult<LogAppendInfo> {
-        let info = self.log.write().append_as_leader(
-            batches,
-            self.leader_epoch(),
-            log_append_time_ms,
-            now_ms,
-        )?;
+    ) -> StorageResult<(LogAppendInfo, i64)> {
+        let appended = {
+            let mut log = self.log.write();
+            let info =
+                log.append_as_leader(batches, self.leader_epoch(), log_append_time_ms, now_ms)?;
+            (info, log.log_start_offset())
+        };
         self.appended.notify_waiters();
-        Ok(info)
+        Ok(appended)
     }
 
     /// Reads whole batches from `offset`, bounded by the high watermark (see
@@ -137,11 +143,7 @@ impl Partition {
         min_one_batch: bool,
     ) -> (PartitionOffsets, StorageResult<FetchDataInfo>) {
         let log = self.log.read();
-        let offsets = PartitionOffsets {
-            log_start_offset: log.log_start_offset(),
-            high_watermark: log.log_end_offset(),
-            log_end_offset: log.log_end_offset(),
-        };
+        let offsets = offsets_of(&log);
         let data = log.read(offset, max_bytes, offsets.high_watermark, min_one_batch);
         (offsets, data)
     }

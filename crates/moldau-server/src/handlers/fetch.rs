@@ -29,8 +29,8 @@ const READ_COMMITTED: i8 = 1;
 
 struct Target {
     topic_index: usize,
-    partition: Option<Arc<Partition>>,
-    error: ResponseError,
+    /// The hosted partition, or the error to answer for it.
+    partition: Result<Arc<Partition>, ResponseError>,
     fetch_offset: i64,
     max_bytes: usize,
 }
@@ -61,20 +61,18 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
                 .with_topic_id(t.topic_id),
         );
         for p in &t.partitions {
-            let partition = name
-                .as_deref()
-                .and_then(|n| broker.replicas.get(n, p.partition));
-            let error = match (&name, &partition) {
-                (_, Some(_)) => ResponseError::UnknownServerError, // unused when present
-                (None, None) => ResponseError::UnknownTopicId,
-                (Some(_), None) => ResponseError::UnknownTopicOrPartition,
+            let partition = match name.as_deref() {
+                None => Err(ResponseError::UnknownTopicId),
+                Some(n) => broker
+                    .replicas
+                    .get(n, p.partition)
+                    .ok_or(ResponseError::UnknownTopicOrPartition),
             };
             targets.push((
                 p.partition,
                 Target {
                     topic_index: ti,
                     partition,
-                    error,
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                 },
@@ -93,7 +91,7 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
         // Register for wake-ups before reading, so an append in between is not missed.
         let mut waits: Vec<_> = targets
             .iter()
-            .filter_map(|(_, t)| t.partition.as_ref())
+            .filter_map(|(_, t)| t.partition.as_ref().ok())
             .map(|p| Box::pin(p.appended()))
             .collect();
         let (results, bytes, has_error) = read_all(&targets, max_bytes, read_committed);
@@ -122,10 +120,13 @@ fn read_all(
     let mut has_error = false;
     let mut out = Vec::with_capacity(targets.len());
     for (_, t) in targets {
-        let Some(p) = &t.partition else {
-            has_error = true;
-            out.push(error_data(t.error));
-            continue;
+        let p = match &t.partition {
+            Ok(p) => p,
+            Err(error) => {
+                has_error = true;
+                out.push(error_data(*error));
+                continue;
+            }
         };
         let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
         let min_one_batch = total == 0;

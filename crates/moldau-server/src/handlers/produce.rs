@@ -43,12 +43,13 @@ fn storage_error(e: &StorageError) -> Rejection {
     Rejection(e.response_error(), e.to_string())
 }
 
-/// Validates one partition's records and appends them. Returns the append info.
+/// Validates one partition's records and appends them. Returns the append info and the
+/// log start offset after the append.
 fn append(
     partition: &Partition,
     records: Option<&bytes::Bytes>,
     now: i64,
-) -> Result<moldau_storage::LogAppendInfo, Rejection> {
+) -> Result<(moldau_storage::LogAppendInfo, i64), Rejection> {
     let records =
         records.ok_or_else(|| Rejection(ResponseError::InvalidRecord, "null records".into()))?;
     let header = batch::validate(records).map_err(batch_error)?;
@@ -136,10 +137,10 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
                         format!("{name}-{} is not hosted here", p.index),
                     )),
                     Some(partition) => match append(&partition, p.records.as_ref(), now) {
-                        Ok(info) => {
+                        Ok((info, log_start_offset)) => {
                             resp.base_offset = info.first_offset;
                             resp.log_append_time_ms = info.log_append_time_ms;
-                            resp.log_start_offset = partition.offsets().log_start_offset;
+                            resp.log_start_offset = log_start_offset;
                             if acks == -1 {
                                 waits.push((ti, pi, partition, info.last_offset + 1));
                             }
