@@ -198,21 +198,10 @@ fn load_or_create_meta_properties(dir: &Path, node_id: i32) -> Result<String, St
     }
 }
 
-/// URL-safe base64 without padding (Kafka's `Uuid.toString()` form).
+/// URL-safe base64 without padding: Kafka's `Uuid.toString()` form of a cluster id.
 fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -221,7 +210,8 @@ mod tests {
 
     #[test]
     fn cluster_id_looks_like_kafkas() {
-        assert_eq!(base64_url(&[0u8; 16]).len(), 22);
-        assert_eq!(base64_url(b"Man"), "TWFu");
+        // Kafka prints Uuid(0, 0) as 22 'A's and uses '-'/'_' instead of '+'/'/'.
+        assert_eq!(base64_url(&[0u8; 16]), "A".repeat(22));
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
     }
 }
