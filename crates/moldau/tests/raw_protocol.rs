@@ -45,9 +45,18 @@ fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
     Some(Bytes::from(body))
 }
 
+/// True when the broker closed the connection: EOF or a reset. A read that merely
+/// times out (the broker ignored the bytes and kept the connection) is not a close.
 fn closed_by_broker(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 64];
-    matches!(s.read(&mut buf), Ok(0) | Err(_))
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
 }
 
 /// A fresh connection still gets a valid ApiVersions v3 answer.
