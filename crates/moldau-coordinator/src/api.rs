@@ -1,0 +1,268 @@
+//! The requests the group coordinator takes and the replies and effects it returns,
+//! independent of wire versions (handlers map them to and from `kafka-protocol`
+//! structs).
+
+use crate::group::GroupState;
+use bytes::Bytes;
+use moldau_protocol::error::ResponseError;
+
+/// A record for `__consumer_offsets`: encoded key and value (`None` = tombstone).
+pub type OffsetsRecord = (Bytes, Option<Bytes>);
+
+/// What the runtime must do after a call.
+#[derive(Debug)]
+pub enum Effect<R> {
+    /// Send this reply now.
+    Reply(R, Reply),
+    /// Append `records` to this shard's partition, wait until they are durable, then send
+    /// `replies`. If the append fails, send each reply after [`Reply::fail`].
+    Write {
+        /// Records in append order.
+        records: Vec<OffsetsRecord>,
+        /// Replies that depend on the write.
+        replies: Vec<(R, Reply)>,
+    },
+}
+
+/// A reply to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// JoinGroup.
+    Join(JoinResult),
+    /// SyncGroup.
+    Sync(SyncResult),
+    /// Heartbeat: `None` = success.
+    Heartbeat(Option<ResponseError>),
+    /// LeaveGroup.
+    Leave(LeaveResult),
+    /// OffsetCommit: per partition `(topic, partition, error)`.
+    Commit(Vec<(String, i32, Option<ResponseError>)>),
+    /// OffsetDelete: group-level error, then per partition.
+    DeleteOffsets(
+        Option<ResponseError>,
+        Vec<(String, i32, Option<ResponseError>)>,
+    ),
+    /// DeleteGroups, for one group.
+    DeleteGroup(Option<ResponseError>),
+}
+
+impl Reply {
+    /// Replaces every error in the reply with `error`: used when the write the reply
+    /// depended on failed.
+    pub fn fail(&mut self, error: ResponseError) {
+        match self {
+            Reply::Join(j) => j.error = Some(error),
+            Reply::Sync(s) => s.error = Some(error),
+            Reply::Heartbeat(e) | Reply::DeleteGroup(e) => *e = Some(error),
+            Reply::Leave(l) => l.error = Some(error),
+            Reply::Commit(parts) => parts.iter_mut().for_each(|p| p.2 = Some(error)),
+            Reply::DeleteOffsets(e, parts) => {
+                *e = Some(error);
+                parts.iter_mut().for_each(|p| p.2 = Some(error));
+            }
+        }
+    }
+}
+
+/// A JoinGroup request (all versions; the handler fills defaults for old ones).
+#[derive(Debug, Clone, Default)]
+pub struct JoinGroup {
+    /// Group id.
+    pub group_id: String,
+    /// Member id, empty on the first join.
+    pub member_id: String,
+    /// `group.instance.id` (v5+).
+    pub group_instance_id: Option<String>,
+    /// e.g. `consumer`.
+    pub protocol_type: String,
+    /// `(name, metadata)` in order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    /// ms.
+    pub session_timeout_ms: i32,
+    /// ms (v0 has none: use the session timeout).
+    pub rebalance_timeout_ms: i32,
+    /// Request header client id.
+    pub client_id: String,
+    /// Client address, `/ip`.
+    pub client_host: String,
+    /// v4+: a new dynamic member first gets MEMBER_ID_REQUIRED (KIP-394).
+    pub require_known_member_id: bool,
+}
+
+/// JoinGroup's outcome.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinResult {
+    /// `None` = success.
+    pub error: Option<ResponseError>,
+    /// Generation id, -1 on error.
+    pub generation_id: i32,
+    /// Group protocol type (v7+).
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol_name: Option<String>,
+    /// Leader member id.
+    pub leader: String,
+    /// The member's id (also set with MEMBER_ID_REQUIRED).
+    pub member_id: String,
+    /// v9+: the leader already has an assignment and must not compute one (KIP-814).
+    pub skip_assignment: bool,
+    /// For the leader: every member with its metadata for the chosen protocol.
+    pub members: Vec<JoinedMember>,
+}
+
+/// A member as the leader sees it in JoinGroup's response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinedMember {
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id.
+    pub group_instance_id: Option<String>,
+    /// Metadata for the chosen protocol.
+    pub metadata: Bytes,
+}
+
+/// A SyncGroup request.
+#[derive(Debug, Clone, Default)]
+pub struct SyncGroup {
+    /// Group id.
+    pub group_id: String,
+    /// Generation id.
+    pub generation_id: i32,
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id (v3+).
+    pub group_instance_id: Option<String>,
+    /// v5+: must match the group's.
+    pub protocol_type: Option<String>,
+    /// v5+: must match the group's.
+    pub protocol_name: Option<String>,
+    /// The leader's assignment per member id (empty from followers).
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+/// SyncGroup's outcome.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncResult {
+    /// `None` = success.
+    pub error: Option<ResponseError>,
+    /// Group protocol type (v5+).
+    pub protocol_type: Option<String>,
+    /// Chosen protocol (v5+).
+    pub protocol_name: Option<String>,
+    /// The member's assignment.
+    pub assignment: Bytes,
+}
+
+/// A Heartbeat request.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    /// Group id.
+    pub group_id: String,
+    /// Generation id.
+    pub generation_id: i32,
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id (v3+).
+    pub group_instance_id: Option<String>,
+}
+
+/// LeaveGroup's outcome.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeaveResult {
+    /// Group-level error.
+    pub error: Option<ResponseError>,
+    /// `(member id, instance id, error)` per member named (v3+).
+    pub members: Vec<(String, Option<String>, Option<ResponseError>)>,
+}
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// Leader epoch (v6+), -1 if unknown.
+    pub leader_epoch: i32,
+    /// Client metadata (`None` is stored as empty).
+    pub metadata: Option<String>,
+}
+
+/// An OffsetCommit request.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetCommit {
+    /// Group id.
+    pub group_id: String,
+    /// Generation id, -1 for a commit outside group management.
+    pub generation_id: i32,
+    /// Member id, empty outside group management.
+    pub member_id: String,
+    /// Static instance id (v7+).
+    pub group_instance_id: Option<String>,
+    /// v2–v4 `retention_time_ms`; -1 = broker default.
+    pub retention_time_ms: i64,
+    /// What to commit.
+    pub partitions: Vec<CommitPartition>,
+}
+
+/// A committed offset as OffsetFetch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset, -1 if none.
+    pub offset: i64,
+    /// Leader epoch, -1 if unknown.
+    pub leader_epoch: i32,
+    /// Metadata, empty if none.
+    pub metadata: String,
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type, empty for a group that only commits offsets.
+    pub protocol_type: String,
+    /// State.
+    pub state: GroupState,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupDescription {
+    /// Group id.
+    pub group_id: String,
+    /// State (`Dead` for an unknown group, as Kafka answers).
+    pub state: GroupState,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Chosen protocol when Stable, else empty.
+    pub protocol: String,
+    /// Generation id.
+    pub generation: i32,
+    /// Members: metadata and assignment only when Stable, as Kafka reports them.
+    pub members: Vec<DescribedMember>,
+}
+
+/// A member as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribedMember {
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id.
+    pub group_instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Metadata for the chosen protocol.
+    pub metadata: Bytes,
+    /// Assignment.
+    pub assignment: Bytes,
+}
