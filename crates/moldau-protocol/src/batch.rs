@@ -110,6 +110,20 @@ pub enum Compression {
     Unknown(u8),
 }
 
+impl Compression {
+    /// The codec's number in attributes bits 0–2 (`Unknown(n)` gives `n & 7`).
+    pub fn id(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+            Compression::Unknown(n) => n & COMPRESSION_MASK as u8,
+        }
+    }
+}
+
 /// Timestamp type of a batch (attributes bit 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampType {
@@ -308,6 +322,41 @@ pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Re-encodes a batch around a new records section (the log cleaner's rewrite, Kafka
+/// `MemoryRecords.filterTo`): copies the 61-byte header of `batch` (base offset, leader
+/// epoch, lastOffsetDelta, both timestamps, producer fields and the other attribute bits
+/// stay as they are), sets the codec bits to `compression`, `recordsCount` to
+/// `records_count`, `batchLength` to fit `records` (the records section, already
+/// compressed with `compression` if it is not `None`), and recomputes the CRC. An empty
+/// `records` with `records_count == 0` gives Kafka's "empty batch" that only keeps the
+/// offset range. Errors: [`BatchError::Truncated`] if `batch` is shorter than a header,
+/// [`BatchError::InvalidLength`] if the result would not fit `batchLength` (an `i32`).
+pub fn with_records(
+    batch: &[u8],
+    compression: Compression,
+    records_count: i32,
+    records: &[u8],
+) -> Result<Vec<u8>, BatchError> {
+    let header = batch
+        .get(..RECORD_BATCH_OVERHEAD)
+        .ok_or(BatchError::Truncated {
+            needed: RECORD_BATCH_OVERHEAD,
+            available: batch.len(),
+        })?;
+    let length = i32::try_from(RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + records.len())
+        .map_err(|_| BatchError::InvalidLength(i32::MAX))?;
+    let mut out = Vec::with_capacity(RECORD_BATCH_OVERHEAD + records.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(records);
+    out[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = (i16_at(&out, ATTRIBUTES) & !COMPRESSION_MASK) | i16::from(compression.id());
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[RECORDS_COUNT..RECORDS_COUNT + 4].copy_from_slice(&records_count.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
 /// Iterates the batches laid end to end in `buf` (a produce request's `records` field or
 /// a range of a segment file), validating each (header, length, CRC). Yields
 /// `(position, header)`; stops after the first error, which it yields.
@@ -357,6 +406,10 @@ impl Iterator for BatchIter<'_> {
 /// One record inside an uncompressed v2 batch (protocol guide, "Record").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
+    /// The record's complete encoding, from its leading `length` varint to the end of
+    /// its headers, so it can be copied verbatim into another batch with the same base
+    /// offset and base timestamp (the log cleaner does this; the deltas stay valid).
+    pub raw: &'a [u8],
     /// Offset relative to the batch's base offset.
     pub offset_delta: i32,
     /// Timestamp relative to the batch's base timestamp, ms.
@@ -412,9 +465,11 @@ pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
     let mut out = Vec::with_capacity(usize::try_from(count).ok()?.min(body.len()));
     let mut pos = 0;
     for _ in 0..count {
+        let start = pos;
         let len = usize::try_from(read_varint(body, &mut pos)?).ok()?;
         let end = pos.checked_add(len)?;
         let rec = body.get(pos..end)?;
+        let raw = body.get(start..end)?;
         pos = end;
         let mut p = 1; // attributes byte, unused
         let timestamp_delta = read_varint(rec, &mut p)?;
@@ -422,6 +477,7 @@ pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
         let key = read_nullable(rec, &mut p)?;
         let value = read_nullable(rec, &mut p)?;
         out.push(Record {
+            raw,
             offset_delta,
             timestamp_delta,
             key,
@@ -523,6 +579,44 @@ mod tests {
         let h = validate(&b).expect("CRC recomputed");
         assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
         assert_eq!(h.max_timestamp, 5_000);
+    }
+
+    #[test]
+    fn raw_records_rebuild_an_equal_batch() {
+        let b = build_batch(
+            7,
+            1_000,
+            &[
+                (Some(b"a"), Some(b"1")),
+                (Some(b"b"), None),
+                (None, Some(b"3")),
+            ],
+        );
+        let recs = records(&b).expect("uncompressed");
+        let all: Vec<u8> = recs.iter().flat_map(|r| r.raw.iter().copied()).collect();
+        assert_eq!(&all[..], &b[RECORD_BATCH_OVERHEAD..]);
+        let same = with_records(&b, Compression::None, 3, &all).expect("rebuild");
+        assert_eq!(same, b);
+        // Keep only the second record: header fields stay, count/length/CRC change.
+        let one = with_records(&b, Compression::None, 1, recs[1].raw).expect("rebuild");
+        let h = validate(&one).expect("valid");
+        assert_eq!((h.base_offset, h.last_offset(), h.records_count), (7, 9, 1));
+        let kept = records(&one).expect("uncompressed");
+        assert_eq!(
+            (kept[0].offset_delta, kept[0].key, kept[0].value),
+            (1, Some(&b"b"[..]), None)
+        );
+        let empty = with_records(&b, Compression::Gzip, 0, &[]).expect("rebuild");
+        let h = validate(&empty).expect("valid");
+        assert_eq!(
+            (h.records_count, h.size_in_bytes(), h.compression()),
+            (0, RECORD_BATCH_OVERHEAD, Compression::Gzip)
+        );
+        assert!(matches!(
+            with_records(&b[..20], Compression::None, 0, &[]),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert_eq!(Compression::Unknown(6).id(), 6);
     }
 
     #[test]

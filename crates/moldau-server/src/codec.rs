@@ -1,6 +1,6 @@
 //! Record decompression for the few broker paths that must look inside a compressed
-//! batch (ListOffsets by timestamp and max-timestamp). The produce and fetch paths never
-//! decompress.
+//! batch (ListOffsets by timestamp and max-timestamp, the log cleaner), and compression
+//! for the cleaner's rewritten batches. The produce and fetch paths never decompress.
 //!
 //! Every codec is read with an output bound, [`MAX_DECOMPRESSED_BYTES`]: a producer can
 //! store a small batch with a valid CRC that inflates to gigabytes, and a timestamp
@@ -12,7 +12,7 @@
 //! the Java client accepts), LZ4 frame, zstd frame.
 
 use moldau_protocol::batch::Compression;
-use std::io::Read;
+use std::io::{Read, Write};
 
 /// Most bytes one batch may decompress to here (64 MiB; Kafka's own batches are capped
 /// at `max.message.bytes`, 1 MiB by default, compressed).
@@ -20,6 +20,8 @@ pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
 
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_LEN: usize = 16;
+/// Uncompressed bytes per xerial block (snappy-java's `SnappyOutputStream` default).
+const XERIAL_BLOCK: usize = 32 * 1024;
 
 /// Decompresses a batch's records section; `None` for an unknown codec, bad data, or
 /// output above [`MAX_DECOMPRESSED_BYTES`]. Matches [`moldau_storage::Decompress`].
@@ -37,6 +39,51 @@ pub fn decompress_bounded(codec: Compression, compressed: &[u8], limit: usize) -
         }
         Compression::Lz4 => read_bounded(lz4::Decoder::new(compressed).ok()?, limit),
         Compression::Snappy => snappy(compressed, limit),
+        Compression::Unknown(_) => None,
+    }
+}
+
+/// Compresses a records section with `codec` as Kafka's Java producer writes it: gzip
+/// stream (default level), snappy in xerial framing (32 KiB blocks), LZ4 frame (64 KiB
+/// independent blocks, no checksums, as Kafka's `Lz4BlockOutputStream`), zstd frame
+/// (level 3, Kafka's default). `Compression::None` returns the bytes unchanged; `None`
+/// for an unknown codec or an encoder failure. Matches [`moldau_storage::Compress`]
+/// (the log cleaner recompresses the batches it rewrites with it).
+pub fn compress(codec: Compression, raw: &[u8]) -> Option<Vec<u8>> {
+    match codec {
+        Compression::None => Some(raw.to_vec()),
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(raw).ok()?;
+            e.finish().ok()
+        }
+        Compression::Zstd => zstd::stream::encode_all(raw, 3).ok(),
+        Compression::Lz4 => {
+            let mut e = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::new())
+                .ok()?;
+            e.write_all(raw).ok()?;
+            let (out, result) = e.finish();
+            result.ok()?;
+            Some(out)
+        }
+        Compression::Snappy => {
+            let mut encoder = snap::raw::Encoder::new();
+            let mut out = Vec::with_capacity(XERIAL_HEADER_LEN + raw.len() / 2);
+            out.extend_from_slice(XERIAL_MAGIC);
+            out.extend_from_slice(&1i32.to_be_bytes()); // version
+            out.extend_from_slice(&1i32.to_be_bytes()); // minimum compatible version
+            for chunk in raw.chunks(XERIAL_BLOCK) {
+                let block = encoder.compress_vec(chunk).ok()?;
+                out.extend_from_slice(&u32::try_from(block.len()).ok()?.to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            Some(out)
+        }
         Compression::Unknown(_) => None,
     }
 }
@@ -131,6 +178,34 @@ mod tests {
             assert!(torn.map_or(0, |t| t.len()) < data.len(), "{codec:?} torn");
         }
         assert_eq!(decompress(Compression::Unknown(6), &[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn compress_round_trips_in_every_codec() {
+        let data = sample();
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let packed = compress(codec, &data).expect("compress");
+            if codec != Compression::None {
+                assert!(packed.len() < data.len(), "{codec:?} compresses");
+            }
+            let out = decompress(codec, &packed);
+            assert!(out.as_deref() == Some(&data[..]), "{codec:?} round trip");
+            let empty = compress(codec, &[]).expect("compress nothing");
+            assert_eq!(
+                decompress(codec, &empty).as_deref(),
+                Some(&[][..]),
+                "{codec:?} empty"
+            );
+        }
+        let snappy = compress(Compression::Snappy, &data).expect("snappy");
+        assert!(snappy.starts_with(XERIAL_MAGIC), "xerial framing");
+        assert_eq!(compress(Compression::Unknown(5), &data), None);
     }
 
     #[test]

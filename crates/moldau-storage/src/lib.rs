@@ -18,8 +18,15 @@
 //!   truncation, flush (group commit through [`FlushTarget`]), poisoning;
 //! - `segment.rs`: one segment and its recovery; `records.rs`: reading batches back
 //!   (chunked header scan, validating scan, record walk);
+//! - the log cleaner for `cleanup.policy=compact` (`clean_plan.rs`, `cleaner.rs`, key
+//!   map in `offset_map.rs`, swap in `clean_install.rs`): [`Log::clean_plan`] →
+//!   [`CleanPlan::build`] → [`Log::install_clean`]; cleaned segments are written as
+//!   `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`), committed by
+//!   renaming them to `*.swap`, and put in place under the final names; `Log::open`
+//!   completes committed swaps after a crash and deletes uncommitted `*.cleaned` files
+//!   (rule at `PendingSwap` in `log_load.rs`);
 //! - [`checkpoint`]: Kafka's offset checkpoint text files;
-//! - [`LogConfig`], [`StorageError`].
+//! - [`LogConfig`] (with [`CleanupPolicy`]), [`StorageError`].
 //!
 //! The crate knows nothing of Kafka requests: callers validate produced batches
 //! (`moldau_protocol::batch::validate`) before appending, and map [`StorageError`] to
@@ -28,6 +35,9 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+mod clean_install;
+mod clean_plan;
+mod cleaner;
 mod config;
 mod error;
 mod flush;
@@ -35,6 +45,7 @@ mod index;
 mod log;
 mod log_load;
 mod log_read;
+mod offset_map;
 mod records;
 mod segment;
 mod time_index;
@@ -42,7 +53,9 @@ mod time_index;
 #[cfg(test)]
 mod tests;
 
-pub use config::LogConfig;
+pub use clean_plan::CleanPlan;
+pub use cleaner::{CleanOutcome, CleanStats, CleanedLog, Compress};
+pub use config::{CleanupPolicy, InvalidCleanupPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use flush::FlushTarget;
 pub use log::{FetchDataInfo, Log, LogAppendInfo};

@@ -65,6 +65,10 @@ pub struct Log {
     /// When the oldest unflushed append happened (ms), `None` if all is flushed.
     pub(crate) unflushed_since_ms: Option<i64>,
     pub(crate) last_append_ms: i64,
+    /// Bumped whenever sealed segments may change other than by appending to the
+    /// active one (deletion, truncation, an installed clean), so a [`crate::CleanPlan`]
+    /// made before can be recognised as stale.
+    pub(crate) rewrite_epoch: u64,
 }
 
 /// Per-append summary gathered while walking the batches.
@@ -170,7 +174,7 @@ impl Log {
         &mut self.segments[last]
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.poisoned {
             return Err(StorageError::Poisoned);
         }
@@ -326,7 +330,8 @@ impl Log {
 
     /// Rolls before an append of `bytes` covering `[first_offset, last_offset]` when
     /// Kafka would (`LogSegment.shouldRoll`): the active segment is non-empty and the
-    /// append would take it past `segment.bytes`, it is older than `segment.ms`, an
+    /// append would take it past `segment.bytes`, it is older than `segment.ms` (or
+    /// `max.compaction.lag.ms` if lower on a compacted log, KIP-354), an
     /// index is full, or `last_offset` would not fit a relative offset (`i32::MAX`, as
     /// Kafka, although the entry field is u32).
     fn maybe_roll(
@@ -349,7 +354,7 @@ impl Log {
         let full = active.size + bytes > config.effective_segment_bytes();
         let aged = active
             .roll_base_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) > config.segment_ms);
+            .is_some_and(|t| now_ms.saturating_sub(t) > config.effective_segment_ms());
         let index_full = active.ix.offset.len() >= config.max_index_entries(8)
             || active.ix.time.len() >= config.max_index_entries(12);
         if full || aged || index_full || offsets_overflow {
@@ -452,6 +457,9 @@ impl Log {
     /// offset to the new first segment's base offset.
     fn delete_first_segments(&mut self, n: usize) -> Result<usize> {
         let n = n.min(self.segments.len() - 1);
+        if n > 0 {
+            self.rewrite_epoch += 1;
+        }
         for segment in self.segments.drain(..n) {
             tracing::info!(path = %segment.log_path.display(), "deleting segment");
             segment.delete_files()?;
@@ -462,9 +470,12 @@ impl Log {
         Ok(n)
     }
 
-    /// Retention for `cleanup.policy=delete` (Kafka `UnifiedLog.deleteOldSegments`).
-    /// Deletes whole non-active segments from the oldest while:
-    /// - the next segment starts at or below the log start offset (after DeleteRecords);
+    /// Retention (Kafka `UnifiedLog.deleteOldSegments`). Deletes whole non-active
+    /// segments from the oldest while:
+    /// - the next segment starts at or below the log start offset (after DeleteRecords;
+    ///   whatever the `cleanup.policy`);
+    /// - only if `cleanup.policy` includes `delete` (a `compact`-only log is never
+    ///   trimmed by time or size):
     /// - `retention.ms >= 0` and the segment's largest timestamp `< now_ms - retention.ms`;
     ///   if every segment including a non-empty active one is expired, the active one is
     ///   rolled first so it can go too (as Kafka does);
@@ -486,6 +497,11 @@ impl Log {
             .take_while(|w| w[1].base_offset <= self.log_start_offset)
             .count();
         deleted += self.delete_first_segments(below_start)?;
+        if !self.config.cleanup_policy.deletes() {
+            // `cleanup.policy=compact`: only DeleteRecords trims the log (as Kafka's
+            // `deleteOldSegments` without the delete policy).
+            return Ok(deleted);
+        }
 
         if self.config.retention_ms >= 0 {
             let cutoff = now_ms.saturating_sub(self.config.retention_ms);
@@ -578,6 +594,7 @@ impl Log {
 
     fn try_truncate_to(&mut self, offset: i64) -> Result<()> {
         tracing::info!(dir = %self.dir.display(), offset, "truncating log");
+        self.rewrite_epoch += 1;
         if offset < self.log_start_offset {
             // Empty the log and restart it at `offset` (Kafka `truncateFullyAndStartAt`).
             // Reuse a segment already based at `offset`, else create one first, so the

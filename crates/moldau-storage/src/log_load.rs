@@ -4,14 +4,50 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::cleaner::{remove_if_exists, segment_path, SEGMENT_EXTS, SWAP_SUFFIX};
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
 use crate::log::{sync_dir, Log};
+use crate::records;
 use crate::segment::{self, Segment};
 
-/// Suffixes of temporary files left by an interrupted deletion, compaction or swap
-/// (Kafka `LogFileUtils`: `.deleted`, `.cleaned`, `.swap`); removed on open.
+/// Suffixes of temporary files left by an interrupted deletion or compaction (Kafka
+/// `LogFileUtils`: `.deleted`, `.cleaned`); removed on open, after pending swaps were
+/// completed (see [`PendingSwap`]), which leaves no `.swap` file either.
 const TEMP_SUFFIXES: [&str; 3] = [".deleted", ".cleaned", ".swap"];
+
+/// A cleaned segment whose clean committed but was not completed: `<base>.log.swap`,
+/// maybe with `<base>.index.swap` and `<base>.timeindex.swap` (Kafka
+/// `LogLoader.completeSwapOperations`).
+///
+/// Recovery rule, applied by [`Log::open`] before anything else:
+///
+/// - A `.log.swap` means the clean of that output committed. Its covered range is
+///   `[base, next offset)`, where the next offset comes from a scan of the swap file:
+///   the cleaner writes each output so that it ends exactly where its last input
+///   ended (the last batch is kept, as an empty batch if all its records went), and
+///   begins at its first input's base, so the range is exactly that of the inputs
+///   whatever records the clean removed. Every non-swap `.log`, `.index` and
+///   `.timeindex` whose base offset lies in that range is deleted (the inputs, or
+///   whatever of them remains; inputs of different outputs never overlap, so any
+///   number of swaps and any subset of already-deleted inputs are handled), the
+///   directory is fsynced, then the `.index.swap`, `.timeindex.swap` and finally
+///   `.log.swap` are renamed to their final names and the directory fsynced again.
+///   Indexes missing or failing the sanity check are rebuilt by the normal open.
+/// - An `.index.swap` or `.timeindex.swap` without its `.log.swap` belongs to an
+///   output that did not commit and is deleted, as are all `*.cleaned` files.
+/// - A committed swap always validates completely (the cleaner fsyncs it before the
+///   rename). One that does not was damaged afterwards: without any valid batch it is
+///   deleted like an uncommitted one (whatever inputs remain stay); otherwise it is cut
+///   after its last valid batch, its index swaps are dropped, and its range is what
+///   remains.
+///
+/// Every retained offset is then in exactly one segment: outputs that committed
+/// replace all of their inputs, the others leave their inputs in place. The steps are
+/// idempotent, so a crash during recovery is recovered the same way.
+struct PendingSwap {
+    base_offset: i64,
+}
 
 /// Renames then removes the three files of a segment that was never opened.
 fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
@@ -31,14 +67,119 @@ fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
     Ok(())
 }
 
+/// Applies the recovery rule of [`PendingSwap`] to `dir`. Returns whether it changed
+/// anything.
+fn complete_swaps(dir: &Path) -> Result<bool> {
+    let mut swaps: Vec<PendingSwap> = Vec::new();
+    let mut index_swaps: Vec<(i64, PathBuf)> = Vec::new();
+    let mut bases = BTreeSet::new();
+    for entry in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(SWAP_SUFFIX) {
+            if let Some(base) = segment::parse_file_name(stem, "log") {
+                swaps.push(PendingSwap { base_offset: base });
+            } else if let Some(base) = segment::parse_file_name(stem, "index")
+                .or_else(|| segment::parse_file_name(stem, "timeindex"))
+            {
+                index_swaps.push((base, entry.path()));
+            }
+        } else if let Some(base) = segment::parse_file_name(&name, "log")
+            .or_else(|| segment::parse_file_name(&name, "index"))
+            .or_else(|| segment::parse_file_name(&name, "timeindex"))
+        {
+            bases.insert(base);
+        }
+    }
+    if swaps.is_empty() && index_swaps.is_empty() {
+        return Ok(false);
+    }
+    for (base, path) in index_swaps {
+        if !swaps.iter().any(|s| s.base_offset == base) {
+            tracing::info!(file = %path.display(), "removing index swap of an uncommitted clean");
+            remove_if_exists(&path)?;
+        }
+    }
+    swaps.sort_by_key(|s| s.base_offset);
+    let mut valid = Vec::with_capacity(swaps.len());
+    for swap in swaps {
+        let base = swap.base_offset;
+        let Some(next) = check_swap(dir, base)? else {
+            continue;
+        };
+        valid.push(swap);
+        let end = next.max(base + 1);
+        for &replaced in bases.range(base..end) {
+            tracing::info!(
+                swap = base,
+                replaced,
+                "completing clean: removing replaced segment"
+            );
+            for ext in SEGMENT_EXTS {
+                remove_if_exists(&segment_path(dir, replaced, ext, ""))?;
+            }
+        }
+    }
+    sync_dir(dir)?;
+    for swap in &valid {
+        for ext in SEGMENT_EXTS {
+            let from = segment_path(dir, swap.base_offset, ext, SWAP_SUFFIX);
+            if ext == "log" || from.exists() {
+                let to = segment_path(dir, swap.base_offset, ext, "");
+                fs::rename(&from, &to)
+                    .ctx(|| format!("rename {} to {}", from.display(), to.display()))?;
+            }
+        }
+    }
+    sync_dir(dir)?;
+    Ok(true)
+}
+
+/// Validates the swap `<base>.log.swap` and returns its next offset, after cutting a
+/// damaged tail; `None` (and the swap's files deleted) if it holds no valid batch.
+fn check_swap(dir: &Path, base: i64) -> Result<Option<i64>> {
+    let path = segment_path(dir, base, "log", SWAP_SUFFIX);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .ctx(|| format!("open {}", path.display()))?;
+    let len = file
+        .metadata()
+        .ctx(|| format!("stat {}", path.display()))?
+        .len();
+    let scan = records::scan_valid(&file, &path, len, base, |_, _| {})?;
+    let Some(reason) = &scan.stopped else {
+        return Ok(Some(scan.next_offset));
+    };
+    tracing::error!(path = %path.display(), position = scan.valid_bytes, %reason, "damaged swap file of a committed clean");
+    if scan.valid_bytes == 0 {
+        for ext in SEGMENT_EXTS {
+            remove_if_exists(&segment_path(dir, base, ext, SWAP_SUFFIX))?;
+        }
+        return Ok(None);
+    }
+    file.set_len(scan.valid_bytes)
+        .and_then(|()| file.sync_all())
+        .ctx(|| format!("truncate {}", path.display()))?;
+    for ext in ["index", "timeindex"] {
+        remove_if_exists(&segment_path(dir, base, ext, SWAP_SUFFIX))?;
+    }
+    Ok(Some(scan.next_offset))
+}
+
 impl Log {
     /// Opens or creates the log in `dir`, a partition directory such as
     /// `<log.dirs>/orders-0` (created, with its parent fsynced, if missing). Kafka:
     /// `LogLoader.load`.
     ///
-    /// - Removes leftover `*.deleted`, `*.cleaned`, `*.swap` files and `.index` /
-    ///   `.timeindex` files without a `.log`. Other files (e.g. `leader-epoch-checkpoint`)
-    ///   are left alone.
+    /// - Completes a log clean that committed before a crash (`*.swap` files; rule at
+    ///   `PendingSwap` in `log_load.rs`), then removes leftover `*.deleted`,
+    ///   `*.cleaned` files (a clean that did not commit) and `.index` / `.timeindex`
+    ///   files without a `.log`. Other files (e.g. `leader-epoch-checkpoint`) are left
+    ///   alone.
     /// - If `!clean_shutdown`: every segment from the one containing `recovery_point` on
     ///   is recovered batch by batch (header, length, CRC-32C, monotonic base offsets); the
     ///   log is truncated at the first torn or corrupt batch, later segments are deleted,
@@ -69,6 +210,9 @@ impl Log {
             if let Some(parent) = dir.parent() {
                 sync_dir(parent)?;
             }
+        }
+        if complete_swaps(dir)? {
+            dir_changed = true;
         }
         let mut bases = BTreeSet::new();
         let mut index_files: Vec<(i64, PathBuf)> = Vec::new();
@@ -176,6 +320,7 @@ impl Log {
             poisoned: false,
             unflushed_since_ms: None,
             last_append_ms: now_ms,
+            rewrite_epoch: 0,
         };
         log.recovery_point = log.log_end_offset();
         let first_ts = log.active().first_batch_timestamp()?;

@@ -2,6 +2,8 @@
 //! shared helpers here, tests by theme in the submodules.
 #![allow(clippy::unwrap_used)]
 
+mod compaction;
+mod compaction_recovery;
 mod maintenance;
 mod proptests;
 mod read_write;
