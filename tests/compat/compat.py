@@ -194,13 +194,131 @@ def kafka_python_roundtrip(broker):
     assert all(got[i] == i // 2 for i in got)
 
 
+@check("kcat -G: two balanced consumers split a topic, commits leave zero lag")
+def kcat_balanced(broker):
+    from confluent_kafka import ConsumerGroupTopicPartitions, Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "kg-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": broker.addr})
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[topic].result(30)
+    lines = [f"k{i}:m{i}" for i in range(400)]
+    kcat(broker, "-P", "-t", topic, "-K:", stdin=("\n".join(lines) + "\n").encode())
+    group = "kcat-group"
+    # Both join within group.initial.rebalance.delay.ms (3 s), so one generation holds
+    # both; each exits at the end of its partitions and commits on the way out.
+    procs = [subprocess.Popen(["kcat", "-b", broker.addr, "-G", group, "-o", "beginning",
+                               "-e", "-q", "-f", "%s\n", topic],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=90)[0].decode().split() for p in procs]
+    assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
+    assert all(outs), f"a member got no partitions: {[len(o) for o in outs]}"
+    got = outs[0] + outs[1]
+    assert sorted(got) == sorted(f"m{i}" for i in range(400)), (len(got), len(set(got)))
+    committed = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)])[group].result(30)
+    c = Consumer({"bootstrap.servers": broker.addr, "group.id": "lag-reader"})
+    lag = 0
+    for tp in committed.topic_partitions:
+        high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
+        lag += high - tp.offset
+    c.close()
+    assert len(committed.topic_partitions) == 4, committed.topic_partitions
+    assert lag == 0, lag
+
+
+@check("confluent-kafka: group consumer, describe/list groups, lag, delete group")
+def confluent_group(broker):
+    from confluent_kafka import ConsumerGroupTopicPartitions, Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "cg-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": broker.addr})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": broker.addr})
+    for i in range(300):
+        producer.produce(topic, key=f"k{i}", value=f"v{i}")
+    assert producer.flush(30) == 0
+    group = "ck-group-" + uuid.uuid4().hex[:6]
+    consumer = Consumer({"bootstrap.servers": broker.addr, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = set()
+    deadline = time.time() + 60
+    while len(seen) < 200 and time.time() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            seen.add(msg.value())
+            consumer.commit(message=msg, asynchronous=False)
+    assert len(seen) == 200, len(seen)
+    desc = admin.describe_consumer_groups([group])[group].result(30)
+    assert desc.state.name == "STABLE", desc.state
+    assert len(desc.members) == 1, desc.members
+    assigned = {tp.partition for tp in desc.members[0].assignment.topic_partitions}
+    assert assigned == {0, 1, 2}, assigned
+    listed = admin.list_consumer_groups().result(30)
+    assert group in {g.group_id for g in listed.valid}, listed.valid
+    # Lag as a user sees it: committed offset vs log end offset, per partition.
+    committed = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)])[group].result(30)
+    done = {tp.partition: max(tp.offset, 0) for tp in committed.topic_partitions}
+    lag = sum(consumer.get_watermark_offsets(TopicPartition(topic, p))[1] - done.get(p, 0)
+              for p in range(3))
+    assert lag == 100, (lag, done)
+    consumer.close()
+    # Busy groups cannot be deleted; this one is empty now.
+    admin.delete_consumer_groups([group])[group].result(30)
+    assert group not in {g.group_id for g in admin.list_consumer_groups().result(30).valid}
+
+
+@check("kafka-python: group consumer commits, resumes, admin lists and describes")
+def kafka_python_group(broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = "kpg-" + uuid.uuid4().hex[:8]
+    admin = KafkaAdminClient(bootstrap_servers=broker.addr)
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=broker.addr, enable_idempotence=False)
+    for i in range(100):
+        producer.send(topic, value=f"v{i}".encode(), partition=i % 2)
+    producer.flush(30)
+    group = "kp-group"
+
+    def read(limit):
+        consumer = KafkaConsumer(topic, bootstrap_servers=broker.addr, group_id=group,
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 consumer_timeout_ms=8000)
+        got = []
+        for msg in consumer:
+            got.append(msg.value)
+            if len(got) == limit:
+                break
+        consumer.commit()
+        consumer.close()
+        return got
+
+    first = read(60)
+    assert len(first) == 60, len(first)
+    rest = read(1000)
+    assert len(rest) == 40 and not set(first) & set(rest), (len(rest), set(first) & set(rest))
+    offsets = admin.list_group_offsets(group)
+    assert sum(o.offset for o in offsets[group].values()) == 100, offsets
+    groups = {g["group_id"]: g for g in admin.list_groups()}
+    assert groups[group]["group_state"] == "Empty", groups
+    described = admin.describe_groups([group])[group]
+    assert described["protocol_type"] == "consumer", described
+
+
 def main():
     if shutil.which("kcat") is None:
         print("kcat is not installed (run .ci/run, which installs it)")
         sys.exit(2)
     broker = Broker()
     try:
-        for fn in (kcat_roundtrip, confluent_roundtrip, kafka_python_roundtrip):
+        for fn in (kcat_roundtrip, confluent_roundtrip, kafka_python_roundtrip, kcat_balanced,
+                   confluent_group, kafka_python_group):
             fn(broker)
     finally:
         code = broker.stop()

@@ -169,9 +169,10 @@ pub struct Heartbeat {
 /// LeaveGroup's outcome.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeaveResult {
-    /// Group-level error.
+    /// Group-level error (the coordinator could not act at all).
     pub error: Option<ResponseError>,
-    /// `(member id, instance id, error)` per member named (v3+).
+    /// `(member id, instance id, error)` per member named; v0–v2 report the single
+    /// member's error as the response's.
     pub members: Vec<(String, Option<String>, Option<ResponseError>)>,
 }
 

@@ -268,7 +268,6 @@ impl<R> GroupShard<R> {
         let Some(member) = group.member_mut(&old_id) else {
             return;
         };
-        let protocols_unchanged = member.same_protocols(&req.protocols);
         if let Some(parked) = member.awaiting_join.take() {
             fx.push(Effect::Reply(
                 parked,
@@ -295,11 +294,16 @@ impl<R> GroupShard<R> {
         member.session_timeout_ms = req.session_timeout_ms;
         member.rebalance_timeout_ms = req.rebalance_timeout_ms;
         member.heartbeat_deadline = now + i64::from(req.session_timeout_ms);
+        member.protocols = req.protocols;
         if group.leader.as_deref() == Some(old_id.as_str()) {
             group.leader = Some(new_id.clone());
         }
+        // Kafka compares the protocol the group would select now with the one it runs:
+        // a restarted client's metadata bytes differ (no owned partitions yet), and
+        // that alone must not cost the group a rebalance.
+        let protocol_unchanged = group.select_protocol() == group.protocol;
         match state {
-            GroupState::Stable if protocols_unchanged => {
+            GroupState::Stable if protocol_unchanged => {
                 // Same subscription: hand back the current generation without a
                 // rebalance, and persist the new member id.
                 let is_leader = group.is_leader(&new_id);
@@ -328,7 +332,6 @@ impl<R> GroupShard<R> {
             }
             _ => {
                 if let Some(member) = group.member_mut(&new_id) {
-                    member.protocols = req.protocols;
                     member.awaiting_join = Some(reply);
                 }
                 match state {
@@ -725,7 +728,7 @@ impl<R> GroupShard<R> {
             fx.push(Effect::Reply(
                 reply,
                 Reply::Leave(LeaveResult {
-                    error: Some(ResponseError::UnknownMemberId),
+                    error: None,
                     members: members
                         .into_iter()
                         .map(|(m, i)| (m, i, Some(ResponseError::UnknownMemberId)))
@@ -770,16 +773,10 @@ impl<R> GroupShard<R> {
                 Err(e) => results.push((member_id, instance, Some(e))),
             }
         }
-        // v0-v2 carry a single member, and its error is the response's error.
-        let error = if results.len() == 1 {
-            results[0].2
-        } else {
-            None
-        };
         fx.push(Effect::Reply(
             reply,
             Reply::Leave(LeaveResult {
-                error,
+                error: None,
                 members: results,
             }),
         ));

@@ -44,6 +44,17 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::IncrementalAlterConfigs, 0, 1),
     r(ApiKey::DescribeCluster, 0, 1),
     r(ApiKey::DescribeTopicPartitions, 0, 0),
+    r(ApiKey::FindCoordinator, 0, 6),
+    r(ApiKey::JoinGroup, 0, 9),
+    r(ApiKey::SyncGroup, 0, 5),
+    r(ApiKey::Heartbeat, 0, 4),
+    r(ApiKey::LeaveGroup, 0, 5),
+    r(ApiKey::OffsetCommit, 2, 9),
+    r(ApiKey::OffsetFetch, 1, 9),
+    r(ApiKey::OffsetDelete, 0, 0),
+    r(ApiKey::ListGroups, 0, 5),
+    r(ApiKey::DescribeGroups, 0, 5),
+    r(ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The served range of `key`, if Moldau serves it at all.
@@ -93,11 +104,23 @@ mod tests {
                 ApiKey::IncrementalAlterConfigs => within::<IncrementalAlterConfigsRequest>(r),
                 ApiKey::DescribeCluster => within::<DescribeClusterRequest>(r),
                 ApiKey::DescribeTopicPartitions => within::<DescribeTopicPartitionsRequest>(r),
+                ApiKey::FindCoordinator => within::<FindCoordinatorRequest>(r),
+                ApiKey::JoinGroup => within::<JoinGroupRequest>(r),
+                ApiKey::SyncGroup => within::<SyncGroupRequest>(r),
+                ApiKey::Heartbeat => within::<HeartbeatRequest>(r),
+                ApiKey::LeaveGroup => within::<LeaveGroupRequest>(r),
+                ApiKey::OffsetCommit => within::<OffsetCommitRequest>(r),
+                ApiKey::OffsetFetch => within::<OffsetFetchRequest>(r),
+                ApiKey::OffsetDelete => within::<OffsetDeleteRequest>(r),
+                ApiKey::ListGroups => within::<ListGroupsRequest>(r),
+                ApiKey::DescribeGroups => within::<DescribeGroupsRequest>(r),
+                ApiKey::DeleteGroups => within::<DeleteGroupsRequest>(r),
                 other => panic!("no check for {other:?}"),
             }
         }
         assert!(is_supported(ApiKey::Fetch, 4));
         assert!(!is_supported(ApiKey::Fetch, 17));
-        assert!(!is_supported(ApiKey::JoinGroup, 0));
+        assert!(is_supported(ApiKey::JoinGroup, 0));
+        assert!(!is_supported(ApiKey::InitProducerId, 0));
     }
 }

@@ -3,6 +3,7 @@
 //! `Arc<Broker>`; they hold no state of their own.
 
 use crate::config::BrokerConfig;
+use crate::coordinator::GroupCoordinator;
 use crate::replica_manager::{now_ms, ReplicaManager};
 use moldau_metadata::{MetadataError, MetadataImage, MetadataLog, MetadataRecord};
 use moldau_storage::StorageError;
@@ -46,6 +47,10 @@ pub struct Broker {
     pub metadata: MetadataLog,
     /// Hosted partitions.
     pub replicas: Arc<ReplicaManager>,
+    /// The log cleaner's state (first dirty offsets).
+    pub cleaner: crate::log_cleaner::LogCleaner,
+    /// The group coordinator shards for the `__consumer_offsets` partitions led here.
+    pub groups: Arc<GroupCoordinator>,
 }
 
 impl Broker {
@@ -79,8 +84,17 @@ impl Broker {
             .map_err(|e| StartError::Inconsistent(e.to_string()))?;
         let replicas = Arc::new(ReplicaManager::open(config.clone())?);
         replicas.reconcile(&metadata.image());
-        let rm = replicas.clone();
-        metadata.set_publisher(move |image| rm.reconcile(image));
+        let groups = Arc::new(GroupCoordinator::new(config.group.clone()));
+        groups.sync(&metadata.image(), &replicas);
+        let (rm, gc) = (replicas.clone(), groups.clone());
+        metadata.set_publisher(move |image| {
+            rm.reconcile(image);
+            gc.sync(image, &rm);
+        });
+        let (config_dir, config_dedupe) = (
+            config.log_dir.clone(),
+            config.log_cleaner_dedupe_buffer_size,
+        );
         Ok(Arc::new(Self {
             config,
             cluster_id,
@@ -88,6 +102,8 @@ impl Broker {
             advertised_port,
             metadata,
             replicas,
+            cleaner: crate::log_cleaner::LogCleaner::open(config_dir, config_dedupe),
+            groups,
         }))
     }
 
@@ -96,7 +112,8 @@ impl Broker {
         self.metadata.image()
     }
 
-    /// Starts the flush scheduler, retention checker and checkpoint writer. They stop
+    /// Starts the flush scheduler, retention checker, log cleaner, checkpoint writer and
+    /// the group coordinator's timers. They stop
     /// when `shutdown` flips to true; await the handles before the final flush so no
     /// job races it.
     pub fn spawn_background(
@@ -106,12 +123,19 @@ impl Broker {
         let mut handles = Vec::new();
         let every = |ms: u64| std::time::Duration::from_millis(ms.max(10));
         type Job = fn(&Broker);
-        let jobs: [(u64, Job); 3] = [
+        let jobs: [(u64, Job); 4] = [
             (self.config.flush_scheduler_interval_ms, |b| {
                 b.replicas.flush_due(now_ms())
             }),
             (self.config.retention_check_interval_ms, |b| {
                 b.replicas.apply_retention(now_ms())
+            }),
+            (self.config.log_cleaner_backoff_ms, |b| {
+                if b.config.log_cleaner_enable {
+                    if let Err(e) = b.cleaner.clean(&b.replicas.all(), now_ms()) {
+                        tracing::error!(error = %e, "writing the cleaner checkpoint failed");
+                    }
+                }
             }),
             (self.config.checkpoint_interval_ms, |b| {
                 if let Err(e) = b.replicas.checkpoint() {
@@ -137,6 +161,9 @@ impl Broker {
                 }
             }));
         }
+        handles.push(tokio::spawn(
+            self.groups.clone().run_timers(shutdown.clone()),
+        ));
         handles
     }
 

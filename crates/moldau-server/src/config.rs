@@ -55,6 +55,26 @@ pub struct BrokerConfig {
     pub checkpoint_interval_ms: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is
+    /// created. Default 16 here (Kafka's is 50): a small node pays for every partition
+    /// with a directory, open files and a coordinator shard, and 16 still spreads
+    /// groups over enough shards to use every core.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (default 1 here; Kafka's is 3, which a single
+    /// node cannot satisfy).
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes` (default 104857600).
+    pub offsets_topic_segment_bytes: i64,
+    /// `log.cleaner.enable` (default true): run the log cleaner for compacted topics.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms` (default 15000): pause between cleaner passes.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size` (default 134217728): most bytes the key map of
+    /// one clean may use; it grows only as keys arrive.
+    pub log_cleaner_dedupe_buffer_size: usize,
+    /// Group coordinator settings (`group.*`, `offsets.retention.*`,
+    /// `offset.metadata.max.bytes`).
+    pub group: moldau_coordinator::GroupConfig,
     /// Every property as given, for DescribeConfigs.
     pub properties: BTreeMap<String, String>,
 }
@@ -70,6 +90,8 @@ pub struct TopicSettings {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far a CreateTime may lie in the future, ms.
     pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compacted: bool,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -117,6 +139,30 @@ impl BrokerConfig {
             flush_scheduler_interval_ms: parse(p, "log.flush.scheduler.interval.ms", 1_000)?,
             checkpoint_interval_ms: parse(p, "log.flush.offset.checkpoint.interval.ms", 60_000)?,
             rack: p.get("broker.rack").cloned(),
+            offsets_topic_num_partitions: parse(p, "offsets.topic.num.partitions", 16)?.max(1),
+            offsets_topic_replication_factor: parse(p, "offsets.topic.replication.factor", 1)?,
+            offsets_topic_segment_bytes: parse(p, "offsets.topic.segment.bytes", 104_857_600)?,
+            log_cleaner_enable: parse(p, "log.cleaner.enable", true)?,
+            log_cleaner_backoff_ms: parse(p, "log.cleaner.backoff.ms", 15_000)?,
+            log_cleaner_dedupe_buffer_size: parse(
+                p,
+                "log.cleaner.dedupe.buffer.size",
+                134_217_728,
+            )?,
+            group: moldau_coordinator::GroupConfig {
+                min_session_timeout_ms: parse(p, "group.min.session.timeout.ms", 6_000)?,
+                max_session_timeout_ms: parse(p, "group.max.session.timeout.ms", 1_800_000)?,
+                initial_rebalance_delay_ms: parse(p, "group.initial.rebalance.delay.ms", 3_000)?,
+                max_size: parse(p, "group.max.size", i32::MAX as usize)?,
+                offsets_retention_ms: parse::<i64>(p, "offsets.retention.minutes", 10_080)?
+                    .saturating_mul(60_000),
+                offsets_retention_check_interval_ms: parse(
+                    p,
+                    "offsets.retention.check.interval.ms",
+                    600_000,
+                )?,
+                offset_metadata_max_bytes: parse(p, "offset.metadata.max.bytes", 4096)?,
+            },
             properties,
         };
         // Fail at start, not at the first topic, on a bad log default.
@@ -171,6 +217,11 @@ impl BrokerConfig {
                 reason: "expected an integer".into(),
             })
         };
+        let text = |name: &str| {
+            self.topic_value(overrides, name)
+                .map(|v| v.0)
+                .unwrap_or_default()
+        };
         let non_negative = |n: i64| n.max(0) as u64;
         let log = LogConfig {
             segment_bytes: non_negative(get("segment.bytes")?),
@@ -181,6 +232,24 @@ impl BrokerConfig {
             retention_bytes: get("retention.bytes")?,
             flush_interval_messages: non_negative(get("flush.messages")?),
             flush_interval_ms: get("flush.ms")?,
+            cleanup_policy: text("cleanup.policy").parse().map_err(
+                |e: moldau_storage::InvalidCleanupPolicy| ConfigError {
+                    name: "cleanup.policy".into(),
+                    value: e.0.clone(),
+                    reason: e.to_string(),
+                },
+            )?,
+            delete_retention_ms: get("delete.retention.ms")?,
+            min_cleanable_dirty_ratio: text("min.cleanable.dirty.ratio")
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| ConfigError {
+                    name: "min.cleanable.dirty.ratio".into(),
+                    value: text("min.cleanable.dirty.ratio"),
+                    reason: "expected a number".into(),
+                })?,
+            min_compaction_lag_ms: get("min.compaction.lag.ms")?,
+            max_compaction_lag_ms: get("max.compaction.lag.ms")?,
         };
         let timestamp_type = match self
             .topic_value(overrides, "message.timestamp.type")
@@ -195,6 +264,7 @@ impl BrokerConfig {
             timestamp_type,
             timestamp_before_max_ms: get("message.timestamp.before.max.ms")?,
             timestamp_after_max_ms: get("message.timestamp.after.max.ms")?,
+            compacted: log.cleanup_policy.compacts(),
         };
         Ok((log, settings))
     }

@@ -9,7 +9,9 @@
 pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod coordinator;
 pub mod handlers;
+pub mod log_cleaner;
 pub mod network;
 pub mod partition;
 pub mod replica_manager;

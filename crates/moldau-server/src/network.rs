@@ -205,6 +205,8 @@ async fn serve_connection(
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
+    // Kafka reports a member's host as `/ip` (Java's InetAddress.toString()).
+    let client_host: Arc<str> = format!("/{}", peer.ip()).into();
     let (rd, wr) = stream.into_split();
     let (tx, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
     let reader = tokio::spawn(read_frames(rd, broker.config.socket_request_max_bytes, tx));
@@ -252,7 +254,7 @@ async fn serve_connection(
                     && (in_flight.is_empty() || in_flight_bytes < MAX_IN_FLIGHT_BYTES) => match frame {
                 Some(Ok(frame)) => {
                     let size = frame.len();
-                    match handlers::dispatch(&broker, frame) {
+                    match handlers::dispatch(&broker, &client_host, frame) {
                     Dispatch::Respond(fut) => {
                         in_flight.push_back(fut);
                         sizes.push_back(size);

@@ -12,9 +12,13 @@ mod api_versions;
 mod delete_records;
 mod describe_cluster;
 mod fetch;
+mod find_coordinator;
+mod group_admin;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
+mod offsets;
 mod produce;
 
 use crate::broker::Broker;
@@ -77,6 +81,17 @@ no_records!(
     kafka_protocol::messages::DescribeClusterResponse,
     kafka_protocol::messages::DeleteRecordsResponse,
     kafka_protocol::messages::OffsetForLeaderEpochResponse,
+    kafka_protocol::messages::FindCoordinatorResponse,
+    kafka_protocol::messages::JoinGroupResponse,
+    kafka_protocol::messages::SyncGroupResponse,
+    kafka_protocol::messages::HeartbeatResponse,
+    kafka_protocol::messages::LeaveGroupResponse,
+    kafka_protocol::messages::OffsetCommitResponse,
+    kafka_protocol::messages::OffsetFetchResponse,
+    kafka_protocol::messages::OffsetDeleteResponse,
+    kafka_protocol::messages::ListGroupsResponse,
+    kafka_protocol::messages::DescribeGroupsResponse,
+    kafka_protocol::messages::DeleteGroupsResponse,
 );
 
 impl ResponseBody for kafka_protocol::messages::FetchResponse {
@@ -128,7 +143,7 @@ fn to_string<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Dispatches one frame (see the module docs).
-pub fn dispatch(broker: &Arc<Broker>, frame_bytes: Bytes) -> Dispatch {
+pub fn dispatch(broker: &Arc<Broker>, client_host: &Arc<str>, frame_bytes: Bytes) -> Dispatch {
     let prefix = match frame::peek_header(&frame_bytes) {
         Ok(p) => p,
         Err(e) => return Dispatch::Close(e.to_string()),
@@ -154,8 +169,8 @@ pub fn dispatch(broker: &Arc<Broker>, frame_bytes: Bytes) -> Dispatch {
     };
     let b = broker.clone();
     match api_key {
-        ApiKey::ApiVersions => run(b, header, body, api_versions::handle),
-        ApiKey::Metadata => run(b, header, body, metadata::handle),
+        ApiKey::ApiVersions => run(b, client_host, header, body, api_versions::handle),
+        ApiKey::Metadata => run(b, client_host, header, body, metadata::handle),
         ApiKey::Produce if header.request_api_version < apis::PRODUCE_REJECTED_BELOW => {
             produce::reject_legacy(&header, body)
         }
@@ -163,21 +178,58 @@ pub fn dispatch(broker: &Arc<Broker>, frame_bytes: Bytes) -> Dispatch {
             Ok(req) => produce::handle(&b, header, req),
             Err(e) => Dispatch::Close(e),
         },
-        ApiKey::Fetch => run(b, header, body, fetch::handle),
-        ApiKey::ListOffsets => run(b, header, body, list_offsets::handle),
-        ApiKey::CreateTopics => run(b, header, body, admin_topics::create_topics),
-        ApiKey::DeleteTopics => run(b, header, body, admin_topics::delete_topics),
-        ApiKey::CreatePartitions => run(b, header, body, admin_topics::create_partitions),
-        ApiKey::DescribeTopicPartitions => {
-            run(b, header, body, metadata::describe_topic_partitions)
-        }
-        ApiKey::DescribeConfigs => run(b, header, body, admin_configs::describe_configs),
-        ApiKey::IncrementalAlterConfigs => {
-            run(b, header, body, admin_configs::incremental_alter_configs)
-        }
-        ApiKey::DescribeCluster => run(b, header, body, describe_cluster::handle),
-        ApiKey::DeleteRecords => run(b, header, body, delete_records::handle),
-        ApiKey::OffsetForLeaderEpoch => run(b, header, body, offset_for_leader_epoch::handle),
+        ApiKey::Fetch => run(b, client_host, header, body, fetch::handle),
+        ApiKey::ListOffsets => run(b, client_host, header, body, list_offsets::handle),
+        ApiKey::CreateTopics => run(b, client_host, header, body, admin_topics::create_topics),
+        ApiKey::DeleteTopics => run(b, client_host, header, body, admin_topics::delete_topics),
+        ApiKey::CreatePartitions => run(
+            b,
+            client_host,
+            header,
+            body,
+            admin_topics::create_partitions,
+        ),
+        ApiKey::DescribeTopicPartitions => run(
+            b,
+            client_host,
+            header,
+            body,
+            metadata::describe_topic_partitions,
+        ),
+        ApiKey::DescribeConfigs => run(
+            b,
+            client_host,
+            header,
+            body,
+            admin_configs::describe_configs,
+        ),
+        ApiKey::IncrementalAlterConfigs => run(
+            b,
+            client_host,
+            header,
+            body,
+            admin_configs::incremental_alter_configs,
+        ),
+        ApiKey::DescribeCluster => run(b, client_host, header, body, describe_cluster::handle),
+        ApiKey::DeleteRecords => run(b, client_host, header, body, delete_records::handle),
+        ApiKey::OffsetForLeaderEpoch => run(
+            b,
+            client_host,
+            header,
+            body,
+            offset_for_leader_epoch::handle,
+        ),
+        ApiKey::FindCoordinator => run(b, client_host, header, body, find_coordinator::handle),
+        ApiKey::JoinGroup => run(b, client_host, header, body, groups::join_group),
+        ApiKey::SyncGroup => run(b, client_host, header, body, groups::sync_group),
+        ApiKey::Heartbeat => run(b, client_host, header, body, groups::heartbeat),
+        ApiKey::LeaveGroup => run(b, client_host, header, body, groups::leave_group),
+        ApiKey::OffsetCommit => run(b, client_host, header, body, offsets::offset_commit),
+        ApiKey::OffsetFetch => run(b, client_host, header, body, offsets::offset_fetch),
+        ApiKey::OffsetDelete => run(b, client_host, header, body, offsets::offset_delete),
+        ApiKey::ListGroups => run(b, client_host, header, body, group_admin::list_groups),
+        ApiKey::DescribeGroups => run(b, client_host, header, body, group_admin::describe_groups),
+        ApiKey::DeleteGroups => run(b, client_host, header, body, group_admin::delete_groups),
         other => Dispatch::Close(format!("{other:?} is not served")),
     }
 }
@@ -211,10 +263,13 @@ pub struct RequestContext {
     pub version: i16,
     /// `client.id` from the header.
     pub client_id: Option<StrBytes>,
+    /// The client's address as Kafka prints it (`/127.0.0.1`).
+    pub client_host: Arc<str>,
 }
 
 fn run<Req, Resp, F, Fut>(
     broker: Arc<Broker>,
+    client_host: &Arc<str>,
     header: RequestHeader,
     mut body: Bytes,
     f: F,
@@ -236,6 +291,7 @@ where
     let ctx = RequestContext {
         version,
         client_id: header.client_id,
+        client_host: client_host.clone(),
     };
     let correlation_id = header.correlation_id;
     let fut = f(broker, ctx, req);

@@ -77,6 +77,9 @@ fn append(
             ),
         ));
     }
+    if settings.compacted {
+        require_keys(records, &header)?;
+    }
     let log_append_time = match settings.timestamp_type {
         TimestampType::LogAppendTime => Some(now),
         TimestampType::CreateTime => {
@@ -90,6 +93,36 @@ fn append(
     partition
         .append(&mut bytes, log_append_time, now)
         .map_err(|e| storage_error(&e))
+}
+
+/// A compacted topic keeps the latest record per key, so a record without one cannot
+/// be stored (Kafka `LogValidator`: "Compacted topic cannot accept message without
+/// key"). The only produce-path check that looks inside a batch, and only for compacted
+/// topics: compressed batches are decompressed (bounded) to walk their records.
+fn require_keys(records: &[u8], header: &batch::BatchHeader) -> Result<(), Rejection> {
+    let body = &records[batch::RECORD_BATCH_OVERHEAD..header.size_in_bytes()];
+    let owned;
+    let body = match header.compression() {
+        batch::Compression::None => body,
+        codec => {
+            owned = crate::codec::decompress(codec, body).ok_or_else(|| {
+                Rejection(
+                    ResponseError::CorruptMessage,
+                    "cannot decompress the batch".into(),
+                )
+            })?;
+            &owned[..]
+        }
+    };
+    let walked = batch::records_in(body, header.records_count)
+        .ok_or_else(|| Rejection(ResponseError::CorruptMessage, "malformed records".into()))?;
+    if walked.iter().any(|r| r.key.is_none()) {
+        return Err(Rejection(
+            ResponseError::InvalidRecord,
+            "Compacted topic cannot accept message without key".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_timestamp(
@@ -129,6 +162,13 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
                 Err(Rejection(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not -1, 0 or 1"),
+                ))
+            } else if name == moldau_coordinator::OFFSETS_TOPIC {
+                // Only the group coordinator writes its topic (Kafka: "Cannot append to
+                // internal topic").
+                Err(Rejection(
+                    ResponseError::InvalidTopicException,
+                    format!("Cannot append to internal topic {name}"),
                 ))
             } else {
                 match broker.replicas.get(name, p.index) {

@@ -1,0 +1,347 @@
+//! The runtime around the group coordinator state machines ([`moldau_coordinator`]):
+//! one [`Shard`] per `__consumer_offsets` partition this broker leads, the appends
+//! their effects ask for, and the timer task that drives their deadlines.
+//!
+//! A request runs its state-machine call under the shard's lock, and the records it
+//! returns are appended to the partition under that same lock, so the log holds them in
+//! the order the state machine produced them. Replies that depend on a write are sent
+//! once it is fsynced (the partition's group commit), off the lock.
+//!
+//! A shard is loaded by replaying its partition from the log start (Kafka's
+//! `GroupMetadataManager.loadGroupsAndOffsets`) when the broker starts or when the
+//! topic is created; until then requests for its groups get COORDINATOR_LOAD_IN_PROGRESS.
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+use crate::replica_manager::{now_ms, ReplicaManager};
+use moldau_coordinator::{Effect, GroupConfig, GroupShard, Reply, OFFSETS_TOPIC};
+use moldau_metadata::controller::{self, NewTopic};
+use moldau_metadata::MetadataImage;
+use moldau_protocol::batch::{self, BatchIter, Compression};
+use moldau_protocol::error::ResponseError;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::{oneshot, Notify};
+
+/// Where a parked request's reply goes.
+pub type Responder = oneshot::Sender<Reply>;
+
+/// The groups of one `__consumer_offsets` partition.
+pub struct Shard {
+    partition: Arc<Partition>,
+    state: Mutex<GroupShard<Responder>>,
+}
+
+/// All shards on this broker.
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    /// By `__consumer_offsets` partition.
+    shards: RwLock<HashMap<i32, Arc<Shard>>>,
+    /// Partition count of `__consumer_offsets` (0 = the topic does not exist yet).
+    partitions: RwLock<i32>,
+    /// Wakes the timer task when a deadline may have moved earlier.
+    wake: Notify,
+}
+
+impl GroupCoordinator {
+    /// An empty coordinator; [`GroupCoordinator::sync`] loads the shards.
+    pub fn new(config: GroupConfig) -> Self {
+        GroupCoordinator {
+            config,
+            shards: RwLock::new(HashMap::new()),
+            partitions: RwLock::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Follows the metadata image: loads a shard for every `__consumer_offsets`
+    /// partition hosted here that has none yet, and drops shards whose partition is
+    /// gone (their parked requests then fail with COORDINATOR_NOT_AVAILABLE).
+    pub fn sync(&self, image: &MetadataImage, replicas: &ReplicaManager) {
+        let count = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let mut wanted = Vec::new();
+        for p in 0..count {
+            if let Some(partition) = replicas.get(OFFSETS_TOPIC, p) {
+                wanted.push((p, partition));
+            }
+        }
+        {
+            let mut shards = self.shards.write();
+            shards.retain(|p, s| {
+                wanted
+                    .iter()
+                    .any(|(q, part)| q == p && Arc::ptr_eq(part, &s.partition))
+            });
+        }
+        for (p, partition) in wanted {
+            if self.shards.read().contains_key(&p) {
+                continue;
+            }
+            let shard = Arc::new(load(&self.config, partition));
+            self.shards.write().insert(p, shard);
+        }
+        *self.partitions.write() = count;
+        self.wake.notify_one();
+    }
+
+    /// The shard coordinating `group_id`. Errors: COORDINATOR_NOT_AVAILABLE before
+    /// `__consumer_offsets` exists, NOT_COORDINATOR if its partition is not led here.
+    pub fn shard_for(&self, group_id: &str) -> Result<Arc<Shard>, ResponseError> {
+        let count = *self.partitions.read();
+        if count == 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let p = moldau_coordinator::partition_for(group_id, count);
+        self.shards
+            .read()
+            .get(&p)
+            .cloned()
+            .ok_or(ResponseError::NotCoordinator)
+    }
+
+    /// Every shard (ListGroups asks them all).
+    pub fn shards(&self) -> Vec<Arc<Shard>> {
+        let mut all: Vec<(i32, Arc<Shard>)> = self
+            .shards
+            .read()
+            .iter()
+            .map(|(p, s)| (*p, s.clone()))
+            .collect();
+        all.sort_by_key(|(p, _)| *p);
+        all.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// The `__consumer_offsets` partition count, 0 before the topic exists.
+    pub fn partition_count(&self) -> i32 {
+        *self.partitions.read()
+    }
+
+    /// Runs a state-machine call that may park its reply, and waits for the reply.
+    /// `None` if the shard went away before answering.
+    pub async fn call(
+        &self,
+        shard: &Shard,
+        f: impl FnOnce(&mut GroupShard<Responder>, i64, Responder) -> Vec<Effect<Responder>>,
+    ) -> Option<Reply> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = shard.state.lock();
+            let fx = f(&mut state, now_ms(), tx);
+            shard.run(fx);
+        }
+        self.wake.notify_one();
+        rx.await.ok()
+    }
+
+    /// Runs a state-machine call that answers at once.
+    pub fn with<T>(
+        &self,
+        shard: &Shard,
+        f: impl FnOnce(&mut GroupShard<Responder>, i64) -> T,
+    ) -> T {
+        let out = f(&mut shard.state.lock(), now_ms());
+        self.wake.notify_one();
+        out
+    }
+
+    /// Creates `__consumer_offsets` (compacted, `offsets.topic.*` settings) if it does
+    /// not exist, as Kafka does on the first FindCoordinator, and loads its shards.
+    pub fn ensure_topic(&self, broker: &Broker) {
+        if broker.image().topics.contains_key(OFFSETS_TOPIC) {
+            return;
+        }
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_owned(),
+            num_partitions: broker.config.offsets_topic_num_partitions,
+            replication_factor: broker.config.offsets_topic_replication_factor,
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_owned(), "compact".to_owned()),
+                ("compression.type".to_owned(), "producer".to_owned()),
+                (
+                    "segment.bytes".to_owned(),
+                    broker.config.offsets_topic_segment_bytes.to_string(),
+                ),
+            ]),
+            assignments: None,
+        };
+        match broker
+            .metadata
+            .submit(now_ms(), |image| controller::create_topic(image, &topic))
+        {
+            Ok(Ok(_)) => tracing::info!("created {OFFSETS_TOPIC}"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "{OFFSETS_TOPIC} not created"),
+            Err(e) => tracing::error!(error = %e, "creating {OFFSETS_TOPIC} failed"),
+        }
+        self.sync(&broker.image(), &broker.replicas);
+    }
+
+    /// Drives every shard's timers until `shutdown` flips.
+    pub async fn run_timers(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let now = now_ms();
+            let mut next = now + 60_000;
+            for shard in self.shards() {
+                let mut state = shard.state.lock();
+                if state.next_deadline() <= now {
+                    let fx = state.tick(now);
+                    shard.run(fx);
+                }
+                next = next.min(state.next_deadline());
+            }
+            let wait = std::time::Duration::from_millis((next - now_ms()).clamp(1, 60_000) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => {
+                    self.release_parked();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Shutdown: drops every shard's state, so requests parked in JoinGroup or
+    /// SyncGroup are answered NOT_COORDINATOR now instead of holding their connections
+    /// open until the grace period ends. Everything acknowledged is already in the log.
+    fn release_parked(&self) {
+        for shard in self.shards() {
+            let fresh = GroupShard::new(self.config.clone(), now_ms());
+            drop(std::mem::replace(&mut *shard.state.lock(), fresh));
+        }
+    }
+}
+
+impl Shard {
+    /// Carries out effects; called with the state lock held so appends keep order.
+    fn run(&self, fx: Vec<Effect<Responder>>) {
+        for effect in fx {
+            match effect {
+                Effect::Reply(tx, reply) => {
+                    let _ = tx.send(reply);
+                }
+                Effect::Write { records, replies } => self.write(records, replies),
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        records: Vec<moldau_coordinator::OffsetsRecord>,
+        replies: Vec<(Responder, Reply)>,
+    ) {
+        let fail = |replies: Vec<(Responder, Reply)>, error: ResponseError| {
+            for (tx, mut reply) in replies {
+                reply.fail(error);
+                let _ = tx.send(reply);
+            }
+        };
+        if records.is_empty() {
+            for (tx, reply) in replies {
+                let _ = tx.send(reply);
+            }
+            return;
+        }
+        let now = now_ms();
+        let kvs: Vec<batch::KeyValue<'_>> = records
+            .iter()
+            .map(|(k, v)| (Some(&k[..]), v.as_deref()))
+            .collect();
+        let mut bytes = batch::build_batch(0, now, &kvs);
+        let end = match self.partition.append(&mut bytes, None, now) {
+            Ok((info, _)) => info.last_offset + 1,
+            Err(e) => {
+                tracing::error!(partition = %self.partition.tp, error = %e, "coordinator write failed");
+                return fail(replies, ResponseError::CoordinatorNotAvailable);
+            }
+        };
+        let partition = self.partition.clone();
+        tokio::spawn(async move {
+            match partition.wait_durable(end).await {
+                Ok(()) => {
+                    for (tx, reply) in replies {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(partition = %partition.tp, error = %e, "coordinator fsync failed");
+                    fail(replies, ResponseError::CoordinatorNotAvailable);
+                }
+            }
+        });
+    }
+}
+
+/// Replays a `__consumer_offsets` partition into a new shard.
+fn load(config: &GroupConfig, partition: Arc<Partition>) -> Shard {
+    let now = now_ms();
+    let mut state = GroupShard::new(config.clone(), now);
+    let mut offset = partition.offsets().log_start_offset;
+    let (mut records, mut skipped) = (0u64, 0u64);
+    loop {
+        let (offsets, data) = partition.read(offset, 1 << 20, true);
+        let data = match data {
+            Ok(d) if !d.records.is_empty() => d,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(partition = %partition.tp, offset, error = %e, "stopped loading groups");
+                break;
+            }
+        };
+        let mut next = offset;
+        for item in BatchIter::new(&data.records) {
+            let Ok((at, header)) = item else { break };
+            next = header.next_offset();
+            if header.is_control() || header.last_offset() < offset {
+                continue;
+            }
+            let body =
+                &data.records[at + batch::RECORD_BATCH_OVERHEAD..at + header.size_in_bytes()];
+            let owned;
+            let body = match header.compression() {
+                Compression::None => body,
+                codec => match crate::codec::decompress(codec, body) {
+                    Some(raw) => {
+                        owned = raw;
+                        &owned[..]
+                    }
+                    None => {
+                        skipped += 1;
+                        continue;
+                    }
+                },
+            };
+            for record in batch::records_in(body, header.records_count).unwrap_or_default() {
+                let Some(key) = record.key else { continue };
+                match state.replay(key, record.value, now) {
+                    Ok(()) => records += 1,
+                    Err(e) => {
+                        skipped += 1;
+                        tracing::warn!(partition = %partition.tp, error = %e, "skipping record");
+                    }
+                }
+            }
+        }
+        if next <= offset || next >= offsets.high_watermark {
+            break;
+        }
+        offset = next;
+    }
+    state.finish_load(now);
+    if records + skipped > 0 {
+        tracing::info!(
+            partition = %partition.tp,
+            records,
+            skipped,
+            groups = state.group_count(),
+            "loaded groups"
+        );
+    }
+    Shard {
+        partition,
+        state: Mutex::new(state),
+    }
+}
