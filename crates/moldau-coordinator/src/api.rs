@@ -15,12 +15,36 @@ pub enum Effect<R> {
     /// Send this reply now.
     Reply(R, Reply),
     /// Append `records` to this shard's partition, wait until they are durable, then send
-    /// `replies`. If the append fails, send each reply after [`Reply::fail`].
+    /// `replies`. If the append or its fsync fails, send each reply after
+    /// [`Reply::fail`] and hand `undo` (if any) to `GroupShard::undo`.
     Write {
         /// Records in append order.
         records: Vec<OffsetsRecord>,
         /// Replies that depend on the write.
         replies: Vec<(R, Reply)>,
+        /// How to take the in-memory change back if the write fails.
+        undo: Option<Undo>,
+    },
+}
+
+/// The in-memory change behind a failed write, to be taken back (Kafka reverts its
+/// timeline snapshot in the same case).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Undo {
+    /// Restore a group's offsets as they were (`None` = not committed).
+    Offsets {
+        /// Group id.
+        group_id: String,
+        /// Previous value per `(topic, partition)`.
+        previous: Vec<((String, i32), Option<crate::records::OffsetValue>)>,
+    },
+    /// The leader's assignment for `generation` was not stored: rebalance the group if
+    /// it is still in that generation (Kafka `resetAndPropagateAssignmentWithError`).
+    Rebalance {
+        /// Group id.
+        group_id: String,
+        /// The generation whose assignment was lost.
+        generation: i32,
     },
 }
 
@@ -87,6 +111,8 @@ pub struct JoinGroup {
     pub client_host: String,
     /// v4+: a new dynamic member first gets MEMBER_ID_REQUIRED (KIP-394).
     pub require_known_member_id: bool,
+    /// v9+: the client understands `skip_assignment` (KIP-814).
+    pub supports_skip_assignment: bool,
 }
 
 /// JoinGroup's outcome.
@@ -204,6 +230,8 @@ pub struct OffsetCommit {
     pub group_instance_id: Option<String>,
     /// v2–v4 `retention_time_ms`; -1 = broker default.
     pub retention_time_ms: i64,
+    /// The request's version: from v9 an unknown group is GROUP_ID_NOT_FOUND.
+    pub api_version: i16,
     /// What to commit.
     pub partitions: Vec<CommitPartition>,
 }

@@ -21,7 +21,7 @@ pub mod shard;
 pub use api::{
     CommitPartition, DescribedMember, Effect, FetchedOffset, GroupDescription, GroupListing,
     Heartbeat, JoinGroup, JoinResult, JoinedMember, LeaveResult, OffsetCommit, OffsetsRecord,
-    Reply, SyncGroup, SyncResult,
+    Reply, SyncGroup, SyncResult, Undo,
 };
 pub use group::GroupState;
 pub use shard::GroupShard;

@@ -122,7 +122,9 @@ impl<R> GroupShard<R> {
                     } else {
                         GroupState::Stable
                     };
-                    g.transition(state, value.state_timestamp.max(0));
+                    // -1 (value v0/v1) stays -1: offset expiry then counts from each
+                    // commit.
+                    g.transition(state, value.state_timestamp);
                 }
                 None => {
                     self.groups.remove(&group);
@@ -175,6 +177,14 @@ impl<R> GroupShard<R> {
             return fx;
         }
         let group_id = req.group_id.clone();
+        if !req.member_id.is_empty() && !self.groups.contains_key(&group_id) {
+            // A member id for a group that does not exist (Kafka does not create it).
+            fx.push(Effect::Reply(
+                reply,
+                err(ResponseError::UnknownMemberId, &req.member_id),
+            ));
+            return fx;
+        }
         let group = self
             .groups
             .entry(group_id.clone())
@@ -195,14 +205,12 @@ impl<R> GroupShard<R> {
             return fx;
         }
         let known = !req.member_id.is_empty();
-        let is_new_member = !known || group.pending_members.contains_key(&req.member_id);
         let is_rejoining_static = req
             .group_instance_id
             .as_deref()
             .is_some_and(|i| group.static_member_id(i).is_some());
-        if is_new_member
-            && !is_rejoining_static
-            && group.members.len() + group.pending_members.len() >= self.config.max_size
+        if !is_rejoining_static
+            && !accepts_joining_member(group, &req.member_id, self.config.max_size)
         {
             fx.push(Effect::Reply(
                 reply,
@@ -265,6 +273,8 @@ impl<R> GroupShard<R> {
             return;
         };
         let state = group.state;
+        let supports_skip = req.supports_skip_assignment;
+        let old_leader = group.leader.clone().unwrap_or_default();
         let Some(member) = group.member_mut(&old_id) else {
             return;
         };
@@ -306,13 +316,21 @@ impl<R> GroupShard<R> {
             GroupState::Stable if protocol_unchanged => {
                 // Same subscription: hand back the current generation without a
                 // rebalance, and persist the new member id.
-                let is_leader = group.is_leader(&new_id);
+                // A leader that can skip the assignment (JoinGroup v9+, KIP-814) learns
+                // it leads; an older client is answered as a follower under the old
+                // leader id, so it does not run an assignment that would be ignored
+                // (KAFKA-13435).
+                let is_leader = group.is_leader(&new_id) && supports_skip;
                 let result = JoinResult {
                     error: None,
                     generation_id: group.generation,
                     protocol_type: group.protocol_type.clone(),
                     protocol_name: group.protocol.clone(),
-                    leader: group.leader.clone().unwrap_or_default(),
+                    leader: if supports_skip {
+                        group.leader.clone().unwrap_or_default()
+                    } else {
+                        old_leader
+                    },
                     member_id: new_id,
                     skip_assignment: is_leader,
                     members: if is_leader {
@@ -328,6 +346,7 @@ impl<R> GroupShard<R> {
                 fx.push(Effect::Write {
                     records: vec![record],
                     replies: vec![(reply, Reply::Join(result))],
+                    undo: None,
                 });
             }
             _ => {
@@ -515,6 +534,13 @@ impl<R> GroupShard<R> {
         group
             .members
             .retain(|m| m.awaiting_join.is_some() || m.group_instance_id.is_some());
+        if !group.members.is_empty() && group.members.iter().all(|m| m.awaiting_join.is_none()) {
+            // Only static members are left and none rejoined: there is nobody to lead
+            // a new generation, so wait another rebalance timeout (Kafka
+            // `completeClassicGroupJoin`).
+            group.join_deadline = now + group.max_rebalance_timeout();
+            return;
+        }
         group.pending_members.clear();
         group.initial_delay = false;
         group.initial_delay_left = 0;
@@ -530,6 +556,7 @@ impl<R> GroupShard<R> {
             fx.push(Effect::Write {
                 records: vec![record],
                 replies: Vec::new(),
+                undo: None,
             });
             return;
         }
@@ -659,6 +686,10 @@ impl<R> GroupShard<R> {
                     fx.push(Effect::Write {
                         records: vec![record],
                         replies,
+                        undo: Some(Undo::Rebalance {
+                            group_id: group.id.clone(),
+                            generation: group.generation,
+                        }),
                     });
                 }
             }
@@ -847,30 +878,16 @@ impl<R> GroupShard<R> {
             ));
             return fx;
         }
-        let simple = req.generation_id < 0 && req.member_id.is_empty();
         let error = match self.groups.get_mut(&req.group_id) {
             None if req.generation_id < 0 => {
+                // A commit outside group management creates the group (Kafka).
                 self.groups
                     .insert(req.group_id.clone(), Group::new(req.group_id.clone(), now));
                 None
             }
+            None if req.api_version >= 9 => Some(ResponseError::GroupIdNotFound),
             None => Some(ResponseError::IllegalGeneration),
-            Some(g) if g.state == GroupState::Dead => Some(ResponseError::CoordinatorNotAvailable),
-            Some(g) if g.is_fenced(req.group_instance_id.as_deref(), &req.member_id) => {
-                Some(ResponseError::FencedInstanceId)
-            }
-            Some(g) if simple && g.state == GroupState::Empty => None,
-            Some(g) if g.state == GroupState::CompletingRebalance => {
-                Some(ResponseError::RebalanceInProgress)
-            }
-            Some(g) if g.member(&req.member_id).is_none() => Some(ResponseError::UnknownMemberId),
-            Some(g) if req.generation_id != g.generation => Some(ResponseError::IllegalGeneration),
-            Some(g) => {
-                if let Some(m) = g.member_mut(&req.member_id) {
-                    m.heartbeat_deadline = now + i64::from(m.session_timeout_ms);
-                }
-                None
-            }
+            Some(g) => validate_offset_commit(g, &req, now),
         };
         if let Some(e) = error {
             fx.push(Effect::Reply(reply, all_fail(e, &req.partitions)));
@@ -886,6 +903,7 @@ impl<R> GroupShard<R> {
         };
         let mut results = Vec::with_capacity(req.partitions.len());
         let mut recs = Vec::new();
+        let mut previous = Vec::new();
         for p in req.partitions {
             let metadata = p.metadata.unwrap_or_default();
             if metadata.len() > self.config.offset_metadata_max_bytes {
@@ -907,7 +925,8 @@ impl<R> GroupShard<R> {
                 records::offset_key(&group.id, &p.topic, p.partition),
                 Some(records::offset_value(&value)),
             ));
-            group.offsets.insert((p.topic.clone(), p.partition), value);
+            let old = group.offsets.insert((p.topic.clone(), p.partition), value);
+            previous.push(((p.topic.clone(), p.partition), old));
             results.push((p.topic, p.partition, None));
         }
         let group_id = group.id.clone();
@@ -917,6 +936,10 @@ impl<R> GroupShard<R> {
             fx.push(Effect::Write {
                 records: recs,
                 replies: vec![(reply, Reply::Commit(results))],
+                undo: Some(Undo::Offsets {
+                    group_id: group_id.clone(),
+                    previous,
+                }),
             });
         }
         self.reschedule(&group_id);
@@ -1014,6 +1037,7 @@ impl<R> GroupShard<R> {
         fx.push(Effect::Write {
             records: recs,
             replies: vec![(reply, Reply::DeleteOffsets(None, results))],
+            undo: None,
         });
         fx
     }
@@ -1035,6 +1059,7 @@ impl<R> GroupShard<R> {
         fx.push(Effect::Write {
             records: recs,
             replies: vec![(reply, Reply::DeleteGroup(None))],
+            undo: None,
         });
         fx
     }
@@ -1124,6 +1149,40 @@ impl<R> GroupShard<R> {
         }
     }
 
+    /// Takes back the in-memory change of a write that failed ([`Undo`]).
+    pub fn undo(&mut self, now: i64, undo: Undo) -> Effects<R> {
+        let mut fx = Vec::new();
+        match undo {
+            Undo::Offsets { group_id, previous } => {
+                if let Some(g) = self.groups.get_mut(&group_id) {
+                    for (tp, old) in previous {
+                        match old {
+                            Some(v) => g.offsets.insert(tp, v),
+                            None => g.offsets.remove(&tp),
+                        };
+                    }
+                }
+            }
+            Undo::Rebalance {
+                group_id,
+                generation,
+            } => {
+                let current = self
+                    .groups
+                    .get_mut(&group_id)
+                    .filter(|g| g.generation == generation && g.state == GroupState::Stable);
+                if let Some(g) = current {
+                    for m in &mut g.members {
+                        m.assignment = Bytes::new();
+                    }
+                    self.prepare_rebalance(now, &group_id, &mut fx);
+                    self.reschedule(&group_id);
+                }
+            }
+        }
+        fx
+    }
+
     /// The earliest time (ms) [`GroupShard::tick`] has work to do.
     pub fn next_deadline(&self) -> i64 {
         self.timers
@@ -1156,6 +1215,7 @@ impl<R> GroupShard<R> {
                 fx.push(Effect::Write {
                     records: recs,
                     replies: Vec::new(),
+                    undo: None,
                 });
             }
         }
@@ -1193,7 +1253,9 @@ impl<R> GroupShard<R> {
                 }
             }
             GroupState::PreparingRebalance => self.try_complete_join(now, group_id, fx),
-            GroupState::CompletingRebalance if group.sync_deadline <= now => {
+            GroupState::CompletingRebalance | GroupState::Stable
+                if group.sync_deadline <= now && group.members.iter().any(|m| !m.synced) =>
+            {
                 // Kafka's pending-sync timeout: members that never sent SyncGroup (the leader above all) are
                 // removed, and the rest rebalance.
                 let unsynced: Vec<String> = group
@@ -1228,7 +1290,9 @@ impl<R> GroupShard<R> {
             g.offsets.retain(|(topic, partition), v| {
                 let expired = if v.expire_timestamp >= 0 {
                     v.expire_timestamp <= now
-                } else if standalone {
+                } else if standalone || state_since < 0 {
+                    // Group records before v2 carry no state timestamp: Kafka counts
+                    // from the commit then.
                     v.commit_timestamp.saturating_add(retention) <= now
                 } else {
                     state_since.saturating_add(retention) <= now
@@ -1295,6 +1359,75 @@ impl<R> GroupShard<R> {
     }
 }
 
+/// Kafka `ClassicGroup.validateOffsetCommit` (in its order of checks); refreshes the
+/// member's session on success.
+fn validate_offset_commit<R>(
+    g: &mut Group<R>,
+    req: &OffsetCommit,
+    now: i64,
+) -> Option<ResponseError> {
+    if g.state == GroupState::Dead {
+        return Some(ResponseError::CoordinatorNotAvailable);
+    }
+    if req.generation_id < 0 && g.state == GroupState::Empty {
+        // The admin client, or a consumer that assigns partitions itself.
+        return None;
+    }
+    if req.generation_id >= 0 || !req.member_id.is_empty() || req.group_instance_id.is_some() {
+        match req.group_instance_id.as_deref() {
+            Some(instance) => match g.static_member_id(instance) {
+                None => return Some(ResponseError::UnknownMemberId),
+                Some(id) if id != req.member_id => return Some(ResponseError::FencedInstanceId),
+                Some(_) => {}
+            },
+            None if g.pending_members.contains_key(&req.member_id) => {
+                return Some(ResponseError::RebalanceInProgress)
+            }
+            None if g.member(&req.member_id).is_none() => {
+                return Some(ResponseError::UnknownMemberId)
+            }
+            None => {}
+        }
+        if req.generation_id != g.generation {
+            return Some(ResponseError::IllegalGeneration);
+        }
+    } else if g.state != GroupState::Empty {
+        // No member id and no generation: only an empty group takes such commits.
+        return Some(ResponseError::UnknownMemberId);
+    }
+    if g.state == GroupState::CompletingRebalance {
+        // The member knows the new generation but has no assignment yet.
+        return Some(ResponseError::RebalanceInProgress);
+    }
+    if let Some(m) = g.member_mut(&req.member_id) {
+        m.heartbeat_deadline = now + i64::from(m.session_timeout_ms);
+    }
+    None
+}
+
+/// Kafka `acceptJoiningMember`: an Empty group takes anyone; while members rejoin, the
+/// ones already awaiting count against `group.max.size`; otherwise the members do.
+/// Members parked with MEMBER_ID_REQUIRED do not count.
+fn accepts_joining_member<R>(group: &Group<R>, member_id: &str, max_size: usize) -> bool {
+    match group.state {
+        GroupState::Empty | GroupState::Dead => true,
+        GroupState::PreparingRebalance => {
+            group
+                .member(member_id)
+                .is_some_and(|m| m.awaiting_join.is_some())
+                || group
+                    .members
+                    .iter()
+                    .filter(|m| m.awaiting_join.is_some())
+                    .count()
+                    < max_size
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => {
+            group.member(member_id).is_some() || group.members.len() < max_size
+        }
+    }
+}
+
 /// Kafka `MemberMetadata.shouldKeepAlive`.
 fn keeps_alive<R>(m: &Member<R>, now: i64) -> bool {
     if m.awaiting_join.is_some() {
@@ -1321,6 +1454,7 @@ fn group_deadline<R>(group: &Group<R>) -> Option<i64> {
     let phase = match group.state {
         GroupState::PreparingRebalance => Some(group.join_deadline),
         GroupState::CompletingRebalance => Some(group.sync_deadline),
+        GroupState::Stable if group.members.iter().any(|m| !m.synced) => Some(group.sync_deadline),
         _ => None,
     };
     members.chain(pending).chain(phase).min()

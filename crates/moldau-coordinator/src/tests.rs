@@ -47,7 +47,9 @@ impl Harness {
                         "request {id} answered twice"
                     );
                 }
-                Effect::Write { records, replies } => {
+                Effect::Write {
+                    records, replies, ..
+                } => {
                     self.log.extend(records);
                     for (id, r) in replies {
                         assert!(
@@ -86,6 +88,7 @@ impl Harness {
             client_id: "client".into(),
             client_host: "/127.0.0.1".into(),
             require_known_member_id: true,
+            supports_skip_assignment: true,
         }
     }
 
@@ -170,6 +173,7 @@ impl Harness {
             member_id: member_id.into(),
             group_instance_id: None,
             retention_time_ms: -1,
+            api_version: 8,
             partitions: vec![CommitPartition {
                 topic: "t".into(),
                 partition: 0,
@@ -611,4 +615,181 @@ fn delete_group_only_when_empty() {
     h.apply(fx);
     assert_eq!(h.take(id), Reply::DeleteGroup(None));
     assert_eq!(h.shard.group_count(), 0);
+}
+
+#[test]
+fn group_max_size_counts_members_not_pending_joins() {
+    let mut h = Harness::new(0);
+    h.shard = GroupShard::new(
+        GroupConfig {
+            max_size: 1,
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        },
+        0,
+    );
+    let (j1, m1) = h.join_new();
+    assert_eq!(h.join_result(j1).error, None, "the first member fits");
+    let s = h.sync(&m1, 1, &[(&m1, "x")]);
+    let _ = h.take(s);
+    let j2 = h.join(Harness::join_req("", None, &["range"]));
+    assert_eq!(
+        h.join_result(j2).error,
+        Some(ResponseError::GroupMaxSizeReached)
+    );
+}
+
+#[test]
+fn a_static_leader_on_an_old_client_rejoins_as_a_follower() {
+    let mut h = Harness::new(0);
+    let j = h.join(Harness::join_req("", Some("boss"), &["range"]));
+    let old = h.join_result(j).member_id;
+    let s = h.sync(&old, 1, &[(&old, "a")]);
+    let _ = h.take(s);
+    let mut req = Harness::join_req("", Some("boss"), &["range"]);
+    req.supports_skip_assignment = false;
+    let j = h.join(req);
+    let r = h.join_result(j);
+    assert_eq!(r.generation_id, 1, "no rebalance");
+    assert!(
+        r.members.is_empty(),
+        "an old client must not run the assignor"
+    );
+    assert_eq!(r.leader, old, "the leader id it knew, not its own");
+    assert!(!r.skip_assignment);
+    // A v9 client is told it leads and must skip the assignment.
+    let j = h.join(Harness::join_req("", Some("boss"), &["range"]));
+    let r = h.join_result(j);
+    assert!(r.skip_assignment && r.leader == r.member_id && r.members.len() == 1);
+}
+
+#[test]
+fn no_generation_forms_when_no_static_member_rejoins() {
+    let mut h = Harness::new(0);
+    let j = h.join(Harness::join_req("", Some("s1"), &["range"]));
+    let m1 = h.join_result(j).member_id;
+    let s = h.sync(&m1, 1, &[(&m1, "a")]);
+    let _ = h.take(s);
+    // A dynamic member joins and leaves again before the static one rejoins.
+    let (j2, m2) = h.join_new();
+    let id = h.id();
+    let fx = h.shard.leave(h.now, "g", vec![(m2, None)], id);
+    h.apply(fx);
+    let _ = h.take(id);
+    assert_eq!(
+        h.join_result(j2).error,
+        Some(ResponseError::UnknownMemberId)
+    );
+    // The join phase times out with nobody rejoined: no generation, keep waiting.
+    for _ in 0..12 {
+        assert_eq!(
+            h.heartbeat(&m1, 1),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        h.advance(i64::from(REBALANCE) / 10);
+    }
+    let d = h.shard.describe_group("g");
+    assert_eq!((d.state, d.generation), (GroupState::PreparingRebalance, 1));
+    let j = h.join(Harness::join_req(&m1, Some("s1"), &["range"]));
+    let r = h.join_result(j);
+    assert_eq!((r.generation_id, r.leader.as_str()), (2, m1.as_str()));
+}
+
+#[test]
+fn requests_for_unknown_groups_do_not_create_them() {
+    let mut h = Harness::new(0);
+    let j = h.join(Harness::join_req("stale-member", None, &["range"]));
+    assert_eq!(h.join_result(j).error, Some(ResponseError::UnknownMemberId));
+    assert_eq!(h.shard.group_count(), 0);
+    let id = h.id();
+    let fx = h.shard.commit(
+        h.now,
+        OffsetCommit {
+            group_id: "nope".into(),
+            generation_id: 3,
+            member_id: "m".into(),
+            api_version: 9,
+            ..OffsetCommit::default()
+        },
+        id,
+    );
+    h.apply(fx);
+    assert_eq!(h.take(id), Reply::Commit(Vec::new()));
+    assert_eq!(h.shard.group_count(), 0);
+}
+
+#[test]
+fn a_commit_from_a_pending_member_is_told_to_wait() {
+    let mut h = Harness::new(0);
+    let _ = stable_pair(&mut h);
+    let first = h.join(Harness::join_req("", None, &["range"]));
+    let pending = h.join_result(first).member_id;
+    assert_eq!(
+        h.commit(&pending, 2, 1),
+        Some(ResponseError::RebalanceInProgress)
+    );
+}
+
+#[test]
+fn a_failed_write_is_taken_back() {
+    let mut h = Harness::new(0);
+    let (m1, _m2) = stable_pair(&mut h);
+    assert_eq!(h.commit(&m1, 2, 10), None);
+    // The next commit's write fails: the runtime hands back its undo.
+    let id = h.id();
+    let fx = h.shard.commit(
+        h.now,
+        OffsetCommit {
+            group_id: "g".into(),
+            generation_id: 2,
+            member_id: m1.clone(),
+            retention_time_ms: -1,
+            api_version: 8,
+            partitions: vec![
+                CommitPartition {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 11,
+                    leader_epoch: -1,
+                    metadata: None,
+                },
+                CommitPartition {
+                    topic: "t".into(),
+                    partition: 1,
+                    offset: 5,
+                    leader_epoch: -1,
+                    metadata: None,
+                },
+            ],
+            ..OffsetCommit::default()
+        },
+        id,
+    );
+    let undo = fx
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Write { undo, .. } => undo,
+            Effect::Reply(..) => None,
+        })
+        .expect("a commit comes with its undo");
+    let fx = h.shard.undo(h.now, undo);
+    h.apply(fx);
+    let offsets: Vec<(i32, i64)> = h
+        .shard
+        .fetch_offsets("g", None)
+        .iter()
+        .map(|o| (o.partition, o.offset))
+        .collect();
+    assert_eq!(offsets, [(0, 10)], "the failed commit is not visible");
+
+    // A lost assignment write sends the group back to rebalance.
+    let fx = h.shard.undo(
+        h.now,
+        Undo::Rebalance {
+            group_id: "g".into(),
+            generation: 2,
+        },
+    );
+    h.apply(fx);
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
 }

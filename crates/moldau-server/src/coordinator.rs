@@ -14,7 +14,7 @@
 use crate::broker::Broker;
 use crate::partition::Partition;
 use crate::replica_manager::{now_ms, ReplicaManager};
-use moldau_coordinator::{Effect, GroupConfig, GroupShard, Reply, OFFSETS_TOPIC};
+use moldau_coordinator::{Effect, GroupConfig, GroupShard, Reply, Undo, OFFSETS_TOPIC};
 use moldau_metadata::controller::{self, NewTopic};
 use moldau_metadata::MetadataImage;
 use moldau_protocol::batch::{self, BatchIter, Compression};
@@ -69,13 +69,23 @@ impl GroupCoordinator {
                 wanted.push((p, partition));
             }
         }
-        {
+        let dropped: Vec<Arc<Shard>> = {
             let mut shards = self.shards.write();
-            shards.retain(|p, s| {
-                wanted
-                    .iter()
-                    .any(|(q, part)| q == p && Arc::ptr_eq(part, &s.partition))
-            });
+            let gone: Vec<i32> = shards
+                .iter()
+                .filter(|(p, s)| {
+                    !wanted
+                        .iter()
+                        .any(|(q, part)| q == *p && Arc::ptr_eq(part, &s.partition))
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            gone.iter().filter_map(|p| shards.remove(p)).collect()
+        };
+        for shard in dropped {
+            // Handlers waiting on this shard hold it alive; emptying its state drops
+            // their responders, so they answer NOT_COORDINATOR instead of hanging.
+            self.release(&shard);
         }
         for (p, partition) in wanted {
             if self.shards.read().contains_key(&p) {
@@ -124,14 +134,14 @@ impl GroupCoordinator {
     /// `None` if the shard went away before answering.
     pub async fn call(
         &self,
-        shard: &Shard,
+        shard: &Arc<Shard>,
         f: impl FnOnce(&mut GroupShard<Responder>, i64, Responder) -> Vec<Effect<Responder>>,
     ) -> Option<Reply> {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = shard.state.lock();
             let fx = f(&mut state, now_ms(), tx);
-            shard.run(fx);
+            shard.run(&mut state, fx);
         }
         self.wake.notify_one();
         rx.await.ok()
@@ -188,7 +198,7 @@ impl GroupCoordinator {
                 let mut state = shard.state.lock();
                 if state.next_deadline() <= now {
                     let fx = state.tick(now);
-                    shard.run(fx);
+                    shard.run(&mut state, fx);
                 }
                 next = next.min(state.next_deadline());
             }
@@ -209,41 +219,59 @@ impl GroupCoordinator {
     /// open until the grace period ends. Everything acknowledged is already in the log.
     fn release_parked(&self) {
         for shard in self.shards() {
-            let fresh = GroupShard::new(self.config.clone(), now_ms());
-            drop(std::mem::replace(&mut *shard.state.lock(), fresh));
+            self.release(&shard);
         }
+    }
+
+    /// Drops a shard's state (and with it every parked responder).
+    fn release(&self, shard: &Shard) {
+        let fresh = GroupShard::new(self.config.clone(), now_ms());
+        drop(std::mem::replace(&mut *shard.state.lock(), fresh));
     }
 }
 
 impl Shard {
-    /// Carries out effects; called with the state lock held so appends keep order.
-    fn run(&self, fx: Vec<Effect<Responder>>) {
+    /// Carries out effects. Called with the state lock held (`state` is the guarded
+    /// state) so appends keep the order the state machine produced them in.
+    fn run(self: &Arc<Self>, state: &mut GroupShard<Responder>, fx: Vec<Effect<Responder>>) {
         for effect in fx {
             match effect {
                 Effect::Reply(tx, reply) => {
                     let _ = tx.send(reply);
                 }
-                Effect::Write { records, replies } => self.write(records, replies),
+                Effect::Write {
+                    records,
+                    replies,
+                    undo,
+                } => {
+                    if let Err((replies, undo)) = self.write(records, replies, undo) {
+                        // The append itself failed: take the change back right away.
+                        fail(replies);
+                        if let Some(undo) = undo {
+                            let more = state.undo(now_ms(), undo);
+                            self.run(state, more);
+                        }
+                    }
+                }
             }
         }
     }
 
+    /// Appends `records` and, once they are durable, sends `replies`. If the fsync
+    /// fails, the replies fail and `undo` runs under the lock. If the append fails, the
+    /// replies and the undo come back to the caller (which holds the lock).
+    #[allow(clippy::type_complexity)]
     fn write(
-        &self,
+        self: &Arc<Self>,
         records: Vec<moldau_coordinator::OffsetsRecord>,
         replies: Vec<(Responder, Reply)>,
-    ) {
-        let fail = |replies: Vec<(Responder, Reply)>, error: ResponseError| {
-            for (tx, mut reply) in replies {
-                reply.fail(error);
-                let _ = tx.send(reply);
-            }
-        };
+        undo: Option<Undo>,
+    ) -> Result<(), (Vec<(Responder, Reply)>, Option<Undo>)> {
         if records.is_empty() {
             for (tx, reply) in replies {
                 let _ = tx.send(reply);
             }
-            return;
+            return Ok(());
         }
         let now = now_ms();
         let kvs: Vec<batch::KeyValue<'_>> = records
@@ -255,23 +283,38 @@ impl Shard {
             Ok((info, _)) => info.last_offset + 1,
             Err(e) => {
                 tracing::error!(partition = %self.partition.tp, error = %e, "coordinator write failed");
-                return fail(replies, ResponseError::CoordinatorNotAvailable);
+                return Err((replies, undo));
             }
         };
-        let partition = self.partition.clone();
+        let shard = self.clone();
         tokio::spawn(async move {
-            match partition.wait_durable(end).await {
+            match shard.partition.wait_durable(end).await {
                 Ok(()) => {
                     for (tx, reply) in replies {
                         let _ = tx.send(reply);
                     }
                 }
                 Err(e) => {
-                    tracing::error!(partition = %partition.tp, error = %e, "coordinator fsync failed");
-                    fail(replies, ResponseError::CoordinatorNotAvailable);
+                    tracing::error!(partition = %shard.partition.tp, error = %e, "coordinator fsync failed");
+                    fail(replies);
+                    if let Some(undo) = undo {
+                        let mut state = shard.state.lock();
+                        let more = state.undo(now_ms(), undo);
+                        shard.run(&mut state, more);
+                    }
                 }
             }
         });
+        Ok(())
+    }
+}
+
+/// Answers replies whose write failed with COORDINATOR_NOT_AVAILABLE (retriable: the
+/// client finds the coordinator again and retries).
+fn fail(replies: Vec<(Responder, Reply)>) {
+    for (tx, mut reply) in replies {
+        reply.fail(ResponseError::CoordinatorNotAvailable);
+        let _ = tx.send(reply);
     }
 }
 

@@ -65,6 +65,7 @@ pub async fn join_group(
                 client_id: ctx.client_id.as_deref().unwrap_or("").to_owned(),
                 client_host: ctx.client_host.to_string(),
                 require_known_member_id: v >= 4,
+                supports_skip_assignment: v >= 9,
             };
             match broker
                 .groups

@@ -78,6 +78,7 @@ pub async fn offset_commit(
                     -1
                 },
                 partitions: partitions.clone(),
+                api_version: v,
             };
             match broker
                 .groups
