@@ -6,16 +6,20 @@
 //! - [`records`]: the keys and values of `__consumer_offsets`, in Kafka's formats.
 //! - [`group`]: one group's state ([`GroupState`]).
 //! - [`api`]: the requests it takes and the replies and effects it returns.
-//! - [`shard`]: [`GroupShard`], every group of one `__consumer_offsets` partition.
+//! - [`shard`]: [`GroupShard`], every group of one `__consumer_offsets` partition, and
+//!   the membership protocol; `offsets.rs` adds its committed-offset operations.
 //!
 //! The server owns one [`GroupShard`] per `__consumer_offsets` partition it leads,
 //! replays the partition into it at start ([`GroupShard::replay`]), feeds it requests,
 //! appends the records it returns ([`Effect::Write`]) and sends the replies once those
 //! are durable, and calls [`GroupShard::tick`] at [`GroupShard::next_deadline`].
 
+mod admin;
 pub mod api;
 pub mod group;
+mod offsets;
 pub mod records;
+mod replay;
 pub mod shard;
 
 pub use api::{

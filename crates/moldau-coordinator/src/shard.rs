@@ -10,8 +10,8 @@
 
 use crate::api::*;
 use crate::group::{Group, GroupState, Member};
-use crate::records::{self, OffsetValue, RecordKey};
-use crate::{CoordinatorError, GroupConfig};
+use crate::records;
+use crate::GroupConfig;
 use bytes::Bytes;
 use moldau_protocol::error::ResponseError;
 use std::collections::{BTreeSet, HashMap};
@@ -23,15 +23,15 @@ pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
 /// The groups of one `__consumer_offsets` partition.
 #[derive(Debug)]
 pub struct GroupShard<R> {
-    config: GroupConfig,
-    groups: HashMap<String, Group<R>>,
+    pub(crate) config: GroupConfig,
+    pub(crate) groups: HashMap<String, Group<R>>,
     /// `(deadline ms, group id)`: each group is registered under its earliest deadline.
-    timers: BTreeSet<(i64, String)>,
+    pub(crate) timers: BTreeSet<(i64, String)>,
     /// Next offsets-expiration pass (ms).
     next_expiry_check: i64,
 }
 
-type Effects<R> = Vec<Effect<R>>;
+pub(crate) type Effects<R> = Vec<Effect<R>>;
 
 fn new_member_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
@@ -52,100 +52,6 @@ impl<R> GroupShard<R> {
     /// The configuration.
     pub fn config(&self) -> &GroupConfig {
         &self.config
-    }
-
-    /// Applies one record read back from the partition (start-up replay, in offset
-    /// order). Records this coordinator cannot decode are returned as errors and
-    /// should be logged and skipped.
-    pub fn replay(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
-        now: i64,
-    ) -> Result<(), CoordinatorError> {
-        match records::decode_key(key)? {
-            RecordKey::Offset {
-                group,
-                topic,
-                partition,
-            } => match value {
-                Some(v) => {
-                    let value = records::decode_offset_value(v)?;
-                    self.groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(group, now))
-                        .offsets
-                        .insert((topic, partition), value);
-                }
-                None => {
-                    if let Some(g) = self.groups.get_mut(&group) {
-                        g.offsets.remove(&(topic, partition));
-                    }
-                }
-            },
-            RecordKey::Group { group } => match value {
-                Some(v) => {
-                    let value = records::decode_group_value(v)?;
-                    let g = self
-                        .groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(group, now));
-                    g.generation = value.generation;
-                    g.protocol_type = Some(value.protocol_type).filter(|t: &String| !t.is_empty());
-                    g.protocol = value.protocol;
-                    g.leader = value.leader;
-                    g.members = value
-                        .members
-                        .into_iter()
-                        .map(|m| Member {
-                            member_id: m.member_id,
-                            group_instance_id: m.group_instance_id,
-                            client_id: m.client_id,
-                            client_host: m.client_host,
-                            session_timeout_ms: m.session_timeout_ms,
-                            rebalance_timeout_ms: m.rebalance_timeout_ms,
-                            protocols: vec![(
-                                g.protocol.clone().unwrap_or_default(),
-                                m.subscription,
-                            )],
-                            assignment: m.assignment,
-                            awaiting_join: None,
-                            awaiting_sync: None,
-                            synced: true,
-                            is_new: false,
-                            joined_at: now,
-                            heartbeat_deadline: now + i64::from(m.session_timeout_ms),
-                        })
-                        .collect();
-                    let state = if g.members.is_empty() {
-                        GroupState::Empty
-                    } else {
-                        GroupState::Stable
-                    };
-                    // -1 (value v0/v1) stays -1: offset expiry then counts from each
-                    // commit.
-                    g.transition(state, value.state_timestamp);
-                }
-                None => {
-                    self.groups.remove(&group);
-                }
-            },
-        }
-        Ok(())
-    }
-
-    /// Ends a replay: members of loaded groups get a fresh session from `now`, so they
-    /// can heartbeat back in (Kafka does the same on coordinator load).
-    pub fn finish_load(&mut self, now: i64) {
-        let ids: Vec<String> = self.groups.keys().cloned().collect();
-        for id in ids {
-            if let Some(g) = self.groups.get_mut(&id) {
-                for m in &mut g.members {
-                    m.heartbeat_deadline = now + i64::from(m.session_timeout_ms);
-                }
-            }
-            self.reschedule(&id);
-        }
     }
 
     /// Handles a JoinGroup. The reply comes when the generation forms (or at once on an
@@ -859,296 +765,6 @@ impl<R> GroupShard<R> {
         }
     }
 
-    /// Handles an OffsetCommit (Kafka `handleCommitOffsets` for classic groups).
-    /// Partitions of unknown topics are the caller's to reject beforehand.
-    pub fn commit(&mut self, now: i64, req: OffsetCommit, reply: R) -> Effects<R> {
-        let mut fx = Vec::new();
-        let all_fail = |e: ResponseError, parts: &[CommitPartition]| {
-            Reply::Commit(
-                parts
-                    .iter()
-                    .map(|p| (p.topic.clone(), p.partition, Some(e)))
-                    .collect(),
-            )
-        };
-        if req.group_id.is_empty() {
-            fx.push(Effect::Reply(
-                reply,
-                all_fail(ResponseError::InvalidGroupId, &req.partitions),
-            ));
-            return fx;
-        }
-        let error = match self.groups.get_mut(&req.group_id) {
-            None if req.generation_id < 0 => {
-                // A commit outside group management creates the group (Kafka).
-                self.groups
-                    .insert(req.group_id.clone(), Group::new(req.group_id.clone(), now));
-                None
-            }
-            None if req.api_version >= 9 => Some(ResponseError::GroupIdNotFound),
-            None => Some(ResponseError::IllegalGeneration),
-            Some(g) => validate_offset_commit(g, &req, now),
-        };
-        if let Some(e) = error {
-            fx.push(Effect::Reply(reply, all_fail(e, &req.partitions)));
-            return fx;
-        }
-        let Some(group) = self.groups.get_mut(&req.group_id) else {
-            return fx;
-        };
-        let expire_timestamp = if req.retention_time_ms >= 0 {
-            now.saturating_add(req.retention_time_ms)
-        } else {
-            -1
-        };
-        let mut results = Vec::with_capacity(req.partitions.len());
-        let mut recs = Vec::new();
-        let mut previous = Vec::new();
-        for p in req.partitions {
-            let metadata = p.metadata.unwrap_or_default();
-            if metadata.len() > self.config.offset_metadata_max_bytes {
-                results.push((
-                    p.topic,
-                    p.partition,
-                    Some(ResponseError::OffsetMetadataTooLarge),
-                ));
-                continue;
-            }
-            let value = OffsetValue {
-                offset: p.offset,
-                leader_epoch: p.leader_epoch,
-                metadata,
-                commit_timestamp: now,
-                expire_timestamp,
-            };
-            recs.push((
-                records::offset_key(&group.id, &p.topic, p.partition),
-                Some(records::offset_value(&value)),
-            ));
-            let old = group.offsets.insert((p.topic.clone(), p.partition), value);
-            previous.push(((p.topic.clone(), p.partition), old));
-            results.push((p.topic, p.partition, None));
-        }
-        let group_id = group.id.clone();
-        if recs.is_empty() {
-            fx.push(Effect::Reply(reply, Reply::Commit(results)));
-        } else {
-            fx.push(Effect::Write {
-                records: recs,
-                replies: vec![(reply, Reply::Commit(results))],
-                undo: Some(Undo::Offsets {
-                    group_id: group_id.clone(),
-                    previous,
-                }),
-            });
-        }
-        self.reschedule(&group_id);
-        fx
-    }
-
-    /// Committed offsets of a group (OffsetFetch). `partitions = None` asks for every
-    /// committed partition; named partitions without a commit come back as offset -1.
-    pub fn fetch_offsets(
-        &self,
-        group_id: &str,
-        partitions: Option<&[(String, Vec<i32>)]>,
-    ) -> Vec<FetchedOffset> {
-        let group = self.groups.get(group_id);
-        let found = |topic: &str, partition: i32| {
-            let v = group.and_then(|g| g.offsets.get(&(topic.to_owned(), partition)));
-            FetchedOffset {
-                topic: topic.to_owned(),
-                partition,
-                offset: v.map_or(-1, |v| v.offset),
-                leader_epoch: v.map_or(-1, |v| v.leader_epoch),
-                metadata: v.map(|v| v.metadata.clone()).unwrap_or_default(),
-            }
-        };
-        match partitions {
-            Some(wanted) => wanted
-                .iter()
-                .flat_map(|(t, ps)| ps.iter().map(move |&p| (t, p)))
-                .map(|(t, p)| found(t, p))
-                .collect(),
-            None => {
-                let mut all: Vec<FetchedOffset> = group
-                    .map(|g| g.offsets.keys().map(|(t, p)| found(t, *p)).collect())
-                    .unwrap_or_default();
-                all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-                all
-            }
-        }
-    }
-
-    /// Handles an OffsetDelete (KIP-496): only partitions the group is not subscribed
-    /// to (or any, when the group is Empty) may lose their commits.
-    pub fn delete_offsets(
-        &mut self,
-        group_id: &str,
-        partitions: Vec<(String, i32)>,
-        reply: R,
-    ) -> Effects<R> {
-        let mut fx = Vec::new();
-        let Some(group) = self
-            .groups
-            .get_mut(group_id)
-            .filter(|g| g.state != GroupState::Dead)
-        else {
-            fx.push(Effect::Reply(
-                reply,
-                Reply::DeleteOffsets(Some(ResponseError::GroupIdNotFound), Vec::new()),
-            ));
-            return fx;
-        };
-        let subscribed: Vec<String> = if group.state == GroupState::Empty {
-            Vec::new()
-        } else if group.protocol_type.as_deref() == Some("consumer") {
-            let protocol = group.protocol.clone().unwrap_or_default();
-            group
-                .members
-                .iter()
-                .filter_map(|m| records::subscribed_topics(&m.metadata_for(&protocol)))
-                .flatten()
-                .collect()
-        } else {
-            // A non-consumer group's subscriptions are opaque: refuse, as Kafka does.
-            fx.push(Effect::Reply(
-                reply,
-                Reply::DeleteOffsets(Some(ResponseError::NonEmptyGroup), Vec::new()),
-            ));
-            return fx;
-        };
-        let mut results = Vec::new();
-        let mut recs = Vec::new();
-        for (topic, partition) in partitions {
-            if subscribed.contains(&topic) {
-                results.push((
-                    topic,
-                    partition,
-                    Some(ResponseError::GroupSubscribedToTopic),
-                ));
-                continue;
-            }
-            if group.offsets.remove(&(topic.clone(), partition)).is_some() {
-                recs.push((records::offset_key(group_id, &topic, partition), None));
-            }
-            results.push((topic, partition, None));
-        }
-        fx.push(Effect::Write {
-            records: recs,
-            replies: vec![(reply, Reply::DeleteOffsets(None, results))],
-            undo: None,
-        });
-        fx
-    }
-
-    /// Handles DeleteGroups for one group: only an Empty group may go.
-    pub fn delete_group(&mut self, group_id: &str, reply: R) -> Effects<R> {
-        let mut fx = Vec::new();
-        let error = match self.groups.get(group_id) {
-            None => Some(ResponseError::GroupIdNotFound),
-            Some(g) if g.state == GroupState::Dead => Some(ResponseError::GroupIdNotFound),
-            Some(g) if g.state != GroupState::Empty => Some(ResponseError::NonEmptyGroup),
-            Some(_) => None,
-        };
-        if let Some(e) = error {
-            fx.push(Effect::Reply(reply, Reply::DeleteGroup(Some(e))));
-            return fx;
-        }
-        let recs = self.remove_group(group_id);
-        fx.push(Effect::Write {
-            records: recs,
-            replies: vec![(reply, Reply::DeleteGroup(None))],
-            undo: None,
-        });
-        fx
-    }
-
-    /// Removes a group, returning the tombstones that delete it from the log.
-    fn remove_group(&mut self, group_id: &str) -> Vec<OffsetsRecord> {
-        let Some(group) = self.groups.remove(group_id) else {
-            return Vec::new();
-        };
-        if let Some(at) = group.scheduled {
-            self.timers.remove(&(at, group.id.clone()));
-        }
-        let mut recs: Vec<OffsetsRecord> = group
-            .offsets
-            .keys()
-            .map(|(t, p)| (records::offset_key(group_id, t, *p), None))
-            .collect();
-        recs.push((records::group_key(group_id), None));
-        recs
-    }
-
-    /// Groups, optionally only those in `states` and of `types` (`classic`; Moldau has
-    /// no KIP-848 groups yet, so a filter without `classic` matches nothing).
-    pub fn list_groups(&self, states: &[GroupState], types: &[String]) -> Vec<GroupListing> {
-        if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic")) {
-            return Vec::new();
-        }
-        let mut out: Vec<GroupListing> = self
-            .groups
-            .values()
-            .filter(|g| g.state != GroupState::Dead)
-            .filter(|g| states.is_empty() || states.contains(&g.state))
-            .map(|g| GroupListing {
-                group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
-            })
-            .collect();
-        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        out
-    }
-
-    /// A group's description (DescribeGroups); an unknown group is `Dead`.
-    pub fn describe_group(&self, group_id: &str) -> GroupDescription {
-        let Some(g) = self.groups.get(group_id) else {
-            return GroupDescription {
-                group_id: group_id.to_owned(),
-                state: GroupState::Dead,
-                protocol_type: String::new(),
-                protocol: String::new(),
-                generation: -1,
-                members: Vec::new(),
-            };
-        };
-        let stable = g.state == GroupState::Stable;
-        let protocol = g.protocol.clone().unwrap_or_default();
-        GroupDescription {
-            group_id: g.id.clone(),
-            state: g.state,
-            protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            protocol: if stable {
-                protocol.clone()
-            } else {
-                String::new()
-            },
-            generation: g.generation,
-            members: g
-                .members
-                .iter()
-                .map(|m| DescribedMember {
-                    member_id: m.member_id.clone(),
-                    group_instance_id: m.group_instance_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    metadata: if stable {
-                        m.metadata_for(&protocol)
-                    } else {
-                        Bytes::new()
-                    },
-                    assignment: if stable {
-                        m.assignment.clone()
-                    } else {
-                        Bytes::new()
-                    },
-                })
-                .collect(),
-        }
-    }
-
     /// Takes back the in-memory change of a write that failed ([`Undo`]).
     pub fn undo(&mut self, now: i64, undo: Undo) -> Effects<R> {
         let mut fx = Vec::new();
@@ -1272,52 +888,6 @@ impl<R> GroupShard<R> {
         }
     }
 
-    /// KIP-211 offset expiry: offsets of an Empty consumer group expire
-    /// `offsets.retention.minutes` after the group became empty; offsets of a group
-    /// that only commits (no protocol type) expire that long after their commit; an
-    /// explicit v1 expiry timestamp wins. An Empty group left without offsets is removed.
-    fn expire_offsets(&mut self, now: i64) -> Vec<OffsetsRecord> {
-        let retention = self.config.offsets_retention_ms;
-        let mut recs = Vec::new();
-        let mut gone = Vec::new();
-        for g in self.groups.values_mut() {
-            if g.state != GroupState::Empty {
-                continue;
-            }
-            let standalone = g.protocol_type.is_none();
-            let state_since = g.state_since;
-            let id = g.id.clone();
-            g.offsets.retain(|(topic, partition), v| {
-                let expired = if v.expire_timestamp >= 0 {
-                    v.expire_timestamp <= now
-                } else if standalone || state_since < 0 {
-                    // Group records before v2 carry no state timestamp: Kafka counts
-                    // from the commit then.
-                    v.commit_timestamp.saturating_add(retention) <= now
-                } else {
-                    state_since.saturating_add(retention) <= now
-                };
-                if expired {
-                    recs.push((records::offset_key(&id, topic, *partition), None));
-                }
-                !expired
-            });
-            if g.offsets.is_empty() && g.members.is_empty() && g.pending_members.is_empty() {
-                gone.push(id);
-            }
-        }
-        for id in gone {
-            // Its offsets are gone already, so only the group key's tombstone is left,
-            // and only a group that ever formed a generation has a group record.
-            let group_was_written = self.groups.get(&id).is_some_and(|g| g.generation > 0);
-            let tombstones = self.remove_group(&id);
-            if group_was_written {
-                recs.extend(tombstones);
-            }
-        }
-        recs
-    }
-
     /// Drops a group created by a failed first join.
     fn drop_if_unused(&mut self, group_id: &str) {
         if self.groups.get(group_id).is_some_and(|g| {
@@ -1331,7 +901,7 @@ impl<R> GroupShard<R> {
     }
 
     /// Re-registers a group under its earliest deadline.
-    fn reschedule(&mut self, group_id: &str) {
+    pub(crate) fn reschedule(&mut self, group_id: &str) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
@@ -1357,52 +927,6 @@ impl<R> GroupShard<R> {
     pub fn group_ids(&self) -> Vec<String> {
         self.groups.keys().cloned().collect()
     }
-}
-
-/// Kafka `ClassicGroup.validateOffsetCommit` (in its order of checks); refreshes the
-/// member's session on success.
-fn validate_offset_commit<R>(
-    g: &mut Group<R>,
-    req: &OffsetCommit,
-    now: i64,
-) -> Option<ResponseError> {
-    if g.state == GroupState::Dead {
-        return Some(ResponseError::CoordinatorNotAvailable);
-    }
-    if req.generation_id < 0 && g.state == GroupState::Empty {
-        // The admin client, or a consumer that assigns partitions itself.
-        return None;
-    }
-    if req.generation_id >= 0 || !req.member_id.is_empty() || req.group_instance_id.is_some() {
-        match req.group_instance_id.as_deref() {
-            Some(instance) => match g.static_member_id(instance) {
-                None => return Some(ResponseError::UnknownMemberId),
-                Some(id) if id != req.member_id => return Some(ResponseError::FencedInstanceId),
-                Some(_) => {}
-            },
-            None if g.pending_members.contains_key(&req.member_id) => {
-                return Some(ResponseError::RebalanceInProgress)
-            }
-            None if g.member(&req.member_id).is_none() => {
-                return Some(ResponseError::UnknownMemberId)
-            }
-            None => {}
-        }
-        if req.generation_id != g.generation {
-            return Some(ResponseError::IllegalGeneration);
-        }
-    } else if g.state != GroupState::Empty {
-        // No member id and no generation: only an empty group takes such commits.
-        return Some(ResponseError::UnknownMemberId);
-    }
-    if g.state == GroupState::CompletingRebalance {
-        // The member knows the new generation but has no assignment yet.
-        return Some(ResponseError::RebalanceInProgress);
-    }
-    if let Some(m) = g.member_mut(&req.member_id) {
-        m.heartbeat_deadline = now + i64::from(m.session_timeout_ms);
-    }
-    None
 }
 
 /// Kafka `acceptJoiningMember`: an Empty group takes anyone; while members rejoin, the
