@@ -101,32 +101,50 @@ pub async fn offset_commit(
         Ok(_) => Vec::new(),
     };
     errors.extend(committed);
-    let errors: HashMap<(String, i32), Option<ResponseError>> =
-        errors.into_iter().map(|(t, p, e)| ((t, p), e)).collect();
-    // Answer in request order, one entry per topic.
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
+    let asked = req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| p.partition_index);
+        (&t.name, parts.collect::<Vec<_>>())
+    });
+    let topics = in_request_order(asked, errors)
+        .into_iter()
+        .map(|(name, parts)| {
             OffsetCommitResponseTopic::default()
-                .with_name(t.name.clone())
+                .with_name(name)
                 .with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            let e = errors
-                                .get(&(t.name.to_string(), p.partition_index))
-                                .copied()
-                                .flatten();
+                    parts
+                        .into_iter()
+                        .map(|(p, e)| {
                             OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code(e))
+                                .with_partition_index(p)
+                                .with_error_code(e)
                         })
                         .collect(),
                 )
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Per-partition outcomes `(topic, partition, error)` laid out as the request asked:
+/// one entry per requested topic, partitions in request order, with error codes.
+fn in_request_order<'a>(
+    asked: impl Iterator<Item = (&'a TopicName, Vec<i32>)>,
+    outcomes: Vec<(String, i32, Option<ResponseError>)>,
+) -> Vec<(TopicName, Vec<(i32, i16)>)> {
+    let outcomes: HashMap<(String, i32), Option<ResponseError>> =
+        outcomes.into_iter().map(|(t, p, e)| ((t, p), e)).collect();
+    asked
+        .map(|(name, parts)| {
+            let codes = parts
+                .into_iter()
+                .map(|p| {
+                    let e = outcomes.get(&(name.to_string(), p)).copied().flatten();
+                    (p, code(e))
+                })
+                .collect();
+            (name.clone(), codes)
+        })
+        .collect()
 }
 
 /// One group's answer: a group-level error or its offsets.
@@ -304,25 +322,22 @@ pub async fn offset_delete(
             .into_iter()
             .map(|(t, p)| (t, p, Some(ResponseError::UnknownTopicOrPartition))),
     );
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| {
+    let asked = req.topics.iter().map(|t| {
+        let parts = t.partitions.iter().map(|p| p.partition_index);
+        (&t.name, parts.collect::<Vec<_>>())
+    });
+    let topics = in_request_order(asked, results)
+        .into_iter()
+        .map(|(name, parts)| {
             OffsetDeleteResponseTopic::default()
-                .with_name(t.name.clone())
+                .with_name(name)
                 .with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            let e = results
-                                .iter()
-                                .find(|(n, q, _)| {
-                                    n.as_str() == &**t.name && *q == p.partition_index
-                                })
-                                .and_then(|x| x.2);
+                    parts
+                        .into_iter()
+                        .map(|(p, e)| {
                             OffsetDeleteResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code(e))
+                                .with_partition_index(p)
+                                .with_error_code(e)
                         })
                         .collect(),
                 )
