@@ -16,6 +16,12 @@ use uuid::Uuid;
 /// (its partition directory is the metadata log).
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
+/// Kafka's internal topics (`Topic.isInternal`): flagged internal in Metadata, and only
+/// their coordinators may append to them.
+pub fn is_internal_topic(name: &str) -> bool {
+    matches!(name, "__consumer_offsets" | "__transaction_state")
+}
+
 /// Most records one client operation may produce (KRaft's `MAX_RECORDS_PER_USER_OP`):
 /// bounds the memory and metadata-log batch a single CreateTopics or CreatePartitions
 /// can cause.

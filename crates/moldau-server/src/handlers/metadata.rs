@@ -33,11 +33,6 @@ use uuid::Uuid;
 /// Kafka's "authorized operations not requested" sentinel.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
-/// Kafka's internal topics (`Topic.isInternal`): only these are flagged internal.
-fn is_internal(name: &str) -> bool {
-    matches!(name, "__consumer_offsets" | "__transaction_state")
-}
-
 fn broker_ids(ids: &[i32]) -> Vec<BrokerId> {
     ids.iter().map(|&i| BrokerId(i)).collect()
 }
@@ -46,7 +41,7 @@ fn topic_entry(t: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(t.topic_id)
-        .with_is_internal(is_internal(&t.name))
+        .with_is_internal(controller::is_internal_topic(&t.name))
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
         .with_partitions(
             t.partitions
@@ -265,7 +260,7 @@ pub async fn describe_topic_partitions(
             DescribeTopicPartitionsResponseTopic::default()
                 .with_name(Some(TopicName(StrBytes::from_string(name))))
                 .with_topic_id(topic.topic_id)
-                .with_is_internal(is_internal(&topic.name))
+                .with_is_internal(controller::is_internal_topic(&topic.name))
                 .with_partitions(partitions)
                 .with_topic_authorized_operations(OPS_NOT_REQUESTED),
         );

@@ -163,8 +163,8 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not -1, 0 or 1"),
                 ))
-            } else if name == moldau_coordinator::OFFSETS_TOPIC {
-                // Only the group coordinator writes its topic (Kafka: "Cannot append to
+            } else if moldau_metadata::controller::is_internal_topic(name) {
+                // Only the coordinators write their topics (Kafka: "Cannot append to
                 // internal topic").
                 Err(Rejection(
                     ResponseError::InvalidTopicException,
