@@ -30,6 +30,9 @@ pub type Responder = oneshot::Sender<Reply>;
 /// The groups of one `__consumer_offsets` partition.
 pub struct Shard {
     partition: Arc<Partition>,
+    /// The coordinator's timer wake-up, for changes made off a request (a failed
+    /// fsync's undo).
+    wake: Arc<Notify>,
     state: Mutex<GroupShard<Responder>>,
 }
 
@@ -41,7 +44,7 @@ pub struct GroupCoordinator {
     /// Partition count of `__consumer_offsets` (0 = the topic does not exist yet).
     partitions: RwLock<i32>,
     /// Wakes the timer task when a deadline may have moved earlier.
-    wake: Notify,
+    wake: Arc<Notify>,
 }
 
 impl GroupCoordinator {
@@ -51,7 +54,7 @@ impl GroupCoordinator {
             config,
             shards: RwLock::new(HashMap::new()),
             partitions: RwLock::new(0),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -91,7 +94,7 @@ impl GroupCoordinator {
             if self.shards.read().contains_key(&p) {
                 continue;
             }
-            let shard = Arc::new(load(&self.config, partition));
+            let shard = Arc::new(load(&self.config, partition, self.wake.clone()));
             self.shards.write().insert(p, shard);
         }
         *self.partitions.write() = count;
@@ -140,10 +143,11 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = shard.state.lock();
+            let before = state.next_deadline();
             let fx = f(&mut state, now_ms(), tx);
             shard.run(&mut state, fx);
+            self.wake_if_earlier(before, state.next_deadline());
         }
-        self.wake.notify_one();
         rx.await.ok()
     }
 
@@ -153,9 +157,20 @@ impl GroupCoordinator {
         shard: &Shard,
         f: impl FnOnce(&mut GroupShard<Responder>, i64) -> T,
     ) -> T {
-        let out = f(&mut shard.state.lock(), now_ms());
-        self.wake.notify_one();
+        let mut state = shard.state.lock();
+        let before = state.next_deadline();
+        let out = f(&mut state, now_ms());
+        self.wake_if_earlier(before, state.next_deadline());
         out
+    }
+
+    /// Wakes the timer task only when a shard's earliest deadline moved earlier: a
+    /// heartbeat pushes deadlines later, and the task re-reads every shard whenever it
+    /// wakes, so waking it for each request would cost a pass over all shards.
+    fn wake_if_earlier(&self, before: i64, after: i64) {
+        if after < before {
+            self.wake.notify_one();
+        }
     }
 
     /// Creates `__consumer_offsets` (compacted, `offsets.topic.*` settings) if it does
@@ -301,6 +316,7 @@ impl Shard {
                         let mut state = shard.state.lock();
                         let more = state.undo(now_ms(), undo);
                         shard.run(&mut state, more);
+                        shard.wake.notify_one();
                     }
                 }
             }
@@ -319,7 +335,7 @@ fn fail(replies: Vec<(Responder, Reply)>) {
 }
 
 /// Replays a `__consumer_offsets` partition into a new shard.
-fn load(config: &GroupConfig, partition: Arc<Partition>) -> Shard {
+fn load(config: &GroupConfig, partition: Arc<Partition>, wake: Arc<Notify>) -> Shard {
     let now = now_ms();
     let mut state = GroupShard::new(config.clone(), now);
     let mut offset = partition.offsets().log_start_offset;
@@ -385,6 +401,7 @@ fn load(config: &GroupConfig, partition: Arc<Partition>) -> Shard {
     }
     Shard {
         partition,
+        wake,
         state: Mutex::new(state),
     }
 }
