@@ -136,6 +136,18 @@ pub struct JoinResult {
     pub members: Vec<JoinedMember>,
 }
 
+impl JoinResult {
+    /// An error answer: generation -1 and the member id the client should keep.
+    pub fn failed(error: ResponseError, member_id: impl Into<String>) -> Self {
+        JoinResult {
+            error: Some(error),
+            generation_id: -1,
+            member_id: member_id.into(),
+            ..JoinResult::default()
+        }
+    }
+}
+
 /// A member as the leader sees it in JoinGroup's response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinedMember {
@@ -177,6 +189,16 @@ pub struct SyncResult {
     pub protocol_name: Option<String>,
     /// The member's assignment.
     pub assignment: Bytes,
+}
+
+impl SyncResult {
+    /// An error answer with no assignment.
+    pub fn failed(error: ResponseError) -> Self {
+        SyncResult {
+            error: Some(error),
+            ..SyncResult::default()
+        }
+    }
 }
 
 /// A Heartbeat request.

@@ -59,12 +59,7 @@ impl<R> GroupShard<R> {
     pub fn join(&mut self, now: i64, req: JoinGroup, reply: R) -> Effects<R> {
         let mut fx = Vec::new();
         let err = |e: ResponseError, member_id: &str| {
-            Reply::Join(JoinResult {
-                error: Some(e),
-                generation_id: -1,
-                member_id: member_id.to_owned(),
-                ..JoinResult::default()
-            })
+            Reply::Join(JoinResult::failed(e, member_id.to_owned()))
         };
         if req.group_id.is_empty() {
             fx.push(Effect::Reply(
@@ -152,12 +147,10 @@ impl<R> GroupShard<R> {
             group.pending_members.insert(member_id.clone(), deadline);
             fx.push(Effect::Reply(
                 reply,
-                Reply::Join(JoinResult {
-                    error: Some(ResponseError::MemberIdRequired),
-                    generation_id: -1,
+                Reply::Join(JoinResult::failed(
+                    ResponseError::MemberIdRequired,
                     member_id,
-                    ..JoinResult::default()
-                }),
+                )),
             ));
             return;
         }
@@ -187,21 +180,16 @@ impl<R> GroupShard<R> {
         if let Some(parked) = member.awaiting_join.take() {
             fx.push(Effect::Reply(
                 parked,
-                Reply::Join(JoinResult {
-                    error: Some(ResponseError::FencedInstanceId),
-                    generation_id: -1,
-                    member_id: old_id.clone(),
-                    ..JoinResult::default()
-                }),
+                Reply::Join(JoinResult::failed(
+                    ResponseError::FencedInstanceId,
+                    old_id.clone(),
+                )),
             ));
         }
         if let Some(parked) = member.awaiting_sync.take() {
             fx.push(Effect::Reply(
                 parked,
-                Reply::Sync(SyncResult {
-                    error: Some(ResponseError::FencedInstanceId),
-                    ..SyncResult::default()
-                }),
+                Reply::Sync(SyncResult::failed(ResponseError::FencedInstanceId)),
             ));
         }
         member.member_id = new_id.clone();
@@ -227,24 +215,13 @@ impl<R> GroupShard<R> {
                 // leader id, so it does not run an assignment that would be ignored
                 // (KAFKA-13435).
                 let is_leader = group.is_leader(&new_id) && supports_skip;
-                let result = JoinResult {
-                    error: None,
-                    generation_id: group.generation,
-                    protocol_type: group.protocol_type.clone(),
-                    protocol_name: group.protocol.clone(),
-                    leader: if supports_skip {
-                        group.leader.clone().unwrap_or_default()
-                    } else {
-                        old_leader
-                    },
-                    member_id: new_id,
-                    skip_assignment: is_leader,
-                    members: if is_leader {
-                        joined_members(group)
-                    } else {
-                        Vec::new()
-                    },
+                let leader = if supports_skip {
+                    group.leader.clone().unwrap_or_default()
+                } else {
+                    old_leader
                 };
+                let mut result = current_generation(group, new_id, leader, is_leader);
+                result.skip_assignment = is_leader;
                 let record = (
                     records::group_key(&group.id),
                     Some(records::group_value(&group.to_value())),
@@ -312,14 +289,7 @@ impl<R> GroupShard<R> {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return;
         };
-        let fail = |e: ResponseError| {
-            Reply::Join(JoinResult {
-                error: Some(e),
-                generation_id: -1,
-                member_id: req.member_id.clone(),
-                ..JoinResult::default()
-            })
-        };
+        let fail = |e: ResponseError| Reply::Join(JoinResult::failed(e, req.member_id.clone()));
         if group.pending_members.contains_key(&req.member_id) {
             let member_id = req.member_id.clone();
             self.add_member_and_rebalance(now, member_id, req, reply, fx);
@@ -352,20 +322,8 @@ impl<R> GroupShard<R> {
                 if unchanged && !(state == GroupState::Stable && is_leader) =>
             {
                 // The member missed the response of the generation it is in: repeat it.
-                let result = JoinResult {
-                    error: None,
-                    generation_id: group.generation,
-                    protocol_type: group.protocol_type.clone(),
-                    protocol_name: group.protocol.clone(),
-                    leader: group.leader.clone().unwrap_or_default(),
-                    member_id: req.member_id.clone(),
-                    skip_assignment: false,
-                    members: if is_leader {
-                        joined_members(group)
-                    } else {
-                        Vec::new()
-                    },
-                };
+                let leader = group.leader.clone().unwrap_or_default();
+                let result = current_generation(group, req.member_id.clone(), leader, is_leader);
                 fx.push(Effect::Reply(reply, Reply::Join(result)));
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
@@ -391,10 +349,7 @@ impl<R> GroupShard<R> {
                 if let Some(parked) = m.awaiting_sync.take() {
                     fx.push(Effect::Reply(
                         parked,
-                        Reply::Sync(SyncResult {
-                            error: Some(ResponseError::RebalanceInProgress),
-                            ..SyncResult::default()
-                        }),
+                        Reply::Sync(SyncResult::failed(ResponseError::RebalanceInProgress)),
                     ));
                 }
             }
@@ -514,12 +469,7 @@ impl<R> GroupShard<R> {
     /// Handles a SyncGroup. Followers park until the leader's assignment is written.
     pub fn sync(&mut self, now: i64, req: SyncGroup, reply: R) -> Effects<R> {
         let mut fx = Vec::new();
-        let fail = |e: ResponseError| {
-            Reply::Sync(SyncResult {
-                error: Some(e),
-                ..SyncResult::default()
-            })
-        };
+        let fail = |e: ResponseError| Reply::Sync(SyncResult::failed(e));
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             fx.push(Effect::Reply(reply, fail(ResponseError::UnknownMemberId)));
             return fx;
@@ -736,21 +686,16 @@ impl<R> GroupShard<R> {
         if let Some(parked) = member.awaiting_join {
             fx.push(Effect::Reply(
                 parked,
-                Reply::Join(JoinResult {
-                    error: Some(ResponseError::UnknownMemberId),
-                    generation_id: -1,
-                    member_id: member.member_id.clone(),
-                    ..JoinResult::default()
-                }),
+                Reply::Join(JoinResult::failed(
+                    ResponseError::UnknownMemberId,
+                    member.member_id.clone(),
+                )),
             ));
         }
         if let Some(parked) = member.awaiting_sync {
             fx.push(Effect::Reply(
                 parked,
-                Reply::Sync(SyncResult {
-                    error: Some(ResponseError::UnknownMemberId),
-                    ..SyncResult::default()
-                }),
+                Reply::Sync(SyncResult::failed(ResponseError::UnknownMemberId)),
             ));
         }
         if group.leader.as_deref() == Some(member_id) {
@@ -982,6 +927,30 @@ fn group_deadline<R>(group: &Group<R>) -> Option<i64> {
         _ => None,
     };
     members.chain(pending).chain(phase).min()
+}
+
+/// JoinGroup's answer for the group's current generation: `members` only for the
+/// member told it leads.
+fn current_generation<R>(
+    group: &Group<R>,
+    member_id: String,
+    leader: String,
+    is_leader: bool,
+) -> JoinResult {
+    JoinResult {
+        error: None,
+        generation_id: group.generation,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol.clone(),
+        leader,
+        member_id,
+        skip_assignment: false,
+        members: if is_leader {
+            joined_members(group)
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 fn joined_members<R>(group: &Group<R>) -> Vec<JoinedMember> {

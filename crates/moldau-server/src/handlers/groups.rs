@@ -38,12 +38,7 @@ pub async fn join_group(
 ) -> JoinGroupResponse {
     let v = ctx.version;
     let result = match shard(&broker, &req.group_id) {
-        Err(e) => gc::JoinResult {
-            error: Some(e),
-            generation_id: -1,
-            member_id: req.member_id.to_string(),
-            ..Default::default()
-        },
+        Err(e) => gc::JoinResult::failed(e, req.member_id.to_string()),
         Ok(shard) => {
             let join = gc::JoinGroup {
                 group_id: req.group_id.to_string(),
@@ -73,12 +68,9 @@ pub async fn join_group(
                 .await
             {
                 Some(Reply::Join(j)) => j,
-                _ => gc::JoinResult {
-                    error: Some(ResponseError::NotCoordinator),
-                    generation_id: -1,
-                    member_id: req.member_id.to_string(),
-                    ..Default::default()
-                },
+                _ => {
+                    gc::JoinResult::failed(ResponseError::NotCoordinator, req.member_id.to_string())
+                }
             }
         }
     };
@@ -125,10 +117,7 @@ pub async fn sync_group(
 ) -> SyncGroupResponse {
     let v = ctx.version;
     let result = match shard(&broker, &req.group_id) {
-        Err(e) => gc::SyncResult {
-            error: Some(e),
-            ..Default::default()
-        },
+        Err(e) => gc::SyncResult::failed(e),
         Ok(shard) => {
             let sync = gc::SyncGroup {
                 group_id: req.group_id.to_string(),
@@ -149,10 +138,7 @@ pub async fn sync_group(
                 .await
             {
                 Some(Reply::Sync(s)) => s,
-                _ => gc::SyncResult {
-                    error: Some(ResponseError::NotCoordinator),
-                    ..Default::default()
-                },
+                _ => gc::SyncResult::failed(ResponseError::NotCoordinator),
             }
         }
     };
