@@ -23,6 +23,8 @@ pub struct LogCleaner {
     /// `log.cleaner.dedupe.buffer.size`: bytes the key → offset map of one clean may use.
     dedupe_buffer_bytes: usize,
     first_dirty: Mutex<HashMap<(String, i32), i64>>,
+    /// What the checkpoint file holds now, so an idle pass writes nothing.
+    written: Mutex<Vec<(String, i32, i64)>>,
 }
 
 impl LogCleaner {
@@ -37,18 +39,20 @@ impl LogCleaner {
             checkpoint_path,
             dedupe_buffer_bytes,
             first_dirty: Mutex::new(first_dirty),
+            written: Mutex::new(Vec::new()),
         }
     }
 
     /// Cleans every partition whose log asks for it, then writes the checkpoint for
-    /// `partitions` (entries of partitions no longer hosted are dropped). Blocking.
+    /// `partitions` if it changed (entries of partitions no longer hosted are
+    /// dropped). Blocking.
     pub fn clean(&self, partitions: &[Arc<Partition>], now: i64) -> Result<(), StorageError> {
         for p in partitions {
             if let Err(e) = self.clean_one(p, now) {
                 tracing::error!(partition = %p.tp, error = %e, "log cleaning failed");
             }
         }
-        let entries: Vec<(String, i32, i64)> = {
+        let mut entries: Vec<(String, i32, i64)> = {
             let dirty = self.first_dirty.lock();
             partitions
                 .iter()
@@ -58,7 +62,14 @@ impl LogCleaner {
                 })
                 .collect()
         };
-        checkpoint::write(&self.checkpoint_path, &entries)
+        entries.sort();
+        let mut written = self.written.lock();
+        if *written == entries && self.checkpoint_path.exists() {
+            return Ok(());
+        }
+        checkpoint::write(&self.checkpoint_path, &entries)?;
+        *written = entries;
+        Ok(())
     }
 
     /// One partition: plan under the read lock, build unlocked, install under the write
