@@ -490,8 +490,10 @@ pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
 /// A record's optional key and optional value, as [`build_batch`] takes them.
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
-/// Builds one uncompressed v2 batch from `(key, value)` pairs, for tests and tools.
-/// Records carry no headers; timestamps are all `timestamp_ms`.
+/// Builds one uncompressed v2 batch from `(key, value)` pairs: how the group
+/// coordinator writes `__consumer_offsets`, and a helper for tests and tools. Records
+/// carry no headers; timestamps are all `timestamp_ms`; no producer id. `records` must
+/// not be empty (the batch would claim `lastOffsetDelta` -1).
 pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
