@@ -490,11 +490,122 @@ pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
 /// A record's optional key and optional value, as [`build_batch`] takes them.
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
+/// The producer fields of a v2 batch header (KIP-98): who wrote it and where it sits in
+/// that producer's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    /// `producerId`, [`NO_PRODUCER_ID`] for none.
+    pub producer_id: i64,
+    /// `producerEpoch`, -1 for none.
+    pub producer_epoch: i16,
+    /// `baseSequence`: sequence number of the first record, -1 for none.
+    pub base_sequence: i32,
+    /// Sets the `isTransactional` attribute bit.
+    pub transactional: bool,
+}
+
+impl ProducerFields {
+    /// No producer: what non-idempotent clients write.
+    pub const NONE: ProducerFields = ProducerFields {
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: -1,
+        base_sequence: -1,
+        transactional: false,
+    };
+}
+
+/// The two control record types of a transaction marker (Kafka `ControlRecordType`):
+/// the control record's key is `version: int16 (0)` then `type: int16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRecordType {
+    /// Type 0: the producer's transaction was aborted.
+    Abort,
+    /// Type 1: the producer's transaction was committed.
+    Commit,
+}
+
+impl ControlRecordType {
+    /// Wire value of the `type` field.
+    pub fn id(self) -> i16 {
+        match self {
+            ControlRecordType::Abort => 0,
+            ControlRecordType::Commit => 1,
+        }
+    }
+
+    /// Reads the type from a control batch (the key of its first record); `None` if the
+    /// batch is not a control batch or its key is not a known marker.
+    pub fn of_batch(batch: &[u8]) -> Option<ControlRecordType> {
+        let header = BatchHeader::parse(batch).ok()?;
+        if !header.is_control() {
+            return None;
+        }
+        let record = records(batch)?.into_iter().next()?;
+        let key = record.key?;
+        if key.len() < 4 {
+            return None;
+        }
+        match i16::from_be_bytes([key[2], key[3]]) {
+            0 => Some(ControlRecordType::Abort),
+            1 => Some(ControlRecordType::Commit),
+            _ => None,
+        }
+    }
+}
+
+/// Builds a transaction marker (KIP-98 control batch): one record whose key is
+/// `version 0, type` and whose value is `version 0, coordinator_epoch: int32`; the batch
+/// is transactional and control, with `producer_id`/`producer_epoch` of the transaction
+/// and `baseSequence` -1. Written by the partition leader on `WriteTxnMarkers`.
+pub fn build_control_batch(
+    base_offset: i64,
+    timestamp_ms: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    kind: ControlRecordType,
+    coordinator_epoch: i32,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.id().to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let producer = ProducerFields {
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+        transactional: true,
+    };
+    let mut b = build_batch_with(
+        base_offset,
+        timestamp_ms,
+        &[(Some(&key), Some(&value))],
+        producer,
+    );
+    let attributes = TRANSACTIONAL_BIT | CONTROL_BIT;
+    b[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 /// Builds one uncompressed v2 batch from `(key, value)` pairs: how the group
 /// coordinator writes `__consumer_offsets`, and a helper for tests and tools. Records
 /// carry no headers; timestamps are all `timestamp_ms`; no producer id. `records` must
 /// not be empty (the batch would claim `lastOffsetDelta` -1).
 pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    build_batch_with(base_offset, timestamp_ms, records, ProducerFields::NONE)
+}
+
+/// [`build_batch`] with producer fields: how transactional offset commits are written
+/// (and how tests write idempotent or transactional batches).
+pub fn build_batch_with(
+    base_offset: i64,
+    timestamp_ms: i64,
+    records: &[KeyValue<'_>],
+    producer: ProducerFields,
+) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
@@ -538,13 +649,18 @@ pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]
     b.extend_from_slice(&(-1i32).to_be_bytes());
     b.push(MAGIC_V2 as u8);
     b.extend_from_slice(&[0; 4]); // crc, filled below
-    b.extend_from_slice(&0i16.to_be_bytes());
+    let attributes = if producer.transactional {
+        TRANSACTIONAL_BIT
+    } else {
+        0
+    };
+    b.extend_from_slice(&attributes.to_be_bytes());
     b.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
     b.extend_from_slice(&timestamp_ms.to_be_bytes());
     b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&NO_PRODUCER_ID.to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&producer.producer_id.to_be_bytes());
+    b.extend_from_slice(&producer.producer_epoch.to_be_bytes());
+    b.extend_from_slice(&producer.base_sequence.to_be_bytes());
     b.extend_from_slice(&(records.len() as i32).to_be_bytes());
     b.extend_from_slice(&body);
     let crc = compute_crc(&b);
@@ -555,6 +671,19 @@ pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_batch_round_trips_its_marker() {
+        let b = build_control_batch(7, 1000, 42, 3, ControlRecordType::Commit, 5);
+        let h = validate(&b).unwrap();
+        assert!(h.is_control() && h.is_transactional());
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+        assert_eq!(ControlRecordType::of_batch(&b), Some(ControlRecordType::Commit));
+        let abort = build_control_batch(0, 0, 1, 0, ControlRecordType::Abort, 0);
+        assert_eq!(ControlRecordType::of_batch(&abort), Some(ControlRecordType::Abort));
+        let plain = build_batch(0, 0, &[(Some(b"k"), Some(b"v"))]);
+        assert_eq!(ControlRecordType::of_batch(&plain), None);
+    }
 
     #[test]
     fn built_batch_validates_and_rewrites_in_place() {
