@@ -14,6 +14,20 @@ pub type OffsetsRecord = (Bytes, Option<Bytes>);
 pub enum Effect<R> {
     /// Send this reply now.
     Reply(R, Reply),
+    /// Append `records` as one transactional batch of `producer_id`/`producer_epoch`
+    /// (a TxnOffsetCommit), wait until durable, then send `replies`. On failure send each
+    /// reply after [`Reply::fail`]; nothing to undo: the offsets stay pending until the
+    /// transaction's marker, and a client whose TxnOffsetCommit failed aborts.
+    TxnWrite {
+        /// Producer id of the transaction.
+        producer_id: i64,
+        /// Its epoch.
+        producer_epoch: i16,
+        /// Offset-commit records in append order.
+        records: Vec<OffsetsRecord>,
+        /// Replies that depend on the write.
+        replies: Vec<(R, Reply)>,
+    },
     /// Append `records` to this shard's partition, wait until they are durable, then send
     /// `replies`. If the append or its fsync fails, send each reply after
     /// [`Reply::fail`] and hand `undo` (if any) to `GroupShard::undo`.
@@ -255,6 +269,25 @@ pub struct OffsetCommit {
     /// The request's version: from v9 an unknown group is GROUP_ID_NOT_FOUND.
     pub api_version: i16,
     /// What to commit.
+    pub partitions: Vec<CommitPartition>,
+}
+
+/// A TxnOffsetCommit request (KIP-98; v3+ carries the member fields, KIP-447).
+#[derive(Debug, Clone)]
+pub struct TxnOffsetCommit {
+    /// Group id.
+    pub group_id: String,
+    /// The transaction's producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub producer_epoch: i16,
+    /// Generation id, -1 before v3 or outside group management.
+    pub generation_id: i32,
+    /// Member id, empty before v3 or outside group management.
+    pub member_id: String,
+    /// Static instance id (v3+).
+    pub group_instance_id: Option<String>,
+    /// What to commit when the transaction commits.
     pub partitions: Vec<CommitPartition>,
 }
 

@@ -127,6 +127,10 @@ pub(crate) struct Group<R> {
     pub sync_deadline: i64,
     /// Committed offsets by (topic, partition).
     pub offsets: HashMap<(String, i32), OffsetValue>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id:
+    /// they become [`Group::offsets`] when that producer's commit marker arrives and are
+    /// dropped by its abort marker (KIP-98, KIP-447).
+    pub pending_txn_offsets: HashMap<i64, HashMap<(String, i32), OffsetValue>>,
     /// The deadline (ms) this group is registered under in the shard's timer set.
     pub scheduled: Option<i64>,
 }
@@ -149,6 +153,7 @@ impl<R> Group<R> {
             joined_during_delay: false,
             sync_deadline: 0,
             offsets: HashMap::new(),
+            pending_txn_offsets: HashMap::new(),
             scheduled: None,
         }
     }

@@ -21,11 +21,12 @@ mod offsets;
 pub mod records;
 mod replay;
 pub mod shard;
+mod txn_offsets;
 
 pub use api::{
     CommitPartition, DescribedMember, Effect, FetchedOffset, GroupDescription, GroupListing,
     Heartbeat, JoinGroup, JoinResult, JoinedMember, LeaveResult, OffsetCommit, OffsetsRecord,
-    Reply, SyncGroup, SyncResult, Undo,
+    Reply, SyncGroup, SyncResult, TxnOffsetCommit, Undo,
 };
 pub use group::GroupState;
 pub use shard::GroupShard;

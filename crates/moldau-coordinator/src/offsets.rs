@@ -37,7 +37,7 @@ impl<R> GroupShard<R> {
             }
             None if req.api_version >= 9 => Some(ResponseError::GroupIdNotFound),
             None => Some(ResponseError::IllegalGeneration),
-            Some(g) => validate_offset_commit(g, &req, now),
+            Some(g) => validate_offset_commit(g, &req, false, now),
         };
         if let Some(e) = error {
             fx.push(Effect::Reply(reply, all_fail(e, &req.partitions)));
@@ -280,9 +280,12 @@ impl<R> GroupShard<R> {
 
 /// Kafka `ClassicGroup.validateOffsetCommit` (in its order of checks); refreshes the
 /// member's session on success.
-fn validate_offset_commit<R>(
+/// Kafka's `validateOffsetCommit`; `transactional` commits (TxnOffsetCommit) are also
+/// taken while the group completes a rebalance, as Kafka takes them.
+pub(crate) fn validate_offset_commit<R>(
     g: &mut Group<R>,
     req: &OffsetCommit,
+    transactional: bool,
     now: i64,
 ) -> Option<ResponseError> {
     if g.state == GroupState::Dead {
@@ -314,7 +317,7 @@ fn validate_offset_commit<R>(
         // No member id and no generation: only an empty group takes such commits.
         return Some(ResponseError::UnknownMemberId);
     }
-    if g.state == GroupState::CompletingRebalance {
+    if !transactional && g.state == GroupState::CompletingRebalance {
         // The member knows the new generation but has no assignment yet.
         return Some(ResponseError::RebalanceInProgress);
     }

@@ -29,6 +29,8 @@ pub struct GroupShard<R> {
     pub(crate) timers: BTreeSet<(i64, String)>,
     /// Next offsets-expiration pass (ms).
     next_expiry_check: i64,
+    /// Groups holding pending transactional offsets, by producer id.
+    pub(crate) txn_groups: HashMap<i64, std::collections::HashSet<String>>,
 }
 
 pub(crate) type Effects<R> = Vec<Effect<R>>;
@@ -46,6 +48,7 @@ impl<R> GroupShard<R> {
             groups: HashMap::new(),
             timers: BTreeSet::new(),
             next_expiry_check,
+            txn_groups: HashMap::new(),
         }
     }
 

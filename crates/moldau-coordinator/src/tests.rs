@@ -49,6 +49,9 @@ impl Harness {
                 }
                 Effect::Write {
                     records, replies, ..
+                }
+                | Effect::TxnWrite {
+                    records, replies, ..
                 } => {
                     self.log.extend(records);
                     for (id, r) in replies {
@@ -769,7 +772,7 @@ fn a_failed_write_is_taken_back() {
         .into_iter()
         .find_map(|e| match e {
             Effect::Write { undo, .. } => undo,
-            Effect::Reply(..) => None,
+            Effect::Reply(..) | Effect::TxnWrite { .. } => None,
         })
         .expect("a commit comes with its undo");
     let fx = h.shard.undo(h.now, undo);
@@ -792,4 +795,51 @@ fn a_failed_write_is_taken_back() {
     );
     h.apply(fx);
     assert_eq!(h.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn transactional_offsets_show_only_after_the_commit_marker() {
+    let mut h = Harness::new(0);
+    let commit = |pid: i64, offset: i64| TxnOffsetCommit {
+        group_id: "g".into(),
+        producer_id: pid,
+        producer_epoch: 0,
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    };
+    let id = h.id();
+    let fx = h.shard.txn_commit(0, commit(7, 10), id);
+    assert!(matches!(fx[0], Effect::TxnWrite { producer_id: 7, .. }));
+    h.apply(fx);
+    assert_eq!(h.replies[&id], Reply::Commit(vec![("t".into(), 0, None)]));
+    let fetched = |h: &Harness| h.shard.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset;
+    assert_eq!(fetched(&h), -1, "invisible before the marker");
+    assert!(h.shard.has_pending_txn_offset("g", "t", 0));
+    assert_eq!(h.shard.complete_txn(7, true), 1);
+    assert_eq!(fetched(&h), 10);
+    assert!(!h.shard.has_pending_txn_offset("g", "t", 0));
+
+    // An aborted transaction leaves the committed offset alone.
+    let id = h.id();
+    let fx = h.shard.txn_commit(0, commit(8, 20), id);
+    h.apply(fx);
+    assert_eq!(h.shard.complete_txn(8, false), 1);
+    assert_eq!(fetched(&h), 10);
+    assert_eq!(h.shard.complete_txn(8, true), 0, "a second marker finds nothing");
+
+    // Replay: a pending commit read back waits for its marker too.
+    let mut fresh: GroupShard<u32> = GroupShard::new(config(0), 0);
+    let (key, value) = h.log.last().unwrap().clone();
+    fresh.replay_txn(9, &key, value.as_deref(), 0).unwrap();
+    assert_eq!(fresh.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset, -1);
+    fresh.complete_txn(9, true);
+    assert_eq!(fresh.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset, 20);
 }

@@ -245,6 +245,22 @@ fn partition_records(
         })
 }
 
+/// Producer ids per block handed to a broker (Kafka `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// The record that hands `broker_id` the next block of producer ids (Kafka's
+/// `AllocateProducerIds`, KIP-730): `[image.next_producer_id, + PRODUCER_ID_BLOCK_SIZE)`.
+/// Errors: none in practice; the id space (`i64`) cannot run out.
+pub fn allocate_producer_ids(
+    image: &MetadataImage,
+    broker_id: i32,
+) -> ControllerResult<Vec<MetadataRecord>> {
+    Ok(vec![MetadataRecord::ProducerIds {
+        broker_id,
+        next_producer_id: image.next_producer_id + PRODUCER_ID_BLOCK_SIZE,
+    }])
+}
+
 /// Records that delete a topic. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
 pub fn delete_topic(image: &MetadataImage, name: &str) -> ControllerResult<Vec<MetadataRecord>> {
     reserved(name)?;

@@ -60,6 +60,8 @@ pub struct MetadataImage {
     pub topic_names: HashMap<Uuid, String>,
     /// Broker-level config overrides, keyed by broker id ("" = cluster default).
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// First producer id not yet handed out in a block (KIP-730); 0 at the start.
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -161,6 +163,11 @@ impl MetadataImage {
                 if let Some(name) = self.topic_names.remove(topic_id) {
                     self.topics.remove(&name);
                 }
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
         }
     }

@@ -74,6 +74,15 @@ pub enum MetadataRecord {
         /// The deleted topic.
         topic_id: Uuid,
     },
+    /// A block of producer ids was handed to a broker (KRaft `ProducerIdsRecord`,
+    /// KIP-730): the block is `[next_producer_id - block size, next_producer_id)`, and
+    /// no id below `next_producer_id` is ever handed out again, across restarts.
+    ProducerIds {
+        /// The broker that owns the block.
+        broker_id: i32,
+        /// First id of the next block (exclusive end of this one).
+        next_producer_id: i64,
+    },
 }
 
 impl MetadataRecord {

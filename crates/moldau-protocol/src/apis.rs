@@ -38,7 +38,13 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::CreateTopics, 2, 7),
     r(ApiKey::DeleteTopics, 1, 6),
     r(ApiKey::DeleteRecords, 0, 2),
+    r(ApiKey::InitProducerId, 0, 5),
     r(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    r(ApiKey::AddPartitionsToTxn, 0, 5),
+    r(ApiKey::AddOffsetsToTxn, 0, 4),
+    r(ApiKey::EndTxn, 0, 5),
+    r(ApiKey::WriteTxnMarkers, 1, 1),
+    r(ApiKey::TxnOffsetCommit, 0, 5),
     r(ApiKey::DescribeConfigs, 1, 4),
     r(ApiKey::CreatePartitions, 0, 3),
     r(ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -55,6 +61,9 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::ListGroups, 0, 5),
     r(ApiKey::DescribeGroups, 0, 5),
     r(ApiKey::DeleteGroups, 0, 2),
+    r(ApiKey::DescribeProducers, 0, 0),
+    r(ApiKey::DescribeTransactions, 0, 0),
+    r(ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The served range of `key`, if Moldau serves it at all.
@@ -115,12 +124,23 @@ mod tests {
                 ApiKey::ListGroups => within::<ListGroupsRequest>(r),
                 ApiKey::DescribeGroups => within::<DescribeGroupsRequest>(r),
                 ApiKey::DeleteGroups => within::<DeleteGroupsRequest>(r),
+                ApiKey::InitProducerId => within::<InitProducerIdRequest>(r),
+                ApiKey::AddPartitionsToTxn => within::<AddPartitionsToTxnRequest>(r),
+                ApiKey::AddOffsetsToTxn => within::<AddOffsetsToTxnRequest>(r),
+                ApiKey::EndTxn => within::<EndTxnRequest>(r),
+                ApiKey::WriteTxnMarkers => within::<WriteTxnMarkersRequest>(r),
+                ApiKey::TxnOffsetCommit => within::<TxnOffsetCommitRequest>(r),
+                ApiKey::DescribeProducers => within::<DescribeProducersRequest>(r),
+                ApiKey::DescribeTransactions => within::<DescribeTransactionsRequest>(r),
+                ApiKey::ListTransactions => within::<ListTransactionsRequest>(r),
                 other => panic!("no check for {other:?}"),
             }
         }
         assert!(is_supported(ApiKey::Fetch, 4));
         assert!(!is_supported(ApiKey::Fetch, 17));
         assert!(is_supported(ApiKey::JoinGroup, 0));
-        assert!(!is_supported(ApiKey::InitProducerId, 0));
+        assert!(is_supported(ApiKey::InitProducerId, 5));
+        assert!(!is_supported(ApiKey::WriteTxnMarkers, 0));
+        assert!(!is_supported(ApiKey::ListTransactions, 2));
     }
 }
