@@ -304,6 +304,9 @@ pub struct FetchedOffset {
     pub leader_epoch: i32,
     /// Metadata, empty if none.
     pub metadata: String,
+    /// An offset committed inside a still-open transaction waits for this partition
+    /// (OffsetFetch `require_stable` answers UNSTABLE_OFFSET_COMMIT, KIP-447).
+    pub unstable: bool,
 }
 
 /// A group as ListGroups reports it.

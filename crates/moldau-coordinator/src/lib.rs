@@ -8,6 +8,8 @@
 //! - [`api`]: the requests it takes and the replies and effects it returns.
 //! - [`shard`]: [`GroupShard`], every group of one `__consumer_offsets` partition, and
 //!   the membership protocol; `offsets.rs` adds its committed-offset operations.
+//! - [`txn`]: [`TxnShard`], the transaction coordinator for one `__transaction_state`
+//!   partition (KIP-98).
 //!
 //! The server owns one [`GroupShard`] per `__consumer_offsets` partition it leads,
 //! replays the partition into it at start ([`GroupShard::replay`]), feeds it requests,
@@ -21,6 +23,7 @@ mod offsets;
 pub mod records;
 mod replay;
 pub mod shard;
+pub mod txn;
 mod txn_offsets;
 
 pub use api::{
@@ -30,6 +33,7 @@ pub use api::{
 };
 pub use group::GroupState;
 pub use shard::GroupShard;
+pub use txn::{TxnConfig, TxnShard};
 
 use thiserror::Error;
 

@@ -105,8 +105,12 @@ impl<R> GroupShard<R> {
     ) -> Vec<FetchedOffset> {
         let group = self.groups.get(group_id);
         let found = |topic: &str, partition: i32| {
-            let v = group.and_then(|g| g.offsets.get(&(topic.to_owned(), partition)));
+            let key = (topic.to_owned(), partition);
+            let v = group.and_then(|g| g.offsets.get(&key));
+            let unstable =
+                group.is_some_and(|g| g.pending_txn_offsets.values().any(|m| m.contains_key(&key)));
             FetchedOffset {
+                unstable,
                 topic: topic.to_owned(),
                 partition,
                 offset: v.map_or(-1, |v| v.offset),

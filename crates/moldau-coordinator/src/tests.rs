@@ -820,7 +820,8 @@ fn transactional_offsets_show_only_after_the_commit_marker() {
     assert!(matches!(fx[0], Effect::TxnWrite { producer_id: 7, .. }));
     h.apply(fx);
     assert_eq!(h.replies[&id], Reply::Commit(vec![("t".into(), 0, None)]));
-    let fetched = |h: &Harness| h.shard.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset;
+    let fetched =
+        |h: &Harness| h.shard.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset;
     assert_eq!(fetched(&h), -1, "invisible before the marker");
     assert!(h.shard.has_pending_txn_offset("g", "t", 0));
     assert_eq!(h.shard.complete_txn(7, true), 1);
@@ -833,13 +834,25 @@ fn transactional_offsets_show_only_after_the_commit_marker() {
     h.apply(fx);
     assert_eq!(h.shard.complete_txn(8, false), 1);
     assert_eq!(fetched(&h), 10);
-    assert_eq!(h.shard.complete_txn(8, true), 0, "a second marker finds nothing");
+    assert_eq!(
+        h.shard.complete_txn(8, true),
+        0,
+        "a second marker finds nothing"
+    );
 
     // Replay: a pending commit read back waits for its marker too.
     let mut fresh: GroupShard<u32> = GroupShard::new(config(0), 0);
-    let (key, value) = h.log.last().unwrap().clone();
-    fresh.replay_txn(9, &key, value.as_deref(), 0).unwrap();
-    assert_eq!(fresh.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset, -1);
+    let (key, value) = h.log.last().expect("a txn commit record").clone();
+    fresh
+        .replay_txn(9, &key, value.as_deref(), 0)
+        .expect("replays");
+    assert_eq!(
+        fresh.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset,
+        -1
+    );
     fresh.complete_txn(9, true);
-    assert_eq!(fresh.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset, 20);
+    assert_eq!(
+        fresh.fetch_offsets("g", Some(&[("t".into(), vec![0])]))[0].offset,
+        20
+    );
 }

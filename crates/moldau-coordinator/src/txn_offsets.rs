@@ -128,11 +128,14 @@ impl<R> GroupShard<R> {
         value: Option<&[u8]>,
         now: i64,
     ) -> Result<(), crate::CoordinatorError> {
-        let (records::RecordKey::Offset {
-            group,
-            topic,
-            partition,
-        }, Some(v)) = (records::decode_key(key)?, value)
+        let (
+            records::RecordKey::Offset {
+                group,
+                topic,
+                partition,
+            },
+            Some(v),
+        ) = (records::decode_key(key)?, value)
         else {
             return self.replay(key, value, now);
         };
@@ -144,7 +147,10 @@ impl<R> GroupShard<R> {
             .entry(producer_id)
             .or_default()
             .insert((topic, partition), value);
-        self.txn_groups.entry(producer_id).or_default().insert(group);
+        self.txn_groups
+            .entry(producer_id)
+            .or_default()
+            .insert(group);
         Ok(())
     }
 
