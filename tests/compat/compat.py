@@ -161,9 +161,8 @@ def kafka_python_roundtrip(broker):
     topic = "kp-" + uuid.uuid4().hex[:8]
     admin = KafkaAdminClient(bootstrap_servers=broker.addr)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    # Idempotence (InitProducerId) is not served yet; kafka-python 3 turns it on by default.
-    producer = KafkaProducer(bootstrap_servers=broker.addr, acks="all", compression_type="gzip",
-                             enable_idempotence=False)
+    # kafka-python 3 is idempotent by default (InitProducerId, sequence numbers).
+    producer = KafkaProducer(bootstrap_servers=broker.addr, acks="all", compression_type="gzip")
     futures = [producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
                              partition=i % 2, timestamp_ms=1_700_000_000_000 + i,
                              headers=[("n", str(i).encode())]) for i in range(1000)]
@@ -280,7 +279,7 @@ def kafka_python_group(broker):
     topic = "kpg-" + uuid.uuid4().hex[:8]
     admin = KafkaAdminClient(bootstrap_servers=broker.addr)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    producer = KafkaProducer(bootstrap_servers=broker.addr, enable_idempotence=False)
+    producer = KafkaProducer(bootstrap_servers=broker.addr)
     for i in range(100):
         producer.send(topic, value=f"v{i}".encode(), partition=i % 2)
     producer.flush(30)
@@ -311,6 +310,63 @@ def kafka_python_group(broker):
     assert described["protocol_type"] == "consumer", described
 
 
+@check("confluent-kafka: idempotent producer, then commit and abort transactions by isolation level")
+def confluent_transactions(broker):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "cktx-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": broker.addr})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
+
+    idem = Producer({"bootstrap.servers": broker.addr, "enable.idempotence": True})
+    for i in range(500):
+        idem.produce(topic, value=f"idem-{i}".encode(), partition=i % 2)
+    assert idem.flush(30) == 0
+
+    tx = Producer({"bootstrap.servers": broker.addr, "transactional.id": "ck-" + topic})
+    tx.init_transactions(30)
+    committed, aborted = set(), set()
+    for round_ in range(6):
+        tx.begin_transaction()
+        values = [f"tx-{round_}-{i}" for i in range(20)]
+        for i, v in enumerate(values):
+            tx.produce(topic, value=v.encode(), partition=i % 2)
+        tx.flush(30)
+        if round_ % 2 == 0:
+            tx.commit_transaction(30)
+            committed.update(values)
+        else:
+            tx.abort_transaction(30)
+            aborted.update(values)
+
+    def read(isolation):
+        c = Consumer({"bootstrap.servers": broker.addr, "group.id": "r-" + uuid.uuid4().hex,
+                      "isolation.level": isolation, "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition(topic, 0, 0), TopicPartition(topic, 1, 0)])
+        seen, idle = [], time.time()
+        while time.time() - idle < 4:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            seen.append(m.value().decode())
+            idle = time.time()
+        c.close()
+        return seen
+
+    rc = read("read_committed")
+    idem_values = {f"idem-{i}" for i in range(500)}
+    assert len(rc) == len(set(rc)) == 500 + len(committed), (len(rc), len(set(rc)))
+    assert set(rc) == idem_values | committed, "read_committed must drop aborted records"
+    ru = read("read_uncommitted")
+    assert set(ru) == idem_values | committed | aborted, len(ru)
+    low, high = Consumer({"bootstrap.servers": broker.addr, "group.id": "w-" + uuid.uuid4().hex,
+                          "isolation.level": "read_committed"}).get_watermark_offsets(
+        TopicPartition(topic, 0), timeout=10)
+    assert low == 0 and high > 0, (low, high)
+
+
 def main():
     if shutil.which("kcat") is None:
         print("kcat is not installed (run .ci/run, which installs it)")
@@ -318,7 +374,7 @@ def main():
     broker = Broker()
     try:
         for fn in (kcat_roundtrip, confluent_roundtrip, kafka_python_roundtrip, kcat_balanced,
-                   confluent_group, kafka_python_group):
+                   confluent_group, kafka_python_group, confluent_transactions):
             fn(broker)
     finally:
         code = broker.stop()

@@ -675,12 +675,21 @@ mod tests {
     #[test]
     fn control_batch_round_trips_its_marker() {
         let b = build_control_batch(7, 1000, 42, 3, ControlRecordType::Commit, 5);
-        let h = validate(&b).unwrap();
+        let h = validate(&b).expect("a valid control batch");
         assert!(h.is_control() && h.is_transactional());
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
-        assert_eq!(ControlRecordType::of_batch(&b), Some(ControlRecordType::Commit));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (42, 3, -1)
+        );
+        assert_eq!(
+            ControlRecordType::of_batch(&b),
+            Some(ControlRecordType::Commit)
+        );
         let abort = build_control_batch(0, 0, 1, 0, ControlRecordType::Abort, 0);
-        assert_eq!(ControlRecordType::of_batch(&abort), Some(ControlRecordType::Abort));
+        assert_eq!(
+            ControlRecordType::of_batch(&abort),
+            Some(ControlRecordType::Abort)
+        );
         let plain = build_batch(0, 0, &[(Some(b"k"), Some(b"v"))]);
         assert_eq!(ControlRecordType::of_batch(&plain), None);
     }

@@ -5,6 +5,7 @@
 use crate::config::BrokerConfig;
 use crate::coordinator::GroupCoordinator;
 use crate::replica_manager::{now_ms, ReplicaManager};
+use crate::txn_coordinator::TxnCoordinator;
 use moldau_metadata::{MetadataError, MetadataImage, MetadataLog, MetadataRecord};
 use moldau_storage::StorageError;
 use std::path::Path;
@@ -51,6 +52,9 @@ pub struct Broker {
     pub cleaner: crate::log_cleaner::LogCleaner,
     /// The group coordinator shards for the `__consumer_offsets` partitions led here.
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator shards for the `__transaction_state` partitions led
+    /// here, and the producer id allocator.
+    pub txns: Arc<TxnCoordinator>,
 }
 
 impl Broker {
@@ -86,16 +90,19 @@ impl Broker {
         replicas.reconcile(&metadata.image());
         let groups = Arc::new(GroupCoordinator::new(config.group.clone()));
         groups.sync(&metadata.image(), &replicas);
-        let (rm, gc) = (replicas.clone(), groups.clone());
+        let txns = Arc::new(TxnCoordinator::new(config.txn.clone(), config.node_id));
+        txns.sync(&metadata.image(), &replicas);
+        let (rm, gc, tc) = (replicas.clone(), groups.clone(), txns.clone());
         metadata.set_publisher(move |image| {
             rm.reconcile(image);
             gc.sync(image, &rm);
+            tc.sync(image, &rm);
         });
         let (config_dir, config_dedupe) = (
             config.log_dir.clone(),
             config.log_cleaner_dedupe_buffer_size,
         );
-        Ok(Arc::new(Self {
+        let broker = Arc::new(Self {
             config,
             cluster_id,
             advertised_host,
@@ -104,7 +111,10 @@ impl Broker {
             replicas,
             cleaner: crate::log_cleaner::LogCleaner::open(config_dir, config_dedupe),
             groups,
-        }))
+            txns,
+        });
+        broker.txns.attach(&broker);
+        Ok(broker)
     }
 
     /// The current metadata image.
@@ -112,8 +122,8 @@ impl Broker {
         self.metadata.image()
     }
 
-    /// Starts the flush scheduler, retention checker, log cleaner, checkpoint writer and
-    /// the group coordinator's timers. They stop
+    /// Starts the flush scheduler, retention checker, log cleaner, producer-state
+    /// expiry, checkpoint writer and the group and transaction coordinators' timers. They stop
     /// when `shutdown` flips to true; await the handles before the final flush so no
     /// job races it.
     pub fn spawn_background(
@@ -123,7 +133,7 @@ impl Broker {
         let mut handles = Vec::new();
         let every = |ms: u64| std::time::Duration::from_millis(ms.max(10));
         type Job = fn(&Broker);
-        let jobs: [(u64, Job); 4] = [
+        let jobs: [(u64, Job); 5] = [
             (self.config.flush_scheduler_interval_ms, |b| {
                 b.replicas.flush_due(now_ms())
             }),
@@ -136,6 +146,10 @@ impl Broker {
                         tracing::error!(error = %e, "writing the cleaner checkpoint failed");
                     }
                 }
+            }),
+            (self.config.producer_id_expiration_check_interval_ms, |b| {
+                b.replicas
+                    .expire_producers(now_ms(), b.config.producer_id_expiration_ms)
             }),
             (self.config.checkpoint_interval_ms, |b| {
                 if let Err(e) = b.replicas.checkpoint() {
@@ -164,6 +178,7 @@ impl Broker {
         handles.push(tokio::spawn(
             self.groups.clone().run_timers(shutdown.clone()),
         ));
+        handles.push(tokio::spawn(self.txns.clone().run_timers(shutdown.clone())));
         handles
     }
 

@@ -75,6 +75,22 @@ pub struct BrokerConfig {
     /// Group coordinator settings (`group.*`, `offsets.retention.*`,
     /// `offset.metadata.max.bytes`).
     pub group: moldau_coordinator::GroupConfig,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` when
+    /// it is created. Default 16 here (Kafka's is 50), for the reason given at
+    /// `offsets_topic_num_partitions`.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (default 1 here; Kafka's is 3).
+    pub transaction_state_log_replication_factor: i16,
+    /// `transaction.state.log.segment.bytes` (default 104857600).
+    pub transaction_state_log_segment_bytes: i64,
+    /// `producer.id.expiration.ms` (default 86400000, one day): how long a partition
+    /// keeps an idle producer's state (sequence numbers) after its last write (KIP-854).
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms` (default 600000): how often idle
+    /// producer state is expired.
+    pub producer_id_expiration_check_interval_ms: u64,
+    /// Transaction coordinator settings (`transaction.*`, `transactional.id.*`).
+    pub txn: moldau_coordinator::txn::TxnConfig,
     /// Every property as given, for DescribeConfigs.
     pub properties: BTreeMap<String, String>,
 }
@@ -162,6 +178,46 @@ impl BrokerConfig {
                     600_000,
                 )?,
                 offset_metadata_max_bytes: parse(p, "offset.metadata.max.bytes", 4096)?,
+            },
+            transaction_state_log_num_partitions: parse(
+                p,
+                "transaction.state.log.num.partitions",
+                16,
+            )?
+            .max(1),
+            transaction_state_log_replication_factor: parse(
+                p,
+                "transaction.state.log.replication.factor",
+                1,
+            )?,
+            transaction_state_log_segment_bytes: parse(
+                p,
+                "transaction.state.log.segment.bytes",
+                104_857_600,
+            )?,
+            producer_id_expiration_ms: parse(p, "producer.id.expiration.ms", 86_400_000)?,
+            producer_id_expiration_check_interval_ms: parse(
+                p,
+                "producer.id.expiration.check.interval.ms",
+                600_000,
+            )?,
+            txn: moldau_coordinator::txn::TxnConfig {
+                transaction_max_timeout_ms: parse(p, "transaction.max.timeout.ms", 900_000)?,
+                transactional_id_expiration_ms: parse(
+                    p,
+                    "transactional.id.expiration.ms",
+                    604_800_000,
+                )?,
+                abort_timed_out_transaction_cleanup_interval_ms: parse(
+                    p,
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                    10_000,
+                )?,
+                remove_expired_transactional_ids_interval_ms: parse(
+                    p,
+                    "transaction.remove.expired.transaction.cleanup.interval.ms",
+                    3_600_000,
+                )?,
             },
             properties,
         };

@@ -13,12 +13,14 @@
 
 use crate::broker::Broker;
 use crate::partition::Partition;
+use crate::replay::{replay_partition, Replayed};
 use crate::replica_manager::{now_ms, ReplicaManager};
 use moldau_coordinator::{Effect, GroupConfig, GroupShard, Reply, Undo, OFFSETS_TOPIC};
 use moldau_metadata::controller::{self, NewTopic};
 use moldau_metadata::MetadataImage;
-use moldau_protocol::batch::{self, BatchIter, Compression};
+use moldau_protocol::batch::{self, ControlRecordType, ProducerFields};
 use moldau_protocol::error::ResponseError;
+use moldau_storage::AppendOrigin;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -126,6 +128,16 @@ impl GroupCoordinator {
             .collect();
         all.sort_by_key(|(p, _)| *p);
         all.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// A transaction marker of `producer_id` was written to `__consumer_offsets`
+    /// partition `partition`: its pending transactional offsets there become committed
+    /// (or are dropped on abort). Kafka's `GroupCoordinator.onTransactionCompleted`.
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let shard = self.shards.read().get(&partition).cloned();
+        if let Some(shard) = shard {
+            shard.state.lock().complete_txn(producer_id, commit);
+        }
     }
 
     /// The `__consumer_offsets` partition count, 0 before the topic exists.
@@ -254,14 +266,35 @@ impl Shard {
                 Effect::Reply(tx, reply) => {
                     let _ = tx.send(reply);
                 }
+                Effect::TxnWrite {
+                    producer_id,
+                    producer_epoch,
+                    records,
+                    replies,
+                } => {
+                    let producer = ProducerFields {
+                        producer_id,
+                        producer_epoch,
+                        base_sequence: 0,
+                        transactional: true,
+                    };
+                    if let Err((replies, _, error)) = self.write(records, producer, replies, None) {
+                        // A fenced (stale-epoch) or failed write: these offsets must never
+                        // be committed by a later marker of the same producer id.
+                        state.complete_txn(producer_id, false);
+                        fail(replies, error);
+                    }
+                }
                 Effect::Write {
                     records,
                     replies,
                     undo,
                 } => {
-                    if let Err((replies, undo)) = self.write(records, replies, undo) {
+                    if let Err((replies, undo, error)) =
+                        self.write(records, ProducerFields::NONE, replies, undo)
+                    {
                         // The append itself failed: take the change back right away.
-                        fail(replies);
+                        fail(replies, error);
                         if let Some(undo) = undo {
                             let more = state.undo(now_ms(), undo);
                             self.run(state, more);
@@ -279,9 +312,10 @@ impl Shard {
     fn write(
         self: &Arc<Self>,
         records: Vec<moldau_coordinator::OffsetsRecord>,
+        producer: ProducerFields,
         replies: Vec<(Responder, Reply)>,
         undo: Option<Undo>,
-    ) -> Result<(), (Vec<(Responder, Reply)>, Option<Undo>)> {
+    ) -> Result<(), (Vec<(Responder, Reply)>, Option<Undo>, ResponseError)> {
         if records.is_empty() {
             for (tx, reply) in replies {
                 let _ = tx.send(reply);
@@ -293,12 +327,22 @@ impl Shard {
             .iter()
             .map(|(k, v)| (Some(&k[..]), v.as_deref()))
             .collect();
-        let mut bytes = batch::build_batch(0, now, &kvs);
-        let end = match self.partition.append(&mut bytes, None, now) {
+        let mut bytes = batch::build_batch_with(0, now, &kvs, producer);
+        let end = match self
+            .partition
+            .append(&mut bytes, None, now, AppendOrigin::Coordinator)
+        {
             Ok((info, _)) => info.last_offset + 1,
             Err(e) => {
-                tracing::error!(partition = %self.partition.tp, error = %e, "coordinator write failed");
-                return Err((replies, undo));
+                tracing::warn!(partition = %self.partition.tp, error = %e, "coordinator write failed");
+                let error = match e.response_error() {
+                    // Refused by the producer state: the client learns why.
+                    e @ (ResponseError::InvalidProducerEpoch
+                    | ResponseError::ProducerFenced
+                    | ResponseError::InvalidTxnState) => e,
+                    _ => ResponseError::CoordinatorNotAvailable,
+                };
+                return Err((replies, undo, error));
             }
         };
         let shard = self.clone();
@@ -311,7 +355,10 @@ impl Shard {
                 }
                 Err(e) => {
                     tracing::error!(partition = %shard.partition.tp, error = %e, "coordinator fsync failed");
-                    fail(replies);
+                    if producer.producer_id >= 0 {
+                        shard.state.lock().complete_txn(producer.producer_id, false);
+                    }
+                    fail(replies, ResponseError::CoordinatorNotAvailable);
                     if let Some(undo) = undo {
                         let mut state = shard.state.lock();
                         let more = state.undo(now_ms(), undo);
@@ -325,70 +372,30 @@ impl Shard {
     }
 }
 
-/// Answers replies whose write failed with COORDINATOR_NOT_AVAILABLE (retriable: the
-/// client finds the coordinator again and retries).
-fn fail(replies: Vec<(Responder, Reply)>) {
+/// Answers replies whose write failed with `error` (COORDINATOR_NOT_AVAILABLE for
+/// storage failures, retriable: the client finds the coordinator again and retries).
+fn fail(replies: Vec<(Responder, Reply)>, error: ResponseError) {
     for (tx, mut reply) in replies {
-        reply.fail(ResponseError::CoordinatorNotAvailable);
+        reply.fail(error);
         let _ = tx.send(reply);
     }
 }
 
-/// Replays a `__consumer_offsets` partition into a new shard.
+/// Replays a `__consumer_offsets` partition into a new shard. Offset commits from
+/// transactional batches stay pending until their producer's marker.
 fn load(config: &GroupConfig, partition: Arc<Partition>, wake: Arc<Notify>) -> Shard {
     let now = now_ms();
     let mut state = GroupShard::new(config.clone(), now);
-    let mut offset = partition.offsets().log_start_offset;
-    let (mut records, mut skipped) = (0u64, 0u64);
-    loop {
-        let (offsets, data) = partition.read(offset, 1 << 20, true);
-        let data = match data {
-            Ok(d) if !d.records.is_empty() => d,
-            Ok(_) => break,
-            Err(e) => {
-                tracing::error!(partition = %partition.tp, offset, error = %e, "stopped loading groups");
-                break;
-            }
-        };
-        let mut next = offset;
-        for item in BatchIter::new(&data.records) {
-            let Ok((at, header)) = item else { break };
-            next = header.next_offset();
-            if header.is_control() || header.last_offset() < offset {
-                continue;
-            }
-            let body =
-                &data.records[at + batch::RECORD_BATCH_OVERHEAD..at + header.size_in_bytes()];
-            let owned;
-            let body = match header.compression() {
-                Compression::None => body,
-                codec => match crate::codec::decompress(codec, body) {
-                    Some(raw) => {
-                        owned = raw;
-                        &owned[..]
-                    }
-                    None => {
-                        skipped += 1;
-                        continue;
-                    }
-                },
-            };
-            for record in batch::records_in(body, header.records_count).unwrap_or_default() {
-                let Some(key) = record.key else { continue };
-                match state.replay(key, record.value, now) {
-                    Ok(()) => records += 1,
-                    Err(e) => {
-                        skipped += 1;
-                        tracing::warn!(partition = %partition.tp, error = %e, "skipping record");
-                    }
-                }
-            }
+    let (records, skipped) = replay_partition(&partition, |item| match item {
+        Replayed::Record { header, key, value } if header.is_transactional() => {
+            state.replay_txn(header.producer_id, key, value, now)
         }
-        if next <= offset || next >= offsets.high_watermark {
-            break;
+        Replayed::Record { key, value, .. } => state.replay(key, value, now),
+        Replayed::Marker { producer_id, kind } => {
+            state.complete_txn(producer_id, kind == ControlRecordType::Commit);
+            Ok(())
         }
-        offset = next;
-    }
+    });
     state.finish_load(now);
     if records + skipped > 0 {
         tracing::info!(

@@ -14,7 +14,11 @@ pub mod handlers;
 pub mod log_cleaner;
 pub mod network;
 pub mod partition;
+pub mod producer_ids;
+pub mod replay;
 pub mod replica_manager;
+pub mod txn_coordinator;
+pub mod txn_markers;
 
 pub use broker::{Broker, StartError};
 pub use config::BrokerConfig;

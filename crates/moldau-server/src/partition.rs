@@ -7,7 +7,11 @@
 //! with the ISR's minimum fetch position.
 
 use crate::config::TopicSettings;
-use moldau_storage::{FetchDataInfo, Log, LogAppendInfo, Result as StorageResult, StorageError};
+use moldau_protocol::batch::{self, BatchIter, ControlRecordType};
+use moldau_storage::{
+    AbortedTxn, AppendOrigin, FetchDataInfo, Log, LogAppendInfo, Result as StorageResult,
+    StorageError,
+};
 use moldau_types::TopicPartition;
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -15,13 +19,29 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// The offsets of `log` (one node: the high watermark is the log end offset).
+/// The offsets of `log` (one node: the high watermark is the log end offset). The last
+/// stable offset is the first offset of the earliest open transaction, capped by the
+/// high watermark (Kafka `UnifiedLog.lastStableOffset`).
 fn offsets_of(log: &Log) -> PartitionOffsets {
+    let high_watermark = log.log_end_offset();
     PartitionOffsets {
         log_start_offset: log.log_start_offset(),
-        high_watermark: log.log_end_offset(),
+        high_watermark,
+        last_stable_offset: log
+            .first_unstable_offset()
+            .map_or(high_watermark, |f| f.min(high_watermark)),
         log_end_offset: log.log_end_offset(),
     }
+}
+
+/// Which records a fetch may see (Fetch `isolation_level`, KIP-98).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// 0: everything up to the high watermark, open and aborted transactions included.
+    ReadUncommitted,
+    /// 1: only up to the last stable offset, with the aborted transactions listed so
+    /// the client drops their records.
+    ReadCommitted,
 }
 
 /// A hosted partition.
@@ -51,6 +71,9 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     /// High watermark: end of what consumers may read (exclusive).
     pub high_watermark: i64,
+    /// Last stable offset: end of what `read_committed` consumers may read (exclusive;
+    /// at most the high watermark).
+    pub last_stable_offset: i64,
     /// Log end offset: next offset to assign (exclusive).
     pub log_end_offset: i64,
 }
@@ -117,35 +140,96 @@ impl Partition {
     /// then wakes waiting fetches. `log_append_time_ms` is `Some` for LogAppendTime topics.
     /// Returns the append info and the log start offset after the append (Produce
     /// answers with it), read under the same lock.
+    ///
+    /// Batches with a producer id are checked against the partition's producer state
+    /// (sequence, epoch, open transaction; see `moldau_storage::Log::append_with_origin`);
+    /// a retried batch comes back as the original's offsets with `duplicate` set and
+    /// writes nothing. `origin` is [`AppendOrigin::Coordinator`] for markers and
+    /// transactional offset commits.
     pub fn append(
         &self,
         batches: &mut [u8],
         log_append_time_ms: Option<i64>,
         now_ms: i64,
+        origin: AppendOrigin,
     ) -> StorageResult<(LogAppendInfo, i64)> {
         let appended = {
             let mut log = self.log.write();
-            let info =
-                log.append_as_leader(batches, self.leader_epoch(), log_append_time_ms, now_ms)?;
+            let info = log.append_with_origin(
+                batches,
+                self.leader_epoch(),
+                log_append_time_ms,
+                now_ms,
+                origin,
+            )?;
             (info, log.log_start_offset())
         };
         self.appended.notify_waiters();
         Ok(appended)
     }
 
+    /// Appends a transaction marker (KIP-98 control batch) for `producer_id` at
+    /// `producer_epoch`, as the leader does on WriteTxnMarkers. Returns the offset just
+    /// past the marker (wait for it with [`Partition::wait_durable`]). Errors:
+    /// INVALID_PRODUCER_EPOCH / TRANSACTION_COORDINATOR_FENCED from the producer state,
+    /// or storage errors.
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: ControlRecordType,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> StorageResult<i64> {
+        let mut marker = batch::build_control_batch(
+            0,
+            now_ms,
+            producer_id,
+            producer_epoch,
+            kind,
+            coordinator_epoch,
+        );
+        let (info, _) = self.append(&mut marker, None, now_ms, AppendOrigin::Coordinator)?;
+        Ok(info.last_offset + 1)
+    }
+
     /// Reads whole batches from `offset`, bounded by the high watermark (see
     /// [`Log::read`] for KIP-74 and the errors), with the offsets as of that same read,
     /// so a response never reports a high watermark below the data it carries.
+    ///
+    /// Under [`Isolation::ReadCommitted`] the bound is the last stable offset, and the
+    /// aborted transactions overlapping the returned batches come along (Kafka
+    /// `UnifiedLog.collectAbortedTransactions`), first offset ascending.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
-    ) -> (PartitionOffsets, StorageResult<FetchDataInfo>) {
+        isolation: Isolation,
+    ) -> (
+        PartitionOffsets,
+        StorageResult<FetchDataInfo>,
+        Vec<AbortedTxn>,
+    ) {
         let log = self.log.read();
         let offsets = offsets_of(&log);
-        let data = log.read(offset, max_bytes, offsets.high_watermark, min_one_batch);
-        (offsets, data)
+        let bound = match isolation {
+            Isolation::ReadUncommitted => offsets.high_watermark,
+            Isolation::ReadCommitted => offsets.last_stable_offset,
+        };
+        let data = log.read(offset, max_bytes, bound, min_one_batch);
+        let aborted = match (&data, isolation) {
+            (Ok(info), Isolation::ReadCommitted) if !info.records.is_empty() => {
+                let start = info.first_batch_offset.unwrap_or(offset);
+                let end = BatchIter::new(&info.records)
+                    .filter_map(Result::ok)
+                    .last()
+                    .map_or(bound, |(_, h)| h.next_offset());
+                log.collect_aborted_transactions(start, end)
+            }
+            _ => Vec::new(),
+        };
+        (offsets, data, aborted)
     }
 
     /// Runs `f` with shared access to the log (ListOffsets, DeleteRecords checks).

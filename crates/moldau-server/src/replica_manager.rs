@@ -308,11 +308,26 @@ impl ReplicaManager {
         }
     }
 
+    /// Drops the producer state of producers idle longer than `expiration_ms`
+    /// (`producer.id.expiration.ms`) from every log.
+    pub fn expire_producers(&self, now: i64, expiration_ms: i64) {
+        for p in self.all() {
+            let n = p.with_log_mut(|log| log.remove_expired_producers(now, expiration_ms));
+            if n > 0 {
+                tracing::debug!(partition = %p.tp, producers = n, "expired idle producer state");
+            }
+        }
+    }
+
     /// Clean shutdown: flush and close every log, write the checkpoints, then the
     /// clean-shutdown marker (last, so a crash anywhere before leaves none).
     pub fn shutdown(&self) -> Result<(), StorageError> {
         let mut ok = true;
         for p in self.all() {
+            // A producer-state snapshot at the log end spares the next start a replay.
+            if let Err(e) = p.with_log_mut(|log| log.take_producer_snapshot()) {
+                tracing::warn!(partition = %p.tp, error = %e, "producer snapshot at shutdown failed");
+            }
             if let Err(e) = p.with_log_mut(|log| log.flush()) {
                 ok = false;
                 tracing::error!(partition = %p.tp, error = %e, "flush at shutdown failed");

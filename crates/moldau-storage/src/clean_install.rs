@@ -44,8 +44,8 @@ impl Log {
     /// outcome is [`CleanOutcome::Stale`], the log untouched.
     ///
     /// Then, with a file-system step each:
-    /// 1. renames every output's `.index.cleaned`, `.timeindex.cleaned`, then
-    ///    `.log.cleaned` to `*.swap` (the `.log.swap` name commits that output: from
+    /// 1. renames every output's `.index.cleaned`, `.timeindex.cleaned`,
+    ///    `.txnindex.cleaned` (if any), then `.log.cleaned` to `*.swap` (the `.log.swap` name commits that output: from
     ///    here a crash is completed by `Log::open`), and fsyncs the directory;
     /// 2. removes the input segments' files, fsyncs the directory;
     /// 3. renames every `*.swap` to its final name, fsyncs the directory;
@@ -147,8 +147,21 @@ impl Log {
         let rename = |from: &std::path::Path, to: &std::path::Path| {
             fs::rename(from, to).ctx(|| format!("rename {} to {}", from.display(), to.display()))
         };
-        for out in &cleaned.outputs {
-            for ext in SEGMENT_EXTS {
+        // A cleaned segment has a `.txnindex` only if it holds aborted transactions.
+        let has_txn_index =
+            |base: i64| segment_path(&dir, base, "txnindex", CLEANED_SUFFIX).exists();
+        let with_txn: Vec<bool> = cleaned
+            .outputs
+            .iter()
+            .map(|o| has_txn_index(o.base_offset))
+            .collect();
+        let exts = |has_txn: bool| {
+            SEGMENT_EXTS
+                .into_iter()
+                .filter(move |&ext| has_txn || ext != "txnindex")
+        };
+        for (out, &has_txn) in cleaned.outputs.iter().zip(&with_txn) {
+            for ext in exts(has_txn) {
                 steps.step()?;
                 *committed = true;
                 rename(
@@ -167,8 +180,8 @@ impl Log {
         }
         steps.step()?;
         sync_dir(&dir)?;
-        for out in &cleaned.outputs {
-            for ext in SEGMENT_EXTS {
+        for (out, &has_txn) in cleaned.outputs.iter().zip(&with_txn) {
+            for ext in exts(has_txn) {
                 steps.step()?;
                 rename(
                     &segment_path(&dir, out.base_offset, ext, SWAP_SUFFIX),

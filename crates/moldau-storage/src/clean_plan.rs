@@ -10,6 +10,7 @@ use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
 use crate::log::Log;
 use crate::segment::{Segment, NO_TIMESTAMP};
+use crate::txn_index::AbortedTxn;
 
 /// Last-modified time of `file` in ms since the epoch.
 pub(crate) fn mtime_ms(file: &File, path: &Path) -> Result<i64> {
@@ -39,6 +40,8 @@ pub(crate) struct PlannedSegment {
     /// The open `.log`: reads keep working if retention deletes the file meanwhile, and
     /// install compares it with the log's handle to detect a replaced segment.
     pub(crate) file: Arc<File>,
+    /// The segment's `.txnindex` entries, carried over to its cleaned output.
+    pub(crate) aborted: Vec<AbortedTxn>,
 }
 
 impl PlannedSegment {
@@ -52,6 +55,7 @@ impl PlannedSegment {
             time_index_entries: segment.ix.time.len(),
             log_path: segment.log_path.clone(),
             file: Arc::clone(&segment.log),
+            aborted: segment.txn.entries().to_vec(),
         })
     }
 
@@ -78,6 +82,9 @@ pub struct CleanPlan {
     pub(crate) total_bytes: u64,
     pub(crate) segments: Vec<PlannedSegment>,
     pub(crate) rewrite_epoch: u64,
+    /// Aborted transactions overlapping the cleanable range (from every segment's
+    /// `.txnindex`: a marker may lie beyond the range): their records are removed.
+    pub(crate) aborted_txns: Vec<AbortedTxn>,
 }
 
 impl CleanPlan {
@@ -132,8 +139,10 @@ impl Log {
     ///   (as Kafka does).
     /// - Cleanable range: the sealed segments from the one holding the log start
     ///   offset up to, exclusive, the first of: the active segment; the first segment
-    ///   with an offset at or above `max_offset` (exclusive bound; pass the last stable
-    ///   offset or high watermark so uncommitted data is never compacted); the first
+    ///   with an offset at or above `max_offset` (exclusive bound; pass the high
+    ///   watermark so unreplicated data is never compacted) or at or above
+    ///   [`Log::first_unstable_offset`] (an open transaction's records are never
+    ///   compacted, Kafka's last-stable-offset bound); the first
     ///   segment holding dirty offsets whose newest record is younger than
     ///   `min.compaction.lag.ms` (KIP-58; a segment without timestamps uses its file's
     ///   modification time).
@@ -153,6 +162,7 @@ impl Log {
         if !self.config.cleanup_policy.compacts() || self.poisoned {
             return Ok(None);
         }
+        let max_offset = max_offset.min(self.first_unstable_offset().unwrap_or(i64::MAX));
         let start = self.log_start_offset;
         let first_dirty =
             if first_dirty_offset < start || first_dirty_offset > self.log_end_offset() {
@@ -197,6 +207,8 @@ impl Log {
             .iter()
             .map(PlannedSegment::of)
             .collect::<Result<Vec<_>>>()?;
+        let range_start = range.first().map_or(first_uncleanable, |s| s.base_offset);
+        let aborted_txns = self.collect_aborted_transactions(range_start, first_uncleanable);
         Ok(Some(CleanPlan {
             dir: self.dir.clone(),
             config: self.config.clone(),
@@ -206,6 +218,7 @@ impl Log {
             total_bytes,
             segments,
             rewrite_epoch: self.rewrite_epoch,
+            aborted_txns,
         }))
     }
 

@@ -18,6 +18,7 @@
 //! [`CleanStats::first_dirty_offset`] after each installed clean.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -38,6 +39,7 @@ use crate::offset_map::OffsetMap;
 use crate::records::{self, corrupt, Decompress, HeaderScanner};
 use crate::segment::{self, Indexes, NO_TIMESTAMP};
 use crate::time_index::TimeIndex;
+use crate::txn_index::TxnIndex;
 
 /// Compresses a records section for a rewritten batch: given the batch's codec and the
 /// uncompressed records (laid end to end), returns the compressed bytes in the format
@@ -52,7 +54,7 @@ pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
 pub(crate) const SWAP_SUFFIX: &str = ".swap";
 /// Extensions of a segment's files, in the order they are renamed: the `.log` last, so
 /// its `.swap` name is the commit point of the segment.
-pub(crate) const SEGMENT_EXTS: [&str; 3] = ["index", "timeindex", "log"];
+pub(crate) const SEGMENT_EXTS: [&str; 4] = ["index", "timeindex", "txnindex", "log"];
 
 /// `<dir>/<base, 20 digits>.<ext><suffix>`.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, ext: &str, suffix: &str) -> PathBuf {
@@ -187,6 +189,22 @@ struct Cleaner<'a> {
     compress: &'a Compress,
     stats: CleanStats,
     buf: Vec<u8>,
+    /// Aborted transactions of the plan by producer id: `(first offset, marker offset)`.
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl Cleaner<'_> {
+    /// True for a transactional data batch inside one of its producer's aborted
+    /// transactions: its records are never mapped nor kept (Kafka
+    /// `CleanedTransactionMetadata`).
+    fn is_aborted(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.aborted.get(&header.producer_id).is_some_and(|txns| {
+                txns.iter()
+                    .any(|&(first, last)| first <= header.base_offset && header.base_offset <= last)
+            })
+    }
 }
 
 /// The records of a batch (decompressed if need be) and the buffer they borrow.
@@ -213,7 +231,8 @@ impl CleanPlan {
     /// 134217728); `decompress` / `compress`: the broker's codecs.
     ///
     /// 1. Builds the map key → latest offset over the dirty part, batch by batch
-    ///    (control batches and null keys are skipped). When the next batch's new keys
+    ///    (control batches, null keys and the records of aborted transactions are
+    ///    skipped). When the next batch's new keys
     ///    would not fit the buffer, the mapped range ends before that batch and the rest
     ///    stays dirty for the next clean; at least one batch is always mapped, so every
     ///    clean makes progress (a single batch may exceed a tiny buffer).
@@ -223,16 +242,21 @@ impl CleanPlan {
     ///    `groupSegmentsBySize`). A record is kept iff it has a key, no later offset for
     ///    its key is mapped, and it is not a tombstone (null value) that lies in the
     ///    clean part (`offset < first dirty`) of a segment last modified before
-    ///    `now_ms - delete.retention.ms` (Kafka's rule before KIP-534). Control batches
-    ///    are copied unchanged. A batch keeping all its records is copied byte for byte;
+    ///    `now_ms - delete.retention.ms` (Kafka's rule before KIP-534). A record of an
+    ///    aborted transaction (a transactional batch of a producer inside one of its
+    ///    aborted transactions' `[first offset, marker offset]`, from the plan's
+    ///    `.txnindex` entries; Kafka `CleanedTransactionMetadata`) is never kept.
+    ///    Control batches are copied unchanged (Kafka eventually removes markers after
+    ///    `delete.retention.ms`; Moldau keeps them). A batch keeping all its records is copied byte for byte;
     ///    one keeping some is re-encoded with the same header fields, the kept records'
     ///    bytes verbatim and a new count, length and CRC, recompressed with its codec (or
     ///    written uncompressed if `compress` gives `None`); one keeping none is dropped,
     ///    except the last batch of each output segment, kept as an empty batch so the
     ///    segment still ends at its inputs' last offset. A batch that cannot be
     ///    decompressed or decoded is copied unchanged (and its keys are not mapped).
-    ///    Each output's files are fsynced and the `.log` gets the newest modification
-    ///    time of its inputs.
+    ///    Each output gets its inputs' `.txnindex` entries (as `.txnindex.cleaned`, only
+    ///    if there are any), its files are fsynced and the `.log` gets the newest
+    ///    modification time of its inputs.
     ///
     /// Errors: [`crate::StorageError::Io`], [`crate::StorageError::CorruptSegment`] (a
     /// malformed batch header, which a concurrent truncation can also cause); files
@@ -252,7 +276,15 @@ impl CleanPlan {
             compress,
             stats: CleanStats::default(),
             buf: Vec::new(),
+            aborted: HashMap::new(),
         };
+        for txn in &self.aborted_txns {
+            cleaner
+                .aborted
+                .entry(txn.producer_id)
+                .or_default()
+                .push((txn.first_offset, txn.last_offset));
+        }
         let end = cleaner.build_offset_map()?;
         cleaner.stats.first_dirty_offset = end;
         let rewrite = self
@@ -358,7 +390,7 @@ impl Cleaner<'_> {
                 if header.last_offset() < first_dirty {
                     continue;
                 }
-                if !header.is_control() {
+                if !header.is_control() && !self.is_aborted(&header) {
                     records::read_batch(
                         &segment.file,
                         &segment.log_path,
@@ -461,6 +493,16 @@ impl Cleaner<'_> {
         sync(&file, &log_path)?;
         sync(ix.offset.file().file(), ix.offset.file().path())?;
         sync(ix.time.file().file(), ix.time.file().path())?;
+        // The inputs' aborted transactions (markers are always kept), if any.
+        let aborted: Vec<_> = inputs
+            .iter()
+            .flat_map(|s| s.aborted.iter().copied())
+            .collect();
+        let mut txn = TxnIndex::create(&segment_path(dir, base, "txnindex", CLEANED_SUFFIX))?;
+        txn.append(&aborted)?;
+        if let Some(f) = txn.file() {
+            sync(f, txn.path())?;
+        }
         let expected = inputs.last().map_or(base, |s| s.next_offset);
         if next_offset != expected {
             return Err(corrupt(
@@ -487,6 +529,18 @@ impl Cleaner<'_> {
         if header.is_control() {
             self.stats.records_kept += count;
             return Ok(Verdict::Copy);
+        }
+        if self.is_aborted(header) {
+            self.stats.records_removed += count;
+            if !last_of_output {
+                return Ok(Verdict::Drop);
+            }
+            if count == 0 && header.compression() == Compression::None {
+                return Ok(Verdict::Copy);
+            }
+            return batch::with_records(batch, Compression::None, 0, &[])
+                .map(Verdict::Rewrite)
+                .map_err(|e| corrupt(&segment.log_path, 0, e.to_string()));
         }
         let Some(recs) = decode(batch, header, self.decompress, inflated) else {
             tracing::warn!(path = %segment.log_path.display(), offset = header.base_offset, "cannot decode batch; copied unchanged");

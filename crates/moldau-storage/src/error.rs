@@ -76,6 +76,64 @@ pub enum StorageError {
         /// What was wrong.
         reason: String,
     },
+    /// A producer's batch or marker carries an epoch below the producer's current epoch
+    /// on this partition: a zombie producer instance (KIP-98; epochs bumped by KIP-360).
+    /// Kafka: `INVALID_PRODUCER_EPOCH` (47), `ProducerAppendInfo.checkProducerEpoch`.
+    #[error(
+        "producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}"
+    )]
+    InvalidProducerEpoch {
+        /// The producer id of the batch.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The epoch the partition knows.
+        current_epoch: i16,
+    },
+    /// An idempotent batch's `baseSequence` does not continue the producer's last
+    /// sequence (a gap, or a retry of a batch older than the last five), or a new epoch
+    /// does not start at 0. Kafka: `OUT_OF_ORDER_SEQUENCE_NUMBER` (45),
+    /// `ProducerAppendInfo.checkSequence`.
+    #[error("producer {producer_id} epoch {epoch}: sequence {sequence} out of order, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer id of the batch.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The batch's `baseSequence`.
+        sequence: i32,
+        /// The sequence the partition expected.
+        expected: i32,
+    },
+    /// A non-transactional batch from a producer whose transaction is open on this
+    /// partition. Kafka: `INVALID_TXN_STATE` (48), `ProducerAppendInfo.appendDataBatch`.
+    #[error("producer {producer_id} wrote a non-transactional batch at offset {offset} inside an open transaction")]
+    InvalidTxnState {
+        /// The producer id of the batch.
+        producer_id: i64,
+        /// The offset the batch would have had.
+        offset: i64,
+    },
+    /// A transaction marker from a transaction coordinator older than the one that
+    /// wrote the producer's last marker. Kafka: `TRANSACTION_COORDINATOR_FENCED` (52),
+    /// `ProducerAppendInfo.checkCoordinatorEpoch`.
+    #[error("marker for producer {producer_id} has coordinator epoch {coordinator_epoch}, below {current_coordinator_epoch}")]
+    TransactionCoordinatorFenced {
+        /// The producer id of the marker.
+        producer_id: i64,
+        /// The marker's coordinator epoch.
+        coordinator_epoch: i32,
+        /// The coordinator epoch of the producer's last marker.
+        current_coordinator_epoch: i32,
+    },
+    /// A client (origin [`crate::AppendOrigin::Client`]) tried to append a control
+    /// batch; only the broker writes transaction markers. Kafka: `INVALID_RECORD` (87),
+    /// `LogValidator` ("Clients are not allowed to write control records").
+    #[error("control batch at offset {offset} not allowed from a client")]
+    ControlBatchFromClient {
+        /// The offset the batch would have had.
+        offset: i64,
+    },
     /// An offset checkpoint file is malformed (see [`crate::checkpoint`]).
     #[error("corrupt checkpoint {path} line {line}: {reason}")]
     CorruptCheckpoint {
@@ -122,6 +180,13 @@ impl StorageError {
             }
             StorageError::RecordSetTooLarge { .. } => ResponseError::RecordListTooLarge,
             StorageError::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
+            StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+            StorageError::TransactionCoordinatorFenced { .. } => {
+                ResponseError::TransactionCoordinatorFenced
+            }
+            StorageError::ControlBatchFromClient { .. } => ResponseError::InvalidRecord,
             StorageError::Io { .. }
             | StorageError::Poisoned
             | StorageError::CorruptCheckpoint { .. } => ResponseError::KafkaStorageError,

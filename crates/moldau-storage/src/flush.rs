@@ -9,7 +9,8 @@ use std::sync::Arc;
 /// fsyncs can run without holding the log (group commit: every append made before the
 /// snapshot becomes durable with one round of fsyncs).
 ///
-/// Holds shared handles of the `.log`, `.index` and `.timeindex` files of every segment
+/// Holds shared handles of the `.log`, `.index`, `.timeindex` and (if it exists)
+/// `.txnindex` files of every segment
 /// that may hold data at or above the recovery point, plus the partition directory if
 /// segment files were created since its last fsync. Syncing a file that has since been
 /// deleted by retention or truncation is harmless.

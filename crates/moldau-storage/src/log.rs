@@ -9,6 +9,9 @@ use moldau_protocol::batch::{self, BatchError, BatchHeader};
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result, StorageError};
 use crate::flush::FlushTarget;
+use crate::producer_state::{
+    AppendOrigin, BatchInfo, Origin, ProducerStateManager, ProducerUpdate,
+};
 use crate::segment::{Segment, NO_TIMESTAMP};
 
 /// What an append did (Kafka `LogAppendInfo`).
@@ -30,6 +33,13 @@ pub struct LogAppendInfo {
     pub record_count: u64,
     /// Bytes appended to the `.log`.
     pub bytes: u64,
+    /// True if a client append repeated a batch still retained in its producer's state
+    /// (same producer id, epoch and sequence range; KIP-98 idempotence): nothing was
+    /// written, `first_offset`/`last_offset` are those of the original batch (Kafka
+    /// answers them with error NONE), `record_count` and `bytes` are 0,
+    /// `max_timestamp`/`offset_of_max_timestamp` are -1, and `log_append_time_ms` is the
+    /// original batch's timestamp if the append asked for LogAppendTime, else -1.
+    pub duplicate: bool,
 }
 
 /// Result of [`Log::read`].
@@ -69,6 +79,11 @@ pub struct Log {
     /// active one (deletion, truncation, an installed clean), so a [`crate::CleanPlan`]
     /// made before can be recognised as stale.
     pub(crate) rewrite_epoch: u64,
+    /// Idempotent and transactional producers as of the log end offset.
+    pub(crate) producers: ProducerStateManager,
+    /// Offset of the snapshot that holds exactly the current producer state, if any
+    /// (so [`Log::take_producer_snapshot`] can skip rewriting it).
+    pub(crate) snapshot_offset: Option<i64>,
 }
 
 /// Per-append summary gathered while walking the batches.
@@ -200,7 +215,9 @@ impl Log {
     /// Empty `batches` appends nothing (`record_count == 0`, `last_offset ==
     /// first_offset - 1`). Errors: [`StorageError::Poisoned`], [`StorageError::InvalidBatch`]
     /// (unparsable header or a batch cut short; `batches` may be partly rewritten),
-    /// [`StorageError::RecordSetTooLarge`], [`StorageError::Io`] (which poisons the log).
+    /// [`StorageError::RecordSetTooLarge`], [`StorageError::Io`] (which poisons the log),
+    /// and the producer-state errors of [`Log::append_with_origin`] (origin
+    /// [`AppendOrigin::Client`]).
     pub fn append_as_leader(
         &mut self,
         batches: &mut [u8],
@@ -208,14 +225,92 @@ impl Log {
         log_append_time_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<LogAppendInfo> {
+        self.append_with_origin(
+            batches,
+            leader_epoch,
+            log_append_time_ms,
+            now_ms,
+            AppendOrigin::Client,
+        )
+    }
+
+    /// [`Log::append_as_leader`] with the producer-state checks of `origin` (KIP-98; Kafka
+    /// `UnifiedLog.appendAsLeader(records, leaderEpoch, origin)`). Every batch with a
+    /// producer id (`producerId >= 0`) is checked against that producer's state before
+    /// anything is written; on an error nothing is written and the state is unchanged.
+    ///
+    /// - [`AppendOrigin::Client`]: a batch repeating one of the producer's last
+    ///   [`crate::NUM_BATCHES_TO_RETAIN`] batches (same epoch, first and last sequence)
+    ///   makes the whole append a duplicate: nothing is written and the result carries
+    ///   the original offsets with [`LogAppendInfo::duplicate`] set. Otherwise: an epoch
+    ///   below the producer's is [`StorageError::InvalidProducerEpoch`]; a new epoch must
+    ///   start at sequence 0 and the same epoch must continue at last sequence + 1
+    ///   (wrapping after `i32::MAX`), else [`StorageError::OutOfOrderSequence`]; a
+    ///   producer unknown here (never seen, or its state expired or lost with the data)
+    ///   may start at any sequence (as Kafka since KIP-360); a non-transactional batch
+    ///   while the producer's transaction is open is [`StorageError::InvalidTxnState`];
+    ///   a control batch is [`StorageError::ControlBatchFromClient`].
+    /// - [`AppendOrigin::Coordinator`]: no sequence checks and no duplicate detection;
+    ///   epochs are checked as above, and a marker whose coordinator epoch is below the
+    ///   producer's last one is [`StorageError::TransactionCoordinatorFenced`].
+    ///
+    /// A transactional batch of a producer without an open transaction opens one at its
+    /// first offset (holding back [`Log::first_unstable_offset`]); a marker closes the
+    /// producer's open transaction (if any) and takes its epoch and coordinator epoch;
+    /// an abort marker of a non-empty transaction adds an [`crate::AbortedTxn`] to the
+    /// active segment's `.txnindex`.
+    pub fn append_with_origin(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        log_append_time_ms: Option<i64>,
+        now_ms: i64,
+        origin: AppendOrigin,
+    ) -> Result<LogAppendInfo> {
         self.check_writable()?;
         let leo = self.log_end_offset();
-        // Validate the framing of everything before rewriting anything.
+        // Validate the framing and the producer state of everything before rewriting
+        // anything.
         let mut count = 0usize;
-        for_each_batch(batches, |_, _| {
+        let mut next = leo;
+        let mut producer_batches = Vec::new();
+        let view: &[u8] = batches;
+        for_each_batch(view, |pos, header| {
             count += 1;
+            let first = next;
+            next += i64::from(header.last_offset_delta) + 1;
+            if header.is_control() && origin == AppendOrigin::Client {
+                return Err(StorageError::ControlBatchFromClient { offset: first });
+            }
+            if header.producer_id >= 0 {
+                let bytes = &view[pos..pos + header.size_in_bytes()];
+                let ts = log_append_time_ms.unwrap_or(header.max_timestamp);
+                producer_batches.push(BatchInfo::of(bytes, header, first, ts));
+            }
             Ok(())
         })?;
+        let mut update = None;
+        if !producer_batches.is_empty() {
+            if origin == AppendOrigin::Client {
+                if let Some(dup) = self.producers.find_duplicate(&producer_batches) {
+                    return Ok(LogAppendInfo {
+                        first_offset: dup.first_offset(),
+                        last_offset: dup.last_offset,
+                        max_timestamp: NO_TIMESTAMP,
+                        offset_of_max_timestamp: -1,
+                        log_append_time_ms: if log_append_time_ms.is_some() {
+                            dup.timestamp
+                        } else {
+                            -1
+                        },
+                        record_count: 0,
+                        bytes: 0,
+                        duplicate: true,
+                    });
+                }
+            }
+            update = Some(self.producers.prepare(&producer_batches, origin.into())?);
+        }
         let mut walk = Walk {
             first_offset: leo,
             last_offset: leo - 1,
@@ -235,14 +330,23 @@ impl Log {
             walk.record_count += u64::try_from(header.records_count).unwrap_or(0);
             pos += size;
         }
-        self.write_batches(batches, walk, log_append_time_ms.unwrap_or(-1), now_ms)
+        self.write_batches(
+            batches,
+            walk,
+            log_append_time_ms.unwrap_or(-1),
+            now_ms,
+            update,
+        )
     }
 
     /// Follower append (Kafka `UnifiedLog.appendAsFollower`): `batches` already carry the
     /// leader's offsets and epochs and are written as they are. The first batch must start
     /// at or above the log end offset and base offsets must not go backwards (gaps are
-    /// allowed, as left by compaction on the leader). Errors: as
-    /// [`Log::append_as_leader`], plus [`StorageError::UnexpectedAppendOffset`].
+    /// allowed, as left by compaction on the leader). The producer state follows the
+    /// batches without any check (Kafka's replication origin), and abort markers add
+    /// `.txnindex` entries as on the leader. Errors: [`StorageError::Poisoned`],
+    /// [`StorageError::InvalidBatch`], [`StorageError::RecordSetTooLarge`],
+    /// [`StorageError::Io`], [`StorageError::UnexpectedAppendOffset`].
     pub fn append_as_follower(&mut self, batches: &[u8], now_ms: i64) -> Result<LogAppendInfo> {
         self.check_writable()?;
         let leo = self.log_end_offset();
@@ -252,7 +356,8 @@ impl Log {
             record_count: 0,
         };
         let mut first = true;
-        for_each_batch(batches, |_, header| {
+        let mut producer_batches = Vec::new();
+        for_each_batch(batches, |pos, header| {
             if header.base_offset <= walk.last_offset {
                 return Err(StorageError::UnexpectedAppendOffset {
                     first_offset: header.base_offset,
@@ -265,18 +370,32 @@ impl Log {
             }
             walk.last_offset = header.last_offset();
             walk.record_count += u64::try_from(header.records_count).unwrap_or(0);
+            if header.producer_id >= 0 {
+                let bytes = &batches[pos..pos + header.size_in_bytes()];
+                producer_batches.push(BatchInfo::of(
+                    bytes,
+                    header,
+                    header.base_offset,
+                    header.max_timestamp,
+                ));
+            }
             Ok(())
         })?;
-        self.write_batches(batches, walk, -1, now_ms)
+        let update = self
+            .producers
+            .prepare(&producer_batches, Origin::Replication)?;
+        self.write_batches(batches, walk, -1, now_ms, Some(update))
     }
 
-    /// The shared write path: roll if needed, one write, index bookkeeping, flush policy.
+    /// The shared write path: roll if needed, one write, index bookkeeping, the
+    /// producer-state update (and `.txnindex` entries), flush policy.
     fn write_batches(
         &mut self,
         batches: &[u8],
         walk: Walk,
         log_append_time_ms: i64,
         now_ms: i64,
+        update: Option<ProducerUpdate>,
     ) -> Result<LogAppendInfo> {
         let mut info = LogAppendInfo {
             first_offset: walk.first_offset,
@@ -286,6 +405,7 @@ impl Log {
             log_append_time_ms,
             record_count: walk.record_count,
             bytes: batches.len() as u64,
+            duplicate: false,
         };
         if batches.is_empty() {
             return Ok(info);
@@ -318,6 +438,14 @@ impl Log {
         if let Err(e) = written {
             self.poison();
             return Err(e);
+        }
+        if let Some(update) = update.filter(|u| !u.is_empty()) {
+            self.snapshot_offset = None;
+            let aborted = self.producers.commit(update);
+            if let Err(e) = self.active_mut().append_aborted(&aborted) {
+                self.poison();
+                return Err(e);
+            }
         }
         self.last_append_ms = now_ms;
         self.unflushed_since_ms.get_or_insert(now_ms);
@@ -383,6 +511,8 @@ impl Log {
         if !replace_empty {
             active.ix.seal()?;
         }
+        // Kafka takes a producer snapshot at every roll, named after the new segment.
+        self.write_producer_snapshot_at(base_offset);
         // Create first (a different name), so the list is never left empty.
         let segment = Segment::create(&self.dir, base_offset)?;
         self.segments.push(segment);
@@ -467,6 +597,9 @@ impl Log {
         let first = self.segments[0].base_offset;
         self.log_start_offset = self.log_start_offset.max(first);
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        if n > 0 {
+            crate::producer_snapshot::delete_where(&self.dir, |o| o < first)?;
+        }
         Ok(n)
     }
 
@@ -486,7 +619,10 @@ impl Log {
     /// number of segments deleted. A segment's largest timestamp is the largest batch
     /// `maxTimestamp` it holds; a segment with no timestamped batch counts as -1 and so
     /// expires at once (Kafka falls back to the file's modification time instead).
-    /// Deletion renames the files to `*.deleted` and then removes them, synchronously.
+    /// Deletion renames the files (`.txnindex` included) to `*.deleted` and then removes
+    /// them, synchronously; producer snapshots below the new first segment go too. The
+    /// producer state itself is kept (producers expire by
+    /// [`Log::remove_expired_producers`], as in Kafka).
     /// Errors: [`StorageError::Poisoned`], [`StorageError::Io`].
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.check_writable()?;
@@ -579,7 +715,11 @@ impl Log {
     /// `offset` (Kafka would report `offset`). `offset >= log_end_offset` is a no-op; an
     /// `offset` below the log start offset empties the log and restarts it at `offset`.
     /// The truncation is fsynced before returning so removed data cannot reappear after
-    /// a crash. Errors: [`StorageError::Poisoned`], [`StorageError::Io`] (poisons).
+    /// a crash. The producer state is rebuilt for the new end: snapshots above it are
+    /// deleted, the newest one at or below it is loaded and the remaining batches are
+    /// replayed (Kafka `ProducerStateManager.truncateAndReload`); `.txnindex` entries of
+    /// removed markers go with them; emptying the log clears the state and all
+    /// snapshots. Errors: [`StorageError::Poisoned`], [`StorageError::Io`] (poisons).
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         self.check_writable()?;
         if offset >= self.log_end_offset() {
@@ -617,6 +757,10 @@ impl Log {
             active.sync()?;
             sync_dir(&self.dir)?;
             self.log_start_offset = offset;
+            // Kafka `truncateFullyAndStartAt`: no producer state survives.
+            crate::producer_snapshot::delete_where(&self.dir, |_| true)?;
+            self.producers = ProducerStateManager::default();
+            self.snapshot_offset = None;
         } else {
             let keep = self
                 .segments
@@ -633,6 +777,9 @@ impl Log {
             if dir_changed {
                 sync_dir(&self.dir)?;
             }
+            let leo = self.log_end_offset();
+            crate::producer_snapshot::delete_where(&self.dir, |o| o > leo)?;
+            self.rebuild_producer_state(leo, i64::MAX)?;
         }
         let leo = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(leo);
@@ -642,13 +789,15 @@ impl Log {
         Ok(())
     }
 
-    /// Clean close (Kafka `UnifiedLog.close` after a flush): seals the active segment's
+    /// Clean close (Kafka `UnifiedLog.close` after a flush): writes a producer snapshot at
+    /// the log end offset (so the next open replays nothing), seals the active segment's
     /// time index and fsyncs all unflushed data, indexes and the directory. The server
     /// writes [`crate::CLEAN_SHUTDOWN_FILE`] only after every log closed successfully.
     /// Errors: [`StorageError::Poisoned`] (nothing is flushed: the next open must
     /// recover), [`StorageError::Io`].
     pub fn close(mut self) -> Result<()> {
         self.check_writable()?;
+        self.take_producer_snapshot()?;
         self.active_mut().ix.seal()?;
         self.flush()?;
         self.active().sync()?;

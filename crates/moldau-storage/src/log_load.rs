@@ -8,16 +8,18 @@ use crate::cleaner::{remove_if_exists, segment_path, SEGMENT_EXTS, SWAP_SUFFIX};
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
 use crate::log::{sync_dir, Log};
+use crate::producer_snapshot::SNAPSHOT_TMP_SUFFIX;
+use crate::producer_state::ProducerStateManager;
 use crate::records;
 use crate::segment::{self, Segment};
 
-/// Suffixes of temporary files left by an interrupted deletion or compaction (Kafka
-/// `LogFileUtils`: `.deleted`, `.cleaned`); removed on open, after pending swaps were
+/// Suffixes of temporary files left by an interrupted deletion, compaction or producer
+/// snapshot (Kafka `LogFileUtils`: `.deleted`, `.cleaned`); removed on open, after pending swaps were
 /// completed (see [`PendingSwap`]), which leaves no `.swap` file either.
-const TEMP_SUFFIXES: [&str; 3] = [".deleted", ".cleaned", ".swap"];
+const TEMP_SUFFIXES: [&str; 4] = [".deleted", ".cleaned", ".swap", SNAPSHOT_TMP_SUFFIX];
 
 /// A cleaned segment whose clean committed but was not completed: `<base>.log.swap`,
-/// maybe with `<base>.index.swap` and `<base>.timeindex.swap` (Kafka
+/// maybe with `<base>.index.swap`, `<base>.timeindex.swap` and `<base>.txnindex.swap` (Kafka
 /// `LogLoader.completeSwapOperations`).
 ///
 /// Recovery rule, applied by [`Log::open`] before anything else:
@@ -27,14 +29,19 @@ const TEMP_SUFFIXES: [&str; 3] = [".deleted", ".cleaned", ".swap"];
 ///   the cleaner writes each output so that it ends exactly where its last input
 ///   ended (the last batch is kept, as an empty batch if all its records went), and
 ///   begins at its first input's base, so the range is exactly that of the inputs
-///   whatever records the clean removed. Every non-swap `.log`, `.index` and
-///   `.timeindex` whose base offset lies in that range is deleted (the inputs, or
+///   whatever records the clean removed. Every non-swap `.log`, `.index`,
+///   `.timeindex` and `.txnindex` whose base offset lies in that range is deleted (the inputs, or
 ///   whatever of them remains; inputs of different outputs never overlap, so any
 ///   number of swaps and any subset of already-deleted inputs are handled), the
-///   directory is fsynced, then the `.index.swap`, `.timeindex.swap` and finally
+///   directory is fsynced, then the `.index.swap`, `.timeindex.swap`, `.txnindex.swap`
+///   (if any) and finally
 ///   `.log.swap` are renamed to their final names and the directory fsynced again.
-///   Indexes missing or failing the sanity check are rebuilt by the normal open.
-/// - An `.index.swap` or `.timeindex.swap` without its `.log.swap` belongs to an
+///   Indexes missing or failing the sanity check are rebuilt by the normal open. The
+///   one exception is the output's own `<base>.txnindex` when no `.txnindex.swap` is
+///   left: it is the output's, already renamed (an output holds every entry of its
+///   inputs, so an input at `base` with entries implies an output `.txnindex.swap`),
+///   and is kept, since a transaction index cannot be rebuilt from a trusted segment.
+/// - An `.index.swap`, `.timeindex.swap` or `.txnindex.swap` without its `.log.swap` belongs to an
 ///   output that did not commit and is deleted, as are all `*.cleaned` files.
 /// - A committed swap always validates completely (the cleaner fsyncs it before the
 ///   rename). One that does not was damaged afterwards: without any valid batch it is
@@ -51,7 +58,7 @@ struct PendingSwap {
 
 /// Renames then removes the three files of a segment that was never opened.
 fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["log", "index", "timeindex", "txnindex"] {
         let path = dir.join(segment::file_name(base_offset, ext));
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -83,6 +90,7 @@ fn complete_swaps(dir: &Path) -> Result<bool> {
                 swaps.push(PendingSwap { base_offset: base });
             } else if let Some(base) = segment::parse_file_name(stem, "index")
                 .or_else(|| segment::parse_file_name(stem, "timeindex"))
+                .or_else(|| segment::parse_file_name(stem, "txnindex"))
             {
                 index_swaps.push((base, entry.path()));
             }
@@ -118,6 +126,15 @@ fn complete_swaps(dir: &Path) -> Result<bool> {
                 "completing clean: removing replaced segment"
             );
             for ext in SEGMENT_EXTS {
+                // The output's own `.txnindex` cannot be rebuilt from the trusted
+                // data like its other indexes: without a `.txnindex.swap` left, a
+                // `<base>.txnindex` is the output's, already renamed; keep it.
+                if replaced == base
+                    && ext == "txnindex"
+                    && !segment_path(dir, base, ext, SWAP_SUFFIX).exists()
+                {
+                    continue;
+                }
                 remove_if_exists(&segment_path(dir, replaced, ext, ""))?;
             }
         }
@@ -177,8 +194,8 @@ impl Log {
     ///
     /// - Completes a log clean that committed before a crash (`*.swap` files; rule at
     ///   `PendingSwap` in `log_load.rs`), then removes leftover `*.deleted`,
-    ///   `*.cleaned` files (a clean that did not commit) and `.index` / `.timeindex`
-    ///   files without a `.log`. Other files (e.g. `leader-epoch-checkpoint`) are left
+    ///   `*.cleaned` files (a clean that did not commit), `*.snapshot.tmp` files and
+    ///   `.index` / `.timeindex` / `.txnindex` files without a `.log`. Other files (e.g. `leader-epoch-checkpoint`) are left
     ///   alone.
     /// - If `!clean_shutdown`: every segment from the one containing `recovery_point` on
     ///   is recovered batch by batch (header, length, CRC-32C, monotonic base offsets); the
@@ -191,6 +208,10 @@ impl Log {
     ///   none) is raised to the first segment's base offset; if it is above the recovered
     ///   log end offset, the data is gone and the log restarts empty at `log_start_offset`
     ///   (Kafka does the same).
+    /// - The producer state (KIP-98) is loaded from the newest valid producer snapshot
+    ///   and the batches after it are replayed (rules at `producer_snapshot.rs`); the
+    ///   `.txnindex` of each segment recovery scanned is rebuilt by that replay, the
+    ///   others are loaded (rule at `TxnIndex` in `txn_index.rs`).
     /// - The recovery point is the log end offset afterwards (everything is durable).
     /// - `now_ms` starts the `segment.ms` clock of the active segment if its first batch
     ///   carries no timestamp; otherwise that timestamp does (as Kafka).
@@ -230,6 +251,7 @@ impl Log {
                 bases.insert(base);
             } else if let Some(base) = segment::parse_file_name(&name, "index")
                 .or_else(|| segment::parse_file_name(&name, "timeindex"))
+                .or_else(|| segment::parse_file_name(&name, "txnindex"))
             {
                 index_files.push((base, entry.path()));
             }
@@ -283,6 +305,8 @@ impl Log {
             }
         }
 
+        // Segments from here on were scanned by recovery: their `.txnindex` is rebuilt.
+        let rebuild_from = bases.get(first_recovered).copied().unwrap_or(i64::MAX);
         let mut log_start = log_start_offset.max(0);
         if let Some(first) = segments.first() {
             log_start = log_start.max(first.base_offset);
@@ -321,7 +345,10 @@ impl Log {
             unflushed_since_ms: None,
             last_append_ms: now_ms,
             rewrite_epoch: 0,
+            producers: ProducerStateManager::default(),
+            snapshot_offset: None,
         };
+        log.load_producer_state(rebuild_from)?;
         log.recovery_point = log.log_end_offset();
         let first_ts = log.active().first_batch_timestamp()?;
         if let Some(active) = log.segments.last_mut() {

@@ -13,6 +13,7 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::index::OffsetIndex;
 use crate::records::{self, HeaderScanner};
 use crate::time_index::TimeIndex;
+use crate::txn_index::TxnIndex;
 
 /// `Kafka`'s "no timestamp" value, used while a segment holds no timestamped batch.
 pub(crate) const NO_TIMESTAMP: i64 = -1;
@@ -96,7 +97,9 @@ impl Indexes {
 }
 
 /// A segment of the log: `<base>.log` with batches exactly as appended (offsets
-/// assigned), and its derived `.index` and `.timeindex`.
+/// assigned), its derived `.index` and `.timeindex`, and its `.txnindex` of aborted
+/// transactions (created with the first entry; format and recovery rule at `TxnIndex`
+/// in `txn_index.rs`).
 ///
 /// `.log` format: v2 record batches end to end (see `moldau_protocol::batch`), no file
 /// header, the same bytes Kafka stores. Only the first `size` bytes are data; a write
@@ -116,6 +119,8 @@ pub(crate) struct Segment {
     /// Offset after the last batch (exclusive); `base_offset` when empty.
     pub(crate) next_offset: i64,
     pub(crate) ix: Indexes,
+    /// Aborted transactions whose marker is in this segment.
+    pub(crate) txn: TxnIndex,
     /// Wall-clock ms from which `segment.ms` is measured; `None` while empty.
     pub(crate) roll_base_ms: Option<i64>,
     /// Whether the directory entries of this segment's files are known durable.
@@ -156,6 +161,7 @@ impl Segment {
             offset_of_max_timestamp: -1,
             bytes_since_last_entry: 0,
         };
+        let txn = TxnIndex::create(&dir.join(file_name(base_offset, "txnindex")))?;
         Ok(Segment {
             base_offset,
             log_path,
@@ -163,6 +169,7 @@ impl Segment {
             size: 0,
             next_offset: base_offset,
             ix,
+            txn,
             roll_base_ms: None,
             dir_synced: Arc::new(AtomicBool::new(false)),
         })
@@ -206,10 +213,13 @@ impl Segment {
                 offset_of_max_timestamp: -1,
                 bytes_since_last_entry: 0,
             },
+            txn: TxnIndex::empty(&dir.join(file_name(base_offset, "txnindex"))),
             roll_base_ms: None,
             dir_synced: Arc::new(AtomicBool::new(true)),
         };
+        let txn_path = segment.txn.path().to_path_buf();
         if !recover && offset_sane && time_sane && segment.load_tail()? {
+            segment.txn = TxnIndex::load(&txn_path, base_offset, segment.next_offset)?;
             return Ok(Opened {
                 segment,
                 truncated_bytes: 0,
@@ -220,6 +230,7 @@ impl Segment {
             tracing::warn!(path = %segment.log_path.display(), "index failed sanity check; rebuilding");
         }
         let truncated_bytes = segment.recover(interval)?;
+        segment.txn = TxnIndex::load(&txn_path, base_offset, segment.next_offset)?;
         Ok(Opened {
             segment,
             truncated_bytes,
@@ -377,19 +388,34 @@ impl Segment {
         if self.size == 0 {
             self.roll_base_ms = None;
         }
+        self.txn.truncate_to(self.next_offset)?;
         Ok(removed)
     }
 
-    /// Handles of the three files, for fsync.
-    pub(crate) fn files(&self) -> [&Arc<File>; 3] {
-        [
+    /// Handles of the files (`.log`, `.index`, `.timeindex`, and `.txnindex` if it
+    /// exists), for fsync.
+    pub(crate) fn files(&self) -> Vec<&Arc<File>> {
+        let mut files = vec![
             &self.log,
             self.ix.offset.file().file(),
             self.ix.time.file().file(),
-        ]
+        ];
+        files.extend(self.txn.file());
+        files
     }
 
-    /// fdatasyncs the three files.
+    /// Appends aborted transactions (markers in this segment) to the `.txnindex`; a
+    /// newly created file marks the directory entries as not yet durable.
+    pub(crate) fn append_aborted(&mut self, txns: &[crate::AbortedTxn]) -> Result<()> {
+        if self.txn.append(txns)? {
+            // A fresh flag rather than a store: a flush already under way may set the
+            // old one after a directory fsync that missed this file.
+            self.dir_synced = Arc::new(AtomicBool::new(false));
+        }
+        Ok(())
+    }
+
+    /// fdatasyncs the files.
     pub(crate) fn sync(&self) -> Result<()> {
         for f in self.files() {
             f.sync_data()
@@ -405,6 +431,7 @@ impl Segment {
             self.log_path.clone(),
             self.ix.offset.file().path().to_path_buf(),
             self.ix.time.file().path().to_path_buf(),
+            self.txn.path().to_path_buf(),
         ];
         drop(self);
         let mut renamed = Vec::with_capacity(paths.len());

@@ -6,7 +6,8 @@
 
 mod common;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::wire::Conn;
 use common::TestBroker;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -22,64 +23,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        Conn {
-            stream,
-            correlation: 0,
-        }
-    }
-
-    /// Sends `req` as `key` v`version` and decodes the response at that version.
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("versions-test")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, key.request_header_version(version))
-            .expect("header");
-        req.encode(&mut buf, version).expect("request body");
-        let mut framed = BytesMut::new();
-        framed.put_i32(buf.len() as i32);
-        framed.extend_from_slice(&buf);
-        self.stream.write_all(&framed).expect("write");
-        let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).expect("body");
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-            .expect("response header");
-        assert_eq!(header.correlation_id, self.correlation);
-        Resp::decode(&mut body, version)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: response does not decode: {e}"))
-    }
-}
+use kafka_protocol::protocol::StrBytes;
 
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())

@@ -1,7 +1,8 @@
 //! Fetch (key 1), versions 4–16.
 //!
 //! Returns stored batches as they are, from the batch containing `fetch_offset` up to the
-//! high watermark, within `partition_max_bytes` per partition and `max_bytes` overall;
+//! high watermark (`read_uncommitted`) or the last stable offset (`read_committed`, with
+//! the aborted transactions among the returned batches listed, KIP-98), within `partition_max_bytes` per partition and `max_bytes` overall;
 //! the first batch of the first non-empty partition is returned whole even when larger
 //! (KIP-74). Long poll: when fewer than `min_bytes` are ready the request waits up to
 //! `max_wait_ms`, woken by appends to any of its partitions (no polling).
@@ -14,10 +15,12 @@
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::partition::Partition;
+use crate::partition::{Isolation, Partition};
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use moldau_protocol::error::ResponseError;
 use moldau_storage::StorageError;
@@ -79,7 +82,11 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
             ));
         }
     }
-    let read_committed = req.isolation_level == READ_COMMITTED;
+    let isolation = if req.isolation_level == READ_COMMITTED {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_bytes = if req.max_bytes <= 0 {
@@ -94,7 +101,7 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
             .filter_map(|(_, t)| t.partition.as_ref().ok())
             .map(|p| Box::pin(p.appended()))
             .collect();
-        let (results, bytes, has_error) = read_all(&targets, max_bytes, read_committed);
+        let (results, bytes, has_error) = read_all(&targets, max_bytes, isolation);
         let now = Instant::now();
         if bytes >= min_bytes || has_error || now >= deadline || waits.is_empty() {
             let mut response = FetchResponse::default().with_session_id(0);
@@ -114,7 +121,7 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
 fn read_all(
     targets: &[(i32, Target)],
     max_bytes: usize,
-    read_committed: bool,
+    isolation: Isolation,
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut has_error = false;
@@ -130,22 +137,31 @@ fn read_all(
         };
         let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
         let min_one_batch = total == 0;
-        let (offsets, read) = if budget == 0 && !min_one_batch {
+        let (offsets, read, aborted) = if budget == 0 && !min_one_batch {
             (
                 p.offsets(),
                 Ok(moldau_storage::FetchDataInfo {
                     records: Bytes::new(),
                     first_batch_offset: None,
                 }),
+                Vec::new(),
             )
         } else {
-            p.read(t.fetch_offset, budget, min_one_batch)
+            p.read(t.fetch_offset, budget, min_one_batch, isolation)
         };
+        let aborted: Vec<AbortedTransaction> = aborted
+            .iter()
+            .map(|a| {
+                AbortedTransaction::default()
+                    .with_producer_id(a.producer_id.into())
+                    .with_first_offset(a.first_offset)
+            })
+            .collect();
         let mut data = PartitionData::default()
             .with_high_watermark(offsets.high_watermark)
-            .with_last_stable_offset(offsets.high_watermark)
+            .with_last_stable_offset(offsets.last_stable_offset)
             .with_log_start_offset(offsets.log_start_offset)
-            .with_aborted_transactions(read_committed.then(Vec::new))
+            .with_aborted_transactions((isolation == Isolation::ReadCommitted).then_some(aborted))
             .with_preferred_read_replica((-1).into());
         match read {
             Ok(info) => {

@@ -1,17 +1,16 @@
 //! FindCoordinator v0–6: which broker coordinates a group (key type 0) or a
 //! transactional id (key type 1). v4+ batches keys (KIP-699).
 //!
-//! A group maps onto a `__consumer_offsets` partition by [`moldau_coordinator::partition_for`];
-//! its leader is the coordinator. The topic is created on the first request, as Kafka
-//! does. Transaction coordinators do not exist yet: key type 1 gets
-//! COORDINATOR_NOT_AVAILABLE.
+//! A group maps onto a `__consumer_offsets` partition, a transactional id onto a
+//! `__transaction_state` partition, both by [`moldau_coordinator::partition_for`]; the
+//! partition's leader is the coordinator. Each topic is created on the first request
+//! that needs it, as Kafka does.
 
 use super::{msg, RequestContext};
 use crate::broker::Broker;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
-use moldau_coordinator::OFFSETS_TOPIC;
 use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
 
@@ -32,6 +31,10 @@ pub async fn handle(
     if req.key_type == GROUP && broker.groups.partition_count() == 0 {
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.groups.ensure_topic(&b)).await;
+    }
+    if req.key_type == TRANSACTION && broker.txns.partition_count() == 0 {
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.txns.ensure_topic(&b)).await;
     }
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
@@ -62,15 +65,9 @@ fn locate(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
             .with_error_code(e.code())
             .with_error_message(msg(message))
     };
-    match key_type {
-        GROUP => {}
-        TRANSACTION => {
-            return fail(
-                key,
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported yet".into(),
-            )
-        }
+    let found = match key_type {
+        GROUP => broker.groups.shard_for(&key).map(drop),
+        TRANSACTION => broker.txns.shard_for(&key).map(drop),
         other => {
             return fail(
                 key,
@@ -78,20 +75,16 @@ fn locate(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
                 format!("unknown coordinator key type {other}"),
             )
         }
-    }
+    };
     if key.is_empty() {
-        return fail(key, ResponseError::InvalidRequest, "empty group id".into());
+        return fail(key, ResponseError::InvalidRequest, "empty key".into());
     }
-    match broker.groups.shard_for(&key) {
-        Ok(_) => Coordinator::default()
+    match found {
+        Ok(()) => Coordinator::default()
             .with_key(key)
             .with_node_id(BrokerId(broker.config.node_id))
             .with_host(StrBytes::from_string(broker.advertised_host.clone()))
             .with_port(broker.advertised_port),
-        Err(e) => fail(
-            key,
-            e,
-            format!("no coordinator for {OFFSETS_TOPIC} here yet"),
-        ),
+        Err(e) => fail(key, e, "no coordinator for this key here yet".into()),
     }
 }

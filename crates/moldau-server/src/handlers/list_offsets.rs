@@ -1,7 +1,7 @@
 //! ListOffsets (key 2), versions 1–8.
 //!
 //! Timestamps: `-2` earliest (log start offset), `-1` latest (high watermark; the last
-//! stable offset under read_committed, equal here until transactions exist), `-3` the
+//! stable offset under read_committed, KIP-98), `-3` the
 //! record with the largest timestamp (KIP-734, v7+), `-4` earliest local (KIP-405, v8+;
 //! equal to earliest without tiered storage), otherwise the first offset whose timestamp
 //! is at least the one given (KIP-79), or offset -1 when there is none.
@@ -20,6 +20,8 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+/// `isolation_level` 1 (v2+): read_committed.
+const READ_COMMITTED: i8 = 1;
 
 /// Handles ListOffsets.
 pub async fn handle(
@@ -45,11 +47,18 @@ pub async fn handle(
                     // The leader epoch field exists from v4 (KIP-320).
                     let resp = if ctx.version >= 4 { resp.with_leader_epoch(partition.leader_epoch()) } else { resp };
                     let offsets = partition.offsets();
+                    // Kafka `Partition.fetchOffsetForTimestamp`: answers never point past
+                    // what the isolation level may read.
+                    let bound = if req.isolation_level == READ_COMMITTED {
+                        offsets.last_stable_offset
+                    } else {
+                        offsets.high_watermark
+                    };
                     let found = match p.timestamp {
-                        LATEST => Ok(Some((offsets.high_watermark, -1))),
+                        LATEST => Ok(Some((bound, -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
-                        MAX_TIMESTAMP => partition.with_log(|log| log.max_timestamp_offset(&codec::decompress)),
-                        ts if ts >= 0 => partition.with_log(|log| log.offset_for_timestamp(ts, &codec::decompress)),
+                        MAX_TIMESTAMP => partition.with_log(|log| log.max_timestamp_offset(&codec::decompress)).map(|f| f.filter(|(o, _)| *o < bound)),
+                        ts if ts >= 0 => partition.with_log(|log| log.offset_for_timestamp(ts, &codec::decompress)).map(|f| f.filter(|(o, _)| *o < bound)),
                         _ => return resp.with_error_code(ResponseError::InvalidRequest.code()),
                     };
                     match found {

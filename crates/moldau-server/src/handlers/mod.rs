@@ -11,15 +11,21 @@ mod admin_topics;
 mod api_versions;
 mod delete_records;
 mod describe_cluster;
+mod describe_producers;
 mod fetch;
 mod find_coordinator;
 mod group_admin;
 mod groups;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod txn;
+mod txn_admin;
+mod txn_offset_commit;
+mod write_txn_markers;
 
 use crate::broker::Broker;
 use bytes::{BufMut, Bytes};
@@ -92,6 +98,15 @@ no_records!(
     kafka_protocol::messages::ListGroupsResponse,
     kafka_protocol::messages::DescribeGroupsResponse,
     kafka_protocol::messages::DeleteGroupsResponse,
+    kafka_protocol::messages::InitProducerIdResponse,
+    kafka_protocol::messages::AddPartitionsToTxnResponse,
+    kafka_protocol::messages::AddOffsetsToTxnResponse,
+    kafka_protocol::messages::EndTxnResponse,
+    kafka_protocol::messages::WriteTxnMarkersResponse,
+    kafka_protocol::messages::TxnOffsetCommitResponse,
+    kafka_protocol::messages::DescribeProducersResponse,
+    kafka_protocol::messages::DescribeTransactionsResponse,
+    kafka_protocol::messages::ListTransactionsResponse,
 );
 
 impl ResponseBody for kafka_protocol::messages::FetchResponse {
@@ -230,6 +245,21 @@ pub fn dispatch(broker: &Arc<Broker>, client_host: &Arc<str>, frame_bytes: Bytes
         ApiKey::ListGroups => run(b, client_host, header, body, group_admin::list_groups),
         ApiKey::DescribeGroups => run(b, client_host, header, body, group_admin::describe_groups),
         ApiKey::DeleteGroups => run(b, client_host, header, body, group_admin::delete_groups),
+        ApiKey::InitProducerId => run(b, client_host, header, body, init_producer_id::handle),
+        ApiKey::AddPartitionsToTxn => run(b, client_host, header, body, txn::add_partitions_to_txn),
+        ApiKey::AddOffsetsToTxn => run(b, client_host, header, body, txn::add_offsets_to_txn),
+        ApiKey::EndTxn => run(b, client_host, header, body, txn::end_txn),
+        ApiKey::WriteTxnMarkers => run(b, client_host, header, body, write_txn_markers::handle),
+        ApiKey::TxnOffsetCommit => run(b, client_host, header, body, txn_offset_commit::handle),
+        ApiKey::DescribeProducers => run(b, client_host, header, body, describe_producers::handle),
+        ApiKey::DescribeTransactions => run(
+            b,
+            client_host,
+            header,
+            body,
+            txn_admin::describe_transactions,
+        ),
+        ApiKey::ListTransactions => run(b, client_host, header, body, txn_admin::list_transactions),
         other => Dispatch::Close(format!("{other:?} is not served")),
     }
 }

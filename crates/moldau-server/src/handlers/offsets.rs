@@ -150,15 +150,32 @@ fn in_request_order<'a>(
 /// One group's answer: a group-level error or its offsets.
 type GroupOffsets = Result<Vec<FetchedOffset>, ResponseError>;
 
+/// A group's offsets; with `require_stable` (v7+, KIP-447) a partition whose offset
+/// waits on an open transaction reads -1 with UNSTABLE_OFFSET_COMMIT, which the
+/// consumer retries.
 fn fetch_group(
     broker: &Broker,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> GroupOffsets {
     let shard = shard(broker, group_id)?;
-    Ok(broker.groups.with(&shard, |sm, _| {
+    let mut offsets = broker.groups.with(&shard, |sm, _| {
         sm.fetch_offsets(group_id, wanted.as_deref())
-    }))
+    });
+    if !require_stable {
+        offsets.iter_mut().for_each(|o| o.unstable = false);
+    }
+    Ok(offsets)
+}
+
+/// `(offset, error code)` to answer for one partition.
+fn answer(o: &FetchedOffset) -> (i64, i16) {
+    if o.unstable {
+        (-1, ResponseError::UnstableOffsetCommit.code())
+    } else {
+        (o.offset, 0)
+    }
 }
 
 /// Groups fetched offsets by topic, keeping first-seen topic order.
@@ -191,7 +208,7 @@ pub async fn offset_fetch(
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let result = fetch_group(&broker, &g.group_id, wanted);
+                let result = fetch_group(&broker, &g.group_id, wanted, req.require_stable);
                 let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
                 match result {
                     Err(e) => group.with_error_code(e.code()),
@@ -205,9 +222,11 @@ pub async fn offset_fetch(
                                         parts
                                             .into_iter()
                                             .map(|o| {
+                                                let (offset, error) = answer(&o);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(o.partition)
-                                                    .with_committed_offset(o.offset)
+                                                    .with_committed_offset(offset)
+                                                    .with_error_code(error)
                                                     .with_committed_leader_epoch(o.leader_epoch)
                                                     .with_metadata(Some(text(&o.metadata)))
                                             })
@@ -226,7 +245,8 @@ pub async fn offset_fetch(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect::<Vec<_>>()
     });
-    match fetch_group(&broker, &req.group_id, wanted.clone()) {
+    let require_stable = v >= 7 && req.require_stable;
+    match fetch_group(&broker, &req.group_id, wanted.clone(), require_stable) {
         Ok(offsets) => OffsetFetchResponse::default().with_topics(
             by_topic(offsets)
                 .into_iter()
@@ -237,9 +257,11 @@ pub async fn offset_fetch(
                             parts
                                 .into_iter()
                                 .map(|o| {
+                                    let (offset, error) = answer(&o);
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(o.partition)
-                                        .with_committed_offset(o.offset)
+                                        .with_committed_offset(offset)
+                                        .with_error_code(error)
                                         .with_committed_leader_epoch(if v >= 5 {
                                             o.leader_epoch
                                         } else {

@@ -8,6 +8,12 @@
 //! `message.timestamp.before/after.max.ms` (`INVALID_TIMESTAMP`). Offsets are assigned by
 //! rewriting the batch header in place; records are never decompressed or re-encoded.
 //!
+//! Idempotence (KIP-98): batches with a producer id are checked against the partition's
+//! producer state; a retry of one of the producer's last five batches is answered with
+//! the original offsets and writes nothing, a gap gets `OUT_OF_ORDER_SEQUENCE_NUMBER`, a
+//! stale epoch `INVALID_PRODUCER_EPOCH`, a plain batch inside an open transaction
+//! `INVALID_TXN_STATE`.
+//!
 //! The append happens when the request is dispatched, so requests on one connection are
 //! appended in order. `acks=1` answers once the batch is in the page cache; `acks=-1`
 //! once it is fsynced (group commit in [`crate::partition::Partition::wait_durable`]);
@@ -23,7 +29,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use moldau_protocol::batch::{self, BatchError, TimestampType};
 use moldau_protocol::error::ResponseError;
-use moldau_storage::StorageError;
+use moldau_storage::{AppendOrigin, StorageError};
 use std::sync::Arc;
 
 struct Rejection(ResponseError, String);
@@ -91,7 +97,7 @@ fn append(
     // its header can be rewritten (the CRC pass over it costs as much again).
     let mut bytes = BytesMut::from(&records[..]);
     partition
-        .append(&mut bytes, log_append_time, now)
+        .append(&mut bytes, log_append_time, now, AppendOrigin::Client)
         .map_err(|e| storage_error(&e))
 }
 

@@ -641,7 +641,9 @@ fn control_batches_null_keys_and_the_last_batch_of_each_output() {
     marker[21..23].copy_from_slice(&attributes.to_be_bytes());
     let crc = batch::compute_crc(&marker);
     marker[17..21].copy_from_slice(&crc.to_be_bytes());
-    let marker = append(&mut log, marker, 0);
+    // Only the broker writes control batches.
+    log.append_with_origin(&mut marker, 3, None, 0, crate::AppendOrigin::Coordinator)
+        .unwrap();
     append(&mut log, keyed(&[(Some(b"a"), Some(b"2"))]), 0);
     append(&mut log, keyed(&[(Some(b"b"), Some(b"2"))]), 0);
     append(&mut log, keyed(&[(None, Some(b"only null keys"))]), 0);

@@ -5,6 +5,7 @@
 mod compaction;
 mod compaction_recovery;
 mod maintenance;
+mod producer_state;
 mod proptests;
 mod read_write;
 mod recovery;

@@ -190,6 +190,8 @@ fn leftover_temp_files_and_orphan_indexes_are_removed() {
         "00000000000000000009.log.swap",
         "00000000000000000042.index",
         "00000000000000000042.timeindex",
+        "00000000000000000042.txnindex",
+        "00000000000000000001.snapshot.tmp",
     ] {
         fs::write(dir.path().join(name), b"junk").unwrap();
     }
@@ -206,6 +208,8 @@ fn leftover_temp_files_and_orphan_indexes_are_removed() {
             "00000000000000000000.index",
             "00000000000000000000.log",
             "00000000000000000000.timeindex",
+            // The producer snapshot written by close.
+            "00000000000000000001.snapshot",
             "leader-epoch-checkpoint"
         ]
     );

@@ -1,0 +1,60 @@
+//! InitProducerId v0–5 (KIP-98; KIP-360 epoch bumps from v3; KIP-588 PRODUCER_FENCED
+//! from v4). Without a transactional id the producer is idempotent only: it gets a
+//! fresh producer id with epoch 0 from this broker's block (KIP-730), as Kafka does
+//! even when it asks to bump an old one. With one, the transaction coordinator of that
+//! id decides (fencing older instances by bumping the epoch).
+
+use super::RequestContext;
+use crate::broker::Broker;
+use crate::replica_manager::now_ms;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use moldau_coordinator::txn::InitProducerId;
+use moldau_protocol::error::ResponseError;
+use std::sync::Arc;
+
+/// Handles InitProducerId.
+pub async fn handle(
+    broker: Arc<Broker>,
+    ctx: RequestContext,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let result = match req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        None => {
+            let b = broker.clone();
+            tokio::task::spawn_blocking(move || b.txns.producer_ids.next_id(&b.metadata, now_ms()))
+                .await
+                .unwrap_or(Err(ResponseError::CoordinatorLoadInProgress))
+                .map(|id| (id, 0))
+        }
+        Some(id) => {
+            let expected = (ctx.version >= 3 && req.producer_id.0 >= 0)
+                .then_some((req.producer_id.0, req.producer_epoch));
+            let init = InitProducerId {
+                transactional_id: id.to_string(),
+                transaction_timeout_ms: req.transaction_timeout_ms,
+                expected,
+            };
+            broker.txns.init_producer_id(&broker, init).await
+        }
+    };
+    match result {
+        Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch),
+        Err(e) => InitProducerIdResponse::default()
+            .with_error_code(fenced_for(e, ctx.version, 4).code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}
+
+/// PRODUCER_FENCED came with KIP-588 (InitProducerId v4, EndTxn, AddPartitionsToTxn and
+/// AddOffsetsToTxn v2): requests older than `since` get INVALID_PRODUCER_EPOCH for the
+/// same condition, as Kafka answers them.
+pub(crate) fn fenced_for(e: ResponseError, version: i16, since: i16) -> ResponseError {
+    if e == ResponseError::ProducerFenced && version < since {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        e
+    }
+}
