@@ -55,29 +55,17 @@ impl<R> GroupShard<R> {
         let mut recs = Vec::new();
         let mut previous = Vec::new();
         for p in req.partitions {
-            let metadata = p.metadata.unwrap_or_default();
-            if metadata.len() > self.config.offset_metadata_max_bytes {
-                results.push((
-                    p.topic,
-                    p.partition,
-                    Some(ResponseError::OffsetMetadataTooLarge),
-                ));
-                continue;
+            let (topic, partition) = (p.topic.clone(), p.partition);
+            let max = self.config.offset_metadata_max_bytes;
+            match offset_record(max, &group.id, p, now, expire_timestamp) {
+                Err(e) => results.push((topic, partition, Some(e))),
+                Ok((value, record)) => {
+                    recs.push(record);
+                    let old = group.offsets.insert((topic.clone(), partition), value);
+                    previous.push(((topic.clone(), partition), old));
+                    results.push((topic, partition, None));
+                }
             }
-            let value = OffsetValue {
-                offset: p.offset,
-                leader_epoch: p.leader_epoch,
-                metadata,
-                commit_timestamp: now,
-                expire_timestamp,
-            };
-            recs.push((
-                records::offset_key(&group.id, &p.topic, p.partition),
-                Some(records::offset_value(&value)),
-            ));
-            let old = group.offsets.insert((p.topic.clone(), p.partition), value);
-            previous.push(((p.topic.clone(), p.partition), old));
-            results.push((p.topic, p.partition, None));
         }
         let group_id = group.id.clone();
         if recs.is_empty() {
@@ -329,4 +317,31 @@ pub(crate) fn validate_offset_commit<R>(
         m.heartbeat_deadline = now + i64::from(m.session_timeout_ms);
     }
     None
+}
+
+/// The stored value and the `__consumer_offsets` record of one committed partition.
+/// Errors: OFFSET_METADATA_TOO_LARGE past `offset.metadata.max.bytes`.
+pub(crate) fn offset_record(
+    metadata_max_bytes: usize,
+    group_id: &str,
+    p: CommitPartition,
+    now: i64,
+    expire_timestamp: i64,
+) -> Result<(OffsetValue, OffsetsRecord), ResponseError> {
+    let metadata = p.metadata.unwrap_or_default();
+    if metadata.len() > metadata_max_bytes {
+        return Err(ResponseError::OffsetMetadataTooLarge);
+    }
+    let value = OffsetValue {
+        offset: p.offset,
+        leader_epoch: p.leader_epoch,
+        metadata,
+        commit_timestamp: now,
+        expire_timestamp,
+    };
+    let record = (
+        records::offset_key(group_id, &p.topic, p.partition),
+        Some(records::offset_value(&value)),
+    );
+    Ok((value, record))
 }

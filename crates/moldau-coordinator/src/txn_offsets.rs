@@ -5,8 +5,8 @@
 
 use crate::api::*;
 use crate::group::Group;
-use crate::offsets::validate_offset_commit;
-use crate::records::{self, OffsetValue};
+use crate::offsets::{offset_record, validate_offset_commit};
+use crate::records;
 use crate::shard::{Effects, GroupShard};
 use moldau_protocol::error::ResponseError;
 
@@ -47,37 +47,27 @@ impl<R> GroupShard<R> {
         }
         let mut results = Vec::with_capacity(req.partitions.len());
         let mut recs = Vec::new();
-        let pending = group
-            .pending_txn_offsets
-            .entry(req.producer_id)
-            .or_default();
+        let mut pending = Vec::new();
         for p in req.partitions {
-            let metadata = p.metadata.unwrap_or_default();
-            if metadata.len() > self.config.offset_metadata_max_bytes {
-                results.push((
-                    p.topic,
-                    p.partition,
-                    Some(ResponseError::OffsetMetadataTooLarge),
-                ));
-                continue;
+            let (topic, partition) = (p.topic.clone(), p.partition);
+            let max = self.config.offset_metadata_max_bytes;
+            match offset_record(max, &req.group_id, p, now, -1) {
+                Err(e) => results.push((topic, partition, Some(e))),
+                Ok((value, record)) => {
+                    recs.push(record);
+                    pending.push(((topic.clone(), partition), value));
+                    results.push((topic, partition, None));
+                }
             }
-            let value = OffsetValue {
-                offset: p.offset,
-                leader_epoch: p.leader_epoch,
-                metadata,
-                commit_timestamp: now,
-                expire_timestamp: -1,
-            };
-            recs.push((
-                records::offset_key(&group.id, &p.topic, p.partition),
-                Some(records::offset_value(&value)),
-            ));
-            pending.insert((p.topic.clone(), p.partition), value);
-            results.push((p.topic, p.partition, None));
         }
-        if pending.is_empty() {
-            group.pending_txn_offsets.remove(&req.producer_id);
-        } else {
+        if !pending.is_empty() {
+            if let Some(group) = self.groups.get_mut(&req.group_id) {
+                group
+                    .pending_txn_offsets
+                    .entry(req.producer_id)
+                    .or_default()
+                    .extend(pending);
+            }
             self.txn_groups
                 .entry(req.producer_id)
                 .or_default()

@@ -15,14 +15,13 @@ use crate::broker::Broker;
 use crate::partition::Partition;
 use crate::replay::{replay_partition, Replayed};
 use crate::replica_manager::{now_ms, ReplicaManager};
+use crate::shard_map::{create_internal_topic, ShardMap, ShardOf};
 use moldau_coordinator::{Effect, GroupConfig, GroupShard, Reply, Undo, OFFSETS_TOPIC};
-use moldau_metadata::controller::{self, NewTopic};
 use moldau_metadata::MetadataImage;
 use moldau_protocol::batch::{self, ControlRecordType, ProducerFields};
 use moldau_protocol::error::ResponseError;
 use moldau_storage::AppendOrigin;
-use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap};
+use parking_lot::Mutex;
 use std::sync::Arc;
 use tokio::sync::{oneshot, Notify};
 
@@ -42,9 +41,7 @@ pub struct Shard {
 pub struct GroupCoordinator {
     config: GroupConfig,
     /// By `__consumer_offsets` partition.
-    shards: RwLock<HashMap<i32, Arc<Shard>>>,
-    /// Partition count of `__consumer_offsets` (0 = the topic does not exist yet).
-    partitions: RwLock<i32>,
+    shards: ShardMap<Shard>,
     /// Wakes the timer task when a deadline may have moved earlier.
     wake: Arc<Notify>,
 }
@@ -54,8 +51,7 @@ impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> Self {
         GroupCoordinator {
             config,
-            shards: RwLock::new(HashMap::new()),
-            partitions: RwLock::new(0),
+            shards: ShardMap::new(OFFSETS_TOPIC),
             wake: Arc::new(Notify::new()),
         }
     }
@@ -64,85 +60,40 @@ impl GroupCoordinator {
     /// partition hosted here that has none yet, and drops shards whose partition is
     /// gone (their parked requests then fail with COORDINATOR_NOT_AVAILABLE).
     pub fn sync(&self, image: &MetadataImage, replicas: &ReplicaManager) {
-        let count = image
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(0, |t| t.partitions.len() as i32);
-        let mut wanted = Vec::new();
-        for p in 0..count {
-            if let Some(partition) = replicas.get(OFFSETS_TOPIC, p) {
-                wanted.push((p, partition));
-            }
-        }
-        let dropped: Vec<Arc<Shard>> = {
-            let mut shards = self.shards.write();
-            let gone: Vec<i32> = shards
-                .iter()
-                .filter(|(p, s)| {
-                    !wanted
-                        .iter()
-                        .any(|(q, part)| q == *p && Arc::ptr_eq(part, &s.partition))
-                })
-                .map(|(p, _)| *p)
-                .collect();
-            gone.iter().filter_map(|p| shards.remove(p)).collect()
-        };
+        let dropped = self.shards.sync(image, replicas, |partition| {
+            load(&self.config, partition, self.wake.clone())
+        });
         for shard in dropped {
             // Handlers waiting on this shard hold it alive; emptying its state drops
             // their responders, so they answer NOT_COORDINATOR instead of hanging.
             self.release(&shard);
         }
-        for (p, partition) in wanted {
-            if self.shards.read().contains_key(&p) {
-                continue;
-            }
-            let shard = Arc::new(load(&self.config, partition, self.wake.clone()));
-            self.shards.write().insert(p, shard);
-        }
-        *self.partitions.write() = count;
         self.wake.notify_one();
     }
 
     /// The shard coordinating `group_id`. Errors: COORDINATOR_NOT_AVAILABLE before
     /// `__consumer_offsets` exists, NOT_COORDINATOR if its partition is not led here.
     pub fn shard_for(&self, group_id: &str) -> Result<Arc<Shard>, ResponseError> {
-        let count = *self.partitions.read();
-        if count == 0 {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        let p = moldau_coordinator::partition_for(group_id, count);
-        self.shards
-            .read()
-            .get(&p)
-            .cloned()
-            .ok_or(ResponseError::NotCoordinator)
+        self.shards.shard_for(group_id)
     }
 
     /// Every shard (ListGroups asks them all).
     pub fn shards(&self) -> Vec<Arc<Shard>> {
-        let mut all: Vec<(i32, Arc<Shard>)> = self
-            .shards
-            .read()
-            .iter()
-            .map(|(p, s)| (*p, s.clone()))
-            .collect();
-        all.sort_by_key(|(p, _)| *p);
-        all.into_iter().map(|(_, s)| s).collect()
+        self.shards.all()
     }
 
     /// A transaction marker of `producer_id` was written to `__consumer_offsets`
     /// partition `partition`: its pending transactional offsets there become committed
     /// (or are dropped on abort). Kafka's `GroupCoordinator.onTransactionCompleted`.
     pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
-        let shard = self.shards.read().get(&partition).cloned();
-        if let Some(shard) = shard {
+        if let Some(shard) = self.shards.get(partition) {
             shard.state.lock().complete_txn(producer_id, commit);
         }
     }
 
     /// The `__consumer_offsets` partition count, 0 before the topic exists.
     pub fn partition_count(&self) -> i32 {
-        *self.partitions.read()
+        self.shards.partition_count()
     }
 
     /// Runs a state-machine call that may park its reply, and waits for the reply.
@@ -188,31 +139,14 @@ impl GroupCoordinator {
     /// Creates `__consumer_offsets` (compacted, `offsets.topic.*` settings) if it does
     /// not exist, as Kafka does on the first FindCoordinator, and loads its shards.
     pub fn ensure_topic(&self, broker: &Broker) {
-        if broker.image().topics.contains_key(OFFSETS_TOPIC) {
-            return;
-        }
-        let topic = NewTopic {
-            name: OFFSETS_TOPIC.to_owned(),
-            num_partitions: broker.config.offsets_topic_num_partitions,
-            replication_factor: broker.config.offsets_topic_replication_factor,
-            configs: BTreeMap::from([
-                ("cleanup.policy".to_owned(), "compact".to_owned()),
-                ("compression.type".to_owned(), "producer".to_owned()),
-                (
-                    "segment.bytes".to_owned(),
-                    broker.config.offsets_topic_segment_bytes.to_string(),
-                ),
-            ]),
-            assignments: None,
-        };
-        match broker
-            .metadata
-            .submit(now_ms(), |image| controller::create_topic(image, &topic))
-        {
-            Ok(Ok(_)) => tracing::info!("created {OFFSETS_TOPIC}"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "{OFFSETS_TOPIC} not created"),
-            Err(e) => tracing::error!(error = %e, "creating {OFFSETS_TOPIC} failed"),
-        }
+        create_internal_topic(
+            broker,
+            OFFSETS_TOPIC,
+            broker.config.offsets_topic_num_partitions,
+            broker.config.offsets_topic_replication_factor,
+            broker.config.offsets_topic_segment_bytes,
+            "producer",
+        );
         self.sync(&broker.image(), &broker.replicas);
     }
 
@@ -254,6 +188,12 @@ impl GroupCoordinator {
     fn release(&self, shard: &Shard) {
         let fresh = GroupShard::new(self.config.clone(), now_ms());
         drop(std::mem::replace(&mut *shard.state.lock(), fresh));
+    }
+}
+
+impl ShardOf for Shard {
+    fn partition(&self) -> &Arc<Partition> {
+        &self.partition
     }
 }
 

@@ -17,6 +17,7 @@ pub mod partition;
 pub mod producer_ids;
 pub mod replay;
 pub mod replica_manager;
+pub mod shard_map;
 pub mod txn_coordinator;
 pub mod txn_markers;
 

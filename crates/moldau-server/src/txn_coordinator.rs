@@ -19,18 +19,17 @@ use crate::partition::Partition;
 use crate::producer_ids::ProducerIdManager;
 use crate::replay::{replay_partition, Replayed};
 use crate::replica_manager::{now_ms, ReplicaManager};
+use crate::shard_map::{create_internal_topic, ShardMap, ShardOf};
 use crate::txn_markers::{write_markers, Markers};
 use moldau_coordinator::txn::{
     DescribedTxn, InitProducerId, TxnConfig, TxnEffect, TxnListing, TxnReply, TxnShard, WriteToken,
     TRANSACTION_STATE_TOPIC,
 };
-use moldau_metadata::controller::{self, NewTopic};
 use moldau_metadata::MetadataImage;
 use moldau_protocol::batch;
 use moldau_protocol::error::ResponseError;
 use moldau_storage::AppendOrigin;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use tokio::sync::{oneshot, Notify};
 
@@ -47,12 +46,16 @@ pub struct TxnShardRuntime {
     deferred: Mutex<Effects>,
 }
 
+impl ShardOf for TxnShardRuntime {
+    fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+}
+
 /// All transaction coordinator shards on this broker.
 pub struct TxnCoordinator {
     config: TxnConfig,
-    shards: RwLock<HashMap<i32, Arc<TxnShardRuntime>>>,
-    /// Partition count of `__transaction_state` (0 = the topic does not exist yet).
-    partitions: RwLock<i32>,
+    shards: ShardMap<TxnShardRuntime>,
     /// Wakes the timer task when a deadline may have moved earlier or work was deferred.
     wake: Arc<Notify>,
     /// Producer ids, for transactional and idempotent producers alike.
@@ -66,8 +69,7 @@ impl TxnCoordinator {
     pub fn new(config: TxnConfig, broker_id: i32) -> Self {
         TxnCoordinator {
             config,
-            shards: RwLock::new(HashMap::new()),
-            partitions: RwLock::new(0),
+            shards: ShardMap::new(TRANSACTION_STATE_TOPIC),
             wake: Arc::new(Notify::new()),
             producer_ids: ProducerIdManager::new(broker_id),
             broker: RwLock::new(Weak::new()),
@@ -81,32 +83,11 @@ impl TxnCoordinator {
 
     /// Follows the metadata image: loads a shard for every `__transaction_state`
     /// partition hosted here that has none yet (coordinator epoch = the partition's
-    /// leader epoch), and drops shards whose partition is gone.
+    /// leader epoch), and drops shards whose partition is gone (writes and marker tasks
+    /// in flight finish on the dropped shard; their replies still go out).
     pub fn sync(&self, image: &MetadataImage, replicas: &ReplicaManager) {
-        let topic = image.topics.get(TRANSACTION_STATE_TOPIC);
-        let count = topic.map_or(0, |t| t.partitions.len() as i32);
-        let mut wanted = Vec::new();
-        for p in 0..count {
-            if let Some(partition) = replicas.get(TRANSACTION_STATE_TOPIC, p) {
-                wanted.push((p, partition));
-            }
-        }
-        {
-            let mut shards = self.shards.write();
-            shards.retain(|p, s| {
-                wanted
-                    .iter()
-                    .any(|(q, part)| q == p && Arc::ptr_eq(part, &s.partition))
-            });
-        }
-        for (p, partition) in wanted {
-            if self.shards.read().contains_key(&p) {
-                continue;
-            }
-            let shard = Arc::new(self.load(partition));
-            self.shards.write().insert(p, shard);
-        }
-        *self.partitions.write() = count;
+        self.shards
+            .sync(image, replicas, |partition| self.load(partition));
         self.wake.notify_one();
     }
 
@@ -114,67 +95,31 @@ impl TxnCoordinator {
     /// before `__transaction_state` exists, NOT_COORDINATOR if its partition is not led
     /// here.
     pub fn shard_for(&self, transactional_id: &str) -> Result<Arc<TxnShardRuntime>, ResponseError> {
-        let count = *self.partitions.read();
-        if count == 0 {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        let p = moldau_coordinator::partition_for(transactional_id, count);
-        self.shards
-            .read()
-            .get(&p)
-            .cloned()
-            .ok_or(ResponseError::NotCoordinator)
+        self.shards.shard_for(transactional_id)
     }
 
     /// Every shard, by partition.
     pub fn shards(&self) -> Vec<Arc<TxnShardRuntime>> {
-        let mut all: Vec<(i32, Arc<TxnShardRuntime>)> = self
-            .shards
-            .read()
-            .iter()
-            .map(|(p, s)| (*p, s.clone()))
-            .collect();
-        all.sort_by_key(|(p, _)| *p);
-        all.into_iter().map(|(_, s)| s).collect()
+        self.shards.all()
     }
 
     /// The `__transaction_state` partition count, 0 before the topic exists.
     pub fn partition_count(&self) -> i32 {
-        *self.partitions.read()
+        self.shards.partition_count()
     }
 
     /// Creates `__transaction_state` (compacted, `transaction.state.log.*` settings)
     /// if it does not exist, as Kafka does on the first FindCoordinator for a
     /// transactional id, and loads its shards.
     pub fn ensure_topic(&self, broker: &Broker) {
-        if broker.image().topics.contains_key(TRANSACTION_STATE_TOPIC) {
-            return;
-        }
-        let topic = NewTopic {
-            name: TRANSACTION_STATE_TOPIC.to_owned(),
-            num_partitions: broker.config.transaction_state_log_num_partitions,
-            replication_factor: broker.config.transaction_state_log_replication_factor,
-            configs: BTreeMap::from([
-                ("cleanup.policy".to_owned(), "compact".to_owned()),
-                ("compression.type".to_owned(), "uncompressed".to_owned()),
-                (
-                    "segment.bytes".to_owned(),
-                    broker
-                        .config
-                        .transaction_state_log_segment_bytes
-                        .to_string(),
-                ),
-            ]),
-            assignments: None,
-        };
-        match broker
-            .metadata
-            .submit(now_ms(), |image| controller::create_topic(image, &topic))
-        {
-            Ok(Ok(_)) => tracing::info!("created {TRANSACTION_STATE_TOPIC}"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "{TRANSACTION_STATE_TOPIC} not created"),
-            Err(e) => tracing::error!(error = %e, "creating {TRANSACTION_STATE_TOPIC} failed"),
-        }
+        create_internal_topic(
+            broker,
+            TRANSACTION_STATE_TOPIC,
+            broker.config.transaction_state_log_num_partitions,
+            broker.config.transaction_state_log_replication_factor,
+            broker.config.transaction_state_log_segment_bytes,
+            "uncompressed",
+        );
         self.sync(&broker.image(), &broker.replicas);
     }
 

@@ -1,0 +1,147 @@
+//! What the group and transaction coordinators share: the shards of one internal topic
+//! hosted on this broker (one per partition, placed by
+//! [`moldau_coordinator::partition_for`]), kept in step with the metadata image, and the
+//! creation of that topic on first use.
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+use crate::replica_manager::{now_ms, ReplicaManager};
+use moldau_metadata::controller::{self, NewTopic};
+use moldau_metadata::MetadataImage;
+use moldau_protocol::error::ResponseError;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A coordinator shard: the state of one partition of its internal topic.
+pub trait ShardOf {
+    /// The partition the shard's records live in.
+    fn partition(&self) -> &Arc<Partition>;
+}
+
+/// The shards of internal topic `topic` on this broker, by partition.
+pub struct ShardMap<S> {
+    topic: &'static str,
+    shards: RwLock<HashMap<i32, Arc<S>>>,
+    /// Partition count of the topic (0 = it does not exist yet).
+    partitions: RwLock<i32>,
+}
+
+impl<S: ShardOf> ShardMap<S> {
+    /// No shards yet.
+    pub fn new(topic: &'static str) -> Self {
+        ShardMap {
+            topic,
+            shards: RwLock::new(HashMap::new()),
+            partitions: RwLock::new(0),
+        }
+    }
+
+    /// Follows `image`: drops the shards whose partition is no longer hosted here (or
+    /// was recreated) and returns them, then loads a shard with `load` for every hosted
+    /// partition that has none. Loading runs without the map's lock held.
+    pub fn sync(
+        &self,
+        image: &MetadataImage,
+        replicas: &ReplicaManager,
+        mut load: impl FnMut(Arc<Partition>) -> S,
+    ) -> Vec<Arc<S>> {
+        let count = image
+            .topics
+            .get(self.topic)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let wanted: Vec<(i32, Arc<Partition>)> = (0..count)
+            .filter_map(|p| replicas.get(self.topic, p).map(|part| (p, part)))
+            .collect();
+        let dropped: Vec<Arc<S>> = {
+            let mut shards = self.shards.write();
+            let gone: Vec<i32> = shards
+                .iter()
+                .filter(|(p, s)| {
+                    !wanted
+                        .iter()
+                        .any(|(q, part)| q == *p && Arc::ptr_eq(part, s.partition()))
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            gone.iter().filter_map(|p| shards.remove(p)).collect()
+        };
+        for (p, partition) in wanted {
+            if self.shards.read().contains_key(&p) {
+                continue;
+            }
+            let shard = Arc::new(load(partition));
+            self.shards.write().insert(p, shard);
+        }
+        *self.partitions.write() = count;
+        dropped
+    }
+
+    /// The shard coordinating `key`. Errors: COORDINATOR_NOT_AVAILABLE before the topic
+    /// exists, NOT_COORDINATOR if the key's partition is not led here.
+    pub fn shard_for(&self, key: &str) -> Result<Arc<S>, ResponseError> {
+        let count = *self.partitions.read();
+        if count == 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let p = moldau_coordinator::partition_for(key, count);
+        self.get(p).ok_or(ResponseError::NotCoordinator)
+    }
+
+    /// The shard of partition `partition`, if hosted here.
+    pub fn get(&self, partition: i32) -> Option<Arc<S>> {
+        self.shards.read().get(&partition).cloned()
+    }
+
+    /// Every shard, by partition.
+    pub fn all(&self) -> Vec<Arc<S>> {
+        let mut all: Vec<(i32, Arc<S>)> = self
+            .shards
+            .read()
+            .iter()
+            .map(|(p, s)| (*p, s.clone()))
+            .collect();
+        all.sort_by_key(|(p, _)| *p);
+        all.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// The topic's partition count, 0 before it exists.
+    pub fn partition_count(&self) -> i32 {
+        *self.partitions.read()
+    }
+}
+
+/// Creates internal topic `name` (compacted) through the controller unless it exists,
+/// as Kafka does on the first FindCoordinator that needs it. Failures are logged: the
+/// caller's request then gets COORDINATOR_NOT_AVAILABLE and the client retries.
+pub fn create_internal_topic(
+    broker: &Broker,
+    name: &str,
+    num_partitions: i32,
+    replication_factor: i16,
+    segment_bytes: i64,
+    compression: &str,
+) {
+    if broker.image().topics.contains_key(name) {
+        return;
+    }
+    let topic = NewTopic {
+        name: name.to_owned(),
+        num_partitions,
+        replication_factor,
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("compression.type".to_owned(), compression.to_owned()),
+            ("segment.bytes".to_owned(), segment_bytes.to_string()),
+        ]),
+        assignments: None,
+    };
+    match broker
+        .metadata
+        .submit(now_ms(), |image| controller::create_topic(image, &topic))
+    {
+        Ok(Ok(_)) => tracing::info!(topic = name, "created internal topic"),
+        Ok(Err(e)) => tracing::debug!(topic = name, error = %e, "internal topic not created"),
+        Err(e) => tracing::error!(topic = name, error = %e, "creating internal topic failed"),
+    }
+}
