@@ -15,16 +15,21 @@ pub enum Effect<R> {
     /// Send this reply now.
     Reply(R, Reply),
     /// Append `records` as one transactional batch of `producer_id`/`producer_epoch`
-    /// (a TxnOffsetCommit), wait until durable, then send `replies`. On failure send each
-    /// reply after [`Reply::fail`]; nothing to undo: the offsets stay pending until the
-    /// transaction's marker, and a client whose TxnOffsetCommit failed aborts.
+    /// (a TxnOffsetCommit); if the append succeeds, stage `offsets` as pending, wait
+    /// until durable, then send `replies`. On failure send each reply after
+    /// [`Reply::fail`] and stage nothing (a client whose TxnOffsetCommit failed aborts).
     TxnWrite {
+        /// The committing group.
+        group_id: String,
         /// Producer id of the transaction.
         producer_id: i64,
         /// Its epoch.
         producer_epoch: i16,
         /// Offset-commit records in append order.
         records: Vec<OffsetsRecord>,
+        /// The offsets to stage with `GroupShard::stage_txn_offsets` once the append
+        /// succeeded.
+        offsets: Vec<((String, i32), crate::records::OffsetValue)>,
         /// Replies that depend on the write.
         replies: Vec<(R, Reply)>,
     },

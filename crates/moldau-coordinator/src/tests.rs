@@ -47,10 +47,25 @@ impl Harness {
                         "request {id} answered twice"
                     );
                 }
-                Effect::Write {
-                    records, replies, ..
+                Effect::TxnWrite {
+                    group_id,
+                    producer_id,
+                    records,
+                    offsets,
+                    replies,
+                    ..
+                } => {
+                    self.shard
+                        .stage_txn_offsets(&group_id, producer_id, offsets);
+                    self.log.extend(records);
+                    for (id, r) in replies {
+                        assert!(
+                            self.replies.insert(id, r).is_none(),
+                            "request {id} answered twice"
+                        );
+                    }
                 }
-                | Effect::TxnWrite {
+                Effect::Write {
                     records, replies, ..
                 } => {
                     self.log.extend(records);
@@ -839,6 +854,15 @@ fn transactional_offsets_show_only_after_the_commit_marker() {
         0,
         "a second marker finds nothing"
     );
+
+    // A commit whose batch the log refused (a fenced zombie's stale epoch) is never
+    // staged: the producer's later commit marker does not apply it.
+    let id = h.id();
+    let refused = h.shard.txn_commit(0, commit(8, 99), id);
+    assert!(matches!(refused[0], Effect::TxnWrite { .. }));
+    assert!(!h.shard.has_pending_txn_offset("g", "t", 0));
+    assert_eq!(h.shard.complete_txn(8, true), 0);
+    assert_eq!(fetched(&h), 10);
 
     // Replay: a pending commit read back waits for its marker too.
     let mut fresh: GroupShard<u32> = GroupShard::new(config(0), 0);

@@ -6,7 +6,7 @@
 use crate::api::*;
 use crate::group::Group;
 use crate::offsets::{offset_record, validate_offset_commit};
-use crate::records;
+use crate::records::{self, OffsetValue};
 use crate::shard::{Effects, GroupShard};
 use moldau_protocol::error::ResponseError;
 
@@ -15,7 +15,8 @@ impl<R> GroupShard<R> {
     /// created (a producer may commit for a group no consumer joined yet); member and
     /// generation are checked as for OffsetCommit, except that a group completing a
     /// rebalance takes the commit. Nothing is visible to OffsetFetch until the
-    /// producer's commit marker ([`GroupShard::complete_txn`]).
+    /// producer's commit marker ([`GroupShard::complete_txn`]), and nothing is staged
+    /// until the batch is appended ([`GroupShard::stage_txn_offsets`]).
     pub fn txn_commit(&mut self, now: i64, req: TxnOffsetCommit, reply: R) -> Effects<R> {
         let fail_all = |e: ResponseError, parts: &[CommitPartition]| {
             Reply::Commit(
@@ -60,28 +61,40 @@ impl<R> GroupShard<R> {
                 }
             }
         }
-        if !pending.is_empty() {
-            if let Some(group) = self.groups.get_mut(&req.group_id) {
-                group
-                    .pending_txn_offsets
-                    .entry(req.producer_id)
-                    .or_default()
-                    .extend(pending);
-            }
-            self.txn_groups
-                .entry(req.producer_id)
-                .or_default()
-                .insert(req.group_id.clone());
-        }
         if recs.is_empty() {
             return vec![Effect::Reply(reply, Reply::Commit(results))];
         }
         vec![Effect::TxnWrite {
+            group_id: req.group_id,
             producer_id: req.producer_id,
             producer_epoch: req.producer_epoch,
             records: recs,
+            offsets: pending,
             replies: vec![(reply, Reply::Commit(results))],
         }]
+    }
+
+    /// Records the offsets of a TxnOffsetCommit whose batch was appended (the runtime
+    /// calls this only after the partition took it, so a request the log refused — a
+    /// fenced zombie's stale epoch — never touches the live transaction's offsets).
+    pub fn stage_txn_offsets(
+        &mut self,
+        group_id: &str,
+        producer_id: i64,
+        offsets: Vec<((String, i32), OffsetValue)>,
+    ) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        group
+            .pending_txn_offsets
+            .entry(producer_id)
+            .or_default()
+            .extend(offsets);
+        self.txn_groups
+            .entry(producer_id)
+            .or_default()
+            .insert(group_id.to_owned());
     }
 
     /// A transaction marker of `producer_id` reached this shard's partition (written by

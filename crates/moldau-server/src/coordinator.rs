@@ -207,9 +207,11 @@ impl Shard {
                     let _ = tx.send(reply);
                 }
                 Effect::TxnWrite {
+                    group_id,
                     producer_id,
                     producer_epoch,
                     records,
+                    offsets,
                     replies,
                 } => {
                     let producer = ProducerFields {
@@ -218,11 +220,11 @@ impl Shard {
                         base_sequence: 0,
                         transactional: true,
                     };
-                    if let Err((replies, _, error)) = self.write(records, producer, replies, None) {
-                        // A fenced (stale-epoch) or failed write: these offsets must never
-                        // be committed by a later marker of the same producer id.
-                        state.complete_txn(producer_id, false);
-                        fail(replies, error);
+                    match self.write(records, producer, replies, None) {
+                        // Appended (the producer state accepted the epoch): stage the
+                        // offsets; a refused append stages nothing.
+                        Ok(()) => state.stage_txn_offsets(&group_id, producer_id, offsets),
+                        Err((replies, _, error)) => fail(replies, error),
                     }
                 }
                 Effect::Write {
@@ -295,9 +297,6 @@ impl Shard {
                 }
                 Err(e) => {
                     tracing::error!(partition = %shard.partition.tp, error = %e, "coordinator fsync failed");
-                    if producer.producer_id >= 0 {
-                        shard.state.lock().complete_txn(producer.producer_id, false);
-                    }
                     fail(replies, ResponseError::CoordinatorNotAvailable);
                     if let Some(undo) = undo {
                         let mut state = shard.state.lock();

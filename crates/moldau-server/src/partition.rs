@@ -27,9 +27,12 @@ fn offsets_of(log: &Log) -> PartitionOffsets {
     PartitionOffsets {
         log_start_offset: log.log_start_offset(),
         high_watermark,
+        // Never below the log start: retention or DeleteRecords may pass the start of
+        // an open transaction (Kafka `maybeIncrementFirstUnstableOffset`).
         last_stable_offset: log
             .first_unstable_offset()
-            .map_or(high_watermark, |f| f.min(high_watermark)),
+            .map_or(high_watermark, |f| f.min(high_watermark))
+            .max(log.log_start_offset()),
         log_end_offset: log.log_end_offset(),
     }
 }

@@ -25,6 +25,25 @@ impl ProducerIdManager {
         }
     }
 
+    /// Makes sure the current block has an id left, taking a new block if not, so a
+    /// following [`ProducerIdManager::next_id`] does not write the metadata log. Errors
+    /// are left for `next_id` to report.
+    pub fn prefetch(&self, metadata: &MetadataLog, now_ms: i64) {
+        let empty = {
+            let block = self.block.lock();
+            block.0 >= block.1
+        };
+        if empty {
+            if let Ok(id) = self.next_id(metadata, now_ms) {
+                // Give the id back: the block now starts at it.
+                let mut block = self.block.lock();
+                if block.0 == id + 1 {
+                    block.0 = id;
+                }
+            }
+        }
+    }
+
     /// The next unused producer id. When the block is used up this commits a new block
     /// to the metadata log (one fsync per [`PRODUCER_ID_BLOCK_SIZE`] ids), under the
     /// block lock so two callers never take the same block. Errors:

@@ -71,7 +71,9 @@ impl<S: ShardOf> ShardMap<S> {
                 continue;
             }
             let shard = Arc::new(load(partition));
-            self.shards.write().insert(p, shard);
+            // Another sync may have loaded it meanwhile: keep the first, so requests
+            // never see two state machines for one partition.
+            self.shards.write().entry(p).or_insert(shard);
         }
         *self.partitions.write() = count;
         dropped

@@ -30,6 +30,7 @@ use moldau_protocol::batch;
 use moldau_protocol::error::ResponseError;
 use moldau_storage::AppendOrigin;
 use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::{oneshot, Notify};
 
@@ -44,6 +45,8 @@ pub struct TxnShardRuntime {
     state: Mutex<TxnShard<TxnResponder>>,
     /// Effects produced outside a request (at load): run by the timer task.
     deferred: Mutex<Effects>,
+    /// Set when the shard's partition left this broker: marker tasks stop retrying.
+    dropped: AtomicBool,
 }
 
 impl ShardOf for TxnShardRuntime {
@@ -86,8 +89,12 @@ impl TxnCoordinator {
     /// leader epoch), and drops shards whose partition is gone (writes and marker tasks
     /// in flight finish on the dropped shard; their replies still go out).
     pub fn sync(&self, image: &MetadataImage, replicas: &ReplicaManager) {
-        self.shards
+        let dropped = self
+            .shards
             .sync(image, replicas, |partition| self.load(partition));
+        for shard in dropped {
+            shard.dropped.store(true, Ordering::Relaxed);
+        }
         self.wake.notify_one();
     }
 
@@ -130,6 +137,11 @@ impl TxnCoordinator {
         req: InitProducerId,
     ) -> Result<(i64, i16), ResponseError> {
         let shard = self.shard_for(&req.transactional_id)?;
+        // A new id block costs a metadata-log fsync: take it before the shard's lock.
+        broker
+            .txns
+            .producer_ids
+            .prefetch(&broker.metadata, now_ms());
         let reply = self
             .call(&shard, |sm, now, tx| {
                 let mut alloc = || broker.txns.producer_ids.next_id(&broker.metadata, now).ok();
@@ -266,6 +278,8 @@ impl TxnCoordinator {
             let mut state = shard.state.lock();
             let more = state.write_done(now_ms(), token, result);
             me.run(&shard, &mut state, more);
+            // A completed write may arm a timeout or a retry: let the timers see it.
+            me.wake.notify_one();
         });
         Ok(())
     }
@@ -289,7 +303,9 @@ impl TxnCoordinator {
             for (p, outcome) in partitions.into_iter().zip(outcomes) {
                 match outcome {
                     None => {}
-                    Some(ResponseError::UnknownTopicOrPartition) => {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                        if !partition_exists(&broker, &p.0, p.1) =>
+                    {
                         tracing::warn!(topic = %p.0, partition = p.1, "partition gone; marker dropped");
                     }
                     Some(
@@ -309,12 +325,15 @@ impl TxnCoordinator {
             if retry.is_empty() {
                 break;
             }
-            if Arc::strong_count(shard) == 1 {
-                return; // the shard was dropped; its next owner resends
+            if shard.dropped.load(Ordering::Relaxed) {
+                return; // the partition's next owner loads the state and resends
             }
             partitions = retry;
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+        }
+        if shard.dropped.load(Ordering::Relaxed) {
+            return;
         }
         let mut state = shard.state.lock();
         let more = state.markers_written(
@@ -324,6 +343,7 @@ impl TxnCoordinator {
             markers.producer_epoch,
         );
         self.run(shard, &mut state, more);
+        self.wake.notify_one();
     }
 
     /// Drives every shard's timers (transaction timeouts, id expiry) and runs deferred
@@ -368,6 +388,17 @@ impl TxnCoordinator {
             partition,
             state: Mutex::new(state),
             deferred: Mutex::new(deferred),
+            dropped: AtomicBool::new(false),
         }
     }
+}
+
+/// Whether the metadata image still has `topic`-`partition` (a marker for a partition
+/// that exists but is not open here, e.g. a log that failed to open, is retried).
+fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
+    broker
+        .image()
+        .topics
+        .get(topic)
+        .is_some_and(|t| t.partitions.contains_key(&partition))
 }

@@ -18,7 +18,15 @@ pub async fn handle(
     ctx: RequestContext,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
-    let result = match req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+    // Kafka: an empty transactional id, or only one of producer id and epoch set (v3+),
+    // is a malformed request.
+    let half_set = ctx.version >= 3 && ((req.producer_id.0 == -1) != (req.producer_epoch == -1));
+    let empty_id = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty());
+    let result = match req.transactional_id.as_ref() {
+        _ if half_set || empty_id => Err(ResponseError::InvalidRequest),
         None => {
             let b = broker.clone();
             tokio::task::spawn_blocking(move || b.txns.producer_ids.next_id(&b.metadata, now_ms()))
