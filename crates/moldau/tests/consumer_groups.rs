@@ -4,9 +4,7 @@
 
 mod common;
 
-use common::TestBroker;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::{create_topic, TestBroker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
@@ -25,19 +23,6 @@ const SESSION_MS: &str = "6000";
 
 fn broker() -> TestBroker {
     TestBroker::start_with(&[("group.initial.rebalance.delay.ms", "0")])
-}
-
-async fn create_topic(addr: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create_topics");
-    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
 }
 
 async fn produce(addr: &str, topic: &str, count: usize) {

@@ -7,12 +7,10 @@
 mod common;
 
 use common::wire::Conn;
-use common::TestBroker;
+use common::{create_topic, TestBroker};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -27,19 +25,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn broker() -> TestBroker {
     TestBroker::start_with(&[("group.initial.rebalance.delay.ms", "0")])
-}
-
-async fn create_topic(addr: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create_topics");
-    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
 }
 
 fn transactional_producer(addr: &str, id: &str) -> FutureProducer {

@@ -141,3 +141,21 @@ fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child,
     }
     unreachable!("retries exhausted")
 }
+
+/// Creates `name` with `partitions` partitions (replication 1) through librdkafka's
+/// admin client, and asserts it worked.
+pub async fn create_topic(addr: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create_topics");
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+}
