@@ -24,6 +24,8 @@ pub mod records;
 mod replay;
 pub mod shard;
 pub mod txn;
+mod wire;
+pub use wire::WireError;
 mod txn_offsets;
 
 pub use api::{

@@ -17,18 +17,17 @@
 //! later are flexible versions Moldau never writes; they are reported as
 //! [`RecordError::UnsupportedVersion`]).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use crate::wire::{put_bytes, put_nullable_str, put_str, Reader, WireError};
+use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 /// A `__consumer_offsets` record that cannot be decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RecordError {
-    /// The bytes end before the schema says they should.
-    #[error("record truncated")]
-    Truncated,
-    /// A string is not UTF-8.
-    #[error("record holds a string that is not UTF-8")]
-    NotUtf8,
+    /// The bytes do not decode as the schema's types (truncated, not UTF-8, an
+    /// impossible length).
+    #[error("{0}")]
+    Wire(#[from] WireError),
     /// A key or value schema version Moldau does not read.
     #[error("unsupported {what} version {version}")]
     UnsupportedVersion {
@@ -126,26 +125,6 @@ const GROUP_KEY_VERSION: i16 = 2;
 const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_VALUE_VERSION: i16 = 3;
 
-fn put_str(out: &mut BytesMut, s: &str) {
-    // Group ids, topic names and member ids are far below 32 KiB; longer text is cut at
-    // the schema's limit rather than written with a wrapped length.
-    let len = s.len().min(i16::MAX as usize);
-    out.put_i16(len as i16);
-    out.put_slice(&s.as_bytes()[..len]);
-}
-
-fn put_nullable_str(out: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(out, s),
-        None => out.put_i16(-1),
-    }
-}
-
-fn put_bytes(out: &mut BytesMut, b: &[u8]) {
-    out.put_i32(b.len() as i32);
-    out.put_slice(b);
-}
-
 /// Encodes an `OffsetCommitKey` v1.
 pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
     let mut out = BytesMut::with_capacity(10 + group.len() + topic.len());
@@ -207,68 +186,21 @@ pub fn group_value(v: &GroupValue) -> Bytes {
     out.freeze()
 }
 
-/// A cursor over untrusted bytes: every read checks the length first.
-struct Reader(Bytes);
-
-impl Reader {
-    fn need(&self, n: usize) -> Result<(), RecordError> {
-        if self.0.remaining() < n {
-            Err(RecordError::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        self.need(2)?;
-        Ok(self.0.get_i16())
-    }
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        self.need(4)?;
-        Ok(self.0.get_i32())
-    }
-    fn i64(&mut self) -> Result<i64, RecordError> {
-        self.need(8)?;
-        Ok(self.0.get_i64())
-    }
-    fn nullable_str(&mut self) -> Result<Option<String>, RecordError> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let len = len as usize;
-        self.need(len)?;
-        let raw = self.0.split_to(len);
-        String::from_utf8(raw.to_vec())
-            .map(Some)
-            .map_err(|_| RecordError::NotUtf8)
-    }
-    fn str(&mut self) -> Result<String, RecordError> {
-        Ok(self.nullable_str()?.unwrap_or_default())
-    }
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
-        let len = self.i32()?;
-        if len < 0 {
-            return Ok(Bytes::new());
-        }
-        let len = len as usize;
-        self.need(len)?;
-        Ok(self.0.split_to(len))
-    }
-}
-
 /// Decodes a key of `__consumer_offsets`.
 ///
 /// Errors: [`RecordError`] for short input, bad UTF-8, or a key version other than 0–2
 /// (Kafka's transaction-era and share-group key versions are not read here).
 pub fn decode_key(key: &[u8]) -> Result<RecordKey, RecordError> {
-    let mut r = Reader(Bytes::copy_from_slice(key));
+    let mut r = Reader(key);
     match r.i16()? {
         0 | 1 => Ok(RecordKey::Offset {
-            group: r.str()?,
-            topic: r.str()?,
+            group: r.str(false)?,
+            topic: r.str(false)?,
             partition: r.i32()?,
         }),
-        2 => Ok(RecordKey::Group { group: r.str()? }),
+        2 => Ok(RecordKey::Group {
+            group: r.str(false)?,
+        }),
         version => Err(RecordError::UnsupportedVersion {
             what: "key",
             version,
@@ -278,14 +210,14 @@ pub fn decode_key(key: &[u8]) -> Result<RecordKey, RecordError> {
 
 /// Decodes an `OffsetCommitValue` v0–v3.
 pub fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordError> {
-    let mut r = Reader(Bytes::copy_from_slice(value));
+    let mut r = Reader(value);
     let version = r.i16()?;
     let offset = r.i64()?;
     let (leader_epoch, metadata, commit_timestamp, expire_timestamp) = match version {
-        0 => (-1, r.str()?, r.i64()?, -1),
-        1 => (-1, r.str()?, r.i64()?, r.i64()?),
-        2 => (-1, r.str()?, r.i64()?, -1),
-        3 => (r.i32()?, r.str()?, r.i64()?, -1),
+        0 => (-1, r.str(false)?, r.i64()?, -1),
+        1 => (-1, r.str(false)?, r.i64()?, r.i64()?),
+        2 => (-1, r.str(false)?, r.i64()?, -1),
+        3 => (r.i32()?, r.str(false)?, r.i64()?, -1),
         version => {
             return Err(RecordError::UnsupportedVersion {
                 what: "offset value",
@@ -304,7 +236,7 @@ pub fn decode_offset_value(value: &[u8]) -> Result<OffsetValue, RecordError> {
 
 /// Decodes a `GroupMetadataValue` v0–v3.
 pub fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
-    let mut r = Reader(Bytes::copy_from_slice(value));
+    let mut r = Reader(value);
     let version = r.i16()?;
     if !(0..=3).contains(&version) {
         return Err(RecordError::UnsupportedVersion {
@@ -312,7 +244,7 @@ pub fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
             version,
         });
     }
-    let protocol_type = r.str()?;
+    let protocol_type = r.str(false)?;
     let generation = r.i32()?;
     let protocol = r.nullable_str()?;
     let leader = r.nullable_str()?;
@@ -320,16 +252,16 @@ pub fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
     let count = r.i32()?.max(0) as usize;
     // Each member takes at least 24 bytes; a count beyond that is a lie, not a reason to
     // allocate.
-    let mut members = Vec::with_capacity(count.min(r.0.remaining() / 24));
+    let mut members = Vec::with_capacity(count.min(r.remaining() / 24));
     for _ in 0..count {
-        let member_id = r.str()?;
+        let member_id = r.str(false)?;
         let group_instance_id = if version >= 3 {
             r.nullable_str()?
         } else {
             None
         };
-        let client_id = r.str()?;
-        let client_host = r.str()?;
+        let client_id = r.str(false)?;
+        let client_host = r.str(false)?;
         let session_first = version == 0;
         let (rebalance_timeout_ms, session_timeout_ms) = if session_first {
             let s = r.i32()?;
@@ -345,8 +277,8 @@ pub fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
             client_host,
             rebalance_timeout_ms,
             session_timeout_ms,
-            subscription: r.bytes()?,
-            assignment: r.bytes()?,
+            subscription: Bytes::copy_from_slice(r.bytes()?),
+            assignment: Bytes::copy_from_slice(r.bytes()?),
         });
     }
     Ok(GroupValue {
@@ -363,7 +295,7 @@ pub fn decode_group_value(value: &[u8]) -> Result<GroupValue, RecordError> {
 /// v0–v3: `int16` version, then an array of topic strings, then fields Moldau does not
 /// need). `None` if the bytes are not such a subscription.
 pub fn subscribed_topics(subscription: &[u8]) -> Option<Vec<String>> {
-    let mut r = Reader(Bytes::copy_from_slice(subscription));
+    let mut r = Reader(subscription);
     let version = r.i16().ok()?;
     if !(0..=3).contains(&version) {
         return None;
@@ -371,7 +303,7 @@ pub fn subscribed_topics(subscription: &[u8]) -> Option<Vec<String>> {
     let count = r.i32().ok()?;
     let mut topics = Vec::new();
     for _ in 0..count.max(0) {
-        topics.push(r.str().ok()?);
+        topics.push(r.str(false).ok()?);
     }
     Some(topics)
 }
@@ -401,7 +333,7 @@ mod tests {
         );
         assert_eq!(
             decode_key(b"\x00\x01\x00\x05ab"),
-            Err(RecordError::Truncated)
+            Err(RecordError::Wire(WireError::Truncated))
         );
     }
 
@@ -454,7 +386,10 @@ mod tests {
         v.put_i16(-1);
         v.put_i64(0);
         v.put_i32(i32::MAX);
-        assert_eq!(decode_group_value(&v), Err(RecordError::Truncated));
+        assert_eq!(
+            decode_group_value(&v),
+            Err(RecordError::Wire(WireError::Truncated))
+        );
     }
 
     #[test]

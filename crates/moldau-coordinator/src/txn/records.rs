@@ -16,6 +16,7 @@
 //! as an empty array for the `Complete*` states (whose partition set is cleared).
 
 use super::metadata::TxnState;
+use crate::wire::{put_compact_str, put_str, put_uvarint, Reader, WireError};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::BTreeSet;
 use thiserror::Error;
@@ -23,16 +24,10 @@ use thiserror::Error;
 /// A `__transaction_state` record that cannot be decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TxnRecordError {
-    /// The bytes end before the schema says they should.
-    #[error("transaction log record truncated")]
-    Truncated,
-    /// A string is not UTF-8.
-    #[error("transaction log record holds a string that is not UTF-8")]
-    NotUtf8,
-    /// A length or count that no valid record holds (negative where not allowed, or
-    /// beyond `i32`).
-    #[error("transaction log record holds an invalid length")]
-    InvalidLength,
+    /// The bytes do not decode as the schema's types (truncated, not UTF-8, an
+    /// impossible length).
+    #[error("transaction log record: {0}")]
+    Wire(#[from] WireError),
     /// A key or value schema version Moldau does not read. Kafka skips keys of unknown
     /// versions when loading ("a left over from an aborted upgrade").
     #[error("unsupported transaction log {what} version {version}")]
@@ -80,28 +75,6 @@ pub struct TxnLogValue {
 pub const KEY_VERSION: i16 = 0;
 /// Version of the value Moldau writes (0 = non-flexible, as Kafka before KIP-890).
 pub const VALUE_VERSION: i16 = 0;
-
-fn put_str(out: &mut BytesMut, s: &str) {
-    // Transactional ids and topic names are far below 32 KiB (topic names: 249 bytes);
-    // longer text is cut at the schema's limit rather than written with a wrapped length.
-    let len = s.len().min(i16::MAX as usize);
-    out.put_i16(len as i16);
-    out.put_slice(&s.as_bytes()[..len]);
-}
-
-fn put_uvarint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
-fn put_compact_str(out: &mut BytesMut, s: &str) {
-    let len = s.len().min(i16::MAX as usize);
-    put_uvarint(out, len as u64 + 1);
-    out.put_slice(&s.as_bytes()[..len]);
-}
 
 /// Encodes a `TransactionLogKey` v0.
 pub fn encode_key(transactional_id: &str) -> Bytes {
@@ -197,105 +170,13 @@ pub fn encode_value(v: &TxnLogValue, version: i16) -> Bytes {
     out.freeze()
 }
 
-/// A cursor over untrusted bytes: every read checks the length first.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], TxnRecordError> {
-        if self.0.len() < n {
-            return Err(TxnRecordError::Truncated);
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-    fn i8(&mut self) -> Result<i8, TxnRecordError> {
-        Ok(self.take(1)?.get_i8())
-    }
-    fn i16(&mut self) -> Result<i16, TxnRecordError> {
-        Ok(self.take(2)?.get_i16())
-    }
-    fn i32(&mut self) -> Result<i32, TxnRecordError> {
-        Ok(self.take(4)?.get_i32())
-    }
-    fn i64(&mut self) -> Result<i64, TxnRecordError> {
-        Ok(self.take(8)?.get_i64())
-    }
-    fn uvarint(&mut self) -> Result<u64, TxnRecordError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.take(1)?[0];
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(TxnRecordError::InvalidLength)
-    }
-    fn utf8(&mut self, len: usize) -> Result<String, TxnRecordError> {
-        let raw = self.take(len)?;
-        std::str::from_utf8(raw)
-            .map(str::to_owned)
-            .map_err(|_| TxnRecordError::NotUtf8)
-    }
-    /// `string`: `int16` length (non-nullable).
-    fn str(&mut self) -> Result<String, TxnRecordError> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Err(TxnRecordError::InvalidLength);
-        }
-        self.utf8(len as usize)
-    }
-    /// `compact string`: unsigned varint length + 1 (non-nullable).
-    fn compact_str(&mut self) -> Result<String, TxnRecordError> {
-        let len = self.compact_len()?.ok_or(TxnRecordError::InvalidLength)?;
-        self.utf8(len)
-    }
-    /// A compact length: `None` for null (0), else the value - 1, checked against what
-    /// is left so a huge length costs nothing.
-    fn compact_len(&mut self) -> Result<Option<usize>, TxnRecordError> {
-        let raw = self.uvarint()?;
-        if raw == 0 {
-            return Ok(None);
-        }
-        let len = usize::try_from(raw - 1).map_err(|_| TxnRecordError::InvalidLength)?;
-        if len > i32::MAX as usize {
-            return Err(TxnRecordError::InvalidLength);
-        }
-        Ok(Some(len))
-    }
-    /// A count of elements each at least `min_size` bytes long: more than the bytes left
-    /// can hold is truncation, detected before anything is allocated.
-    fn check_count(&self, count: usize, min_size: usize) -> Result<(), TxnRecordError> {
-        if count.saturating_mul(min_size) > self.0.len() {
-            Err(TxnRecordError::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-    /// Skips a tagged-field section, returning the tags it holds with their data.
-    fn tagged_fields(&mut self) -> Result<Vec<(u64, &'a [u8])>, TxnRecordError> {
-        let count = self.uvarint()?;
-        let count = usize::try_from(count).map_err(|_| TxnRecordError::InvalidLength)?;
-        self.check_count(count, 2)?;
-        let mut out = Vec::with_capacity(count);
-        for _ in 0..count {
-            let tag = self.uvarint()?;
-            let size = self.uvarint()?;
-            let size = usize::try_from(size).map_err(|_| TxnRecordError::InvalidLength)?;
-            out.push((tag, self.take(size)?));
-        }
-        Ok(out)
-    }
-}
-
 /// Decodes a `TransactionLogKey`, returning the transactional id.
 ///
 /// Errors: [`TxnRecordError`] for short input, bad UTF-8, or a version other than 0.
 pub fn decode_key(key: &[u8]) -> Result<String, TxnRecordError> {
     let mut r = Reader(key);
     match r.i16()? {
-        KEY_VERSION => r.str(),
+        KEY_VERSION => Ok(r.str(true)?),
         version => Err(TxnRecordError::UnsupportedVersion {
             what: "key",
             version,
@@ -328,7 +209,7 @@ pub fn decode_value(value: &[u8]) -> Result<TxnLogValue, TxnRecordError> {
     } else {
         let n = r.i32()?;
         if n < -1 {
-            return Err(TxnRecordError::InvalidLength);
+            return Err(TxnRecordError::Wire(WireError::InvalidLength));
         }
         usize::try_from(n).ok()
     };
@@ -336,11 +217,16 @@ pub fn decode_value(value: &[u8]) -> Result<TxnLogValue, TxnRecordError> {
     // A topic entry takes at least 3 bytes (flexible) or 6 (v0).
     r.check_count(topic_count.unwrap_or(0), if flexible { 3 } else { 6 })?;
     for _ in 0..topic_count.unwrap_or(0) {
-        let topic = if flexible { r.compact_str()? } else { r.str()? };
-        let ids = if flexible {
-            r.compact_len()?.ok_or(TxnRecordError::InvalidLength)?
+        let topic = if flexible {
+            r.compact_str()?
         } else {
-            usize::try_from(r.i32()?).map_err(|_| TxnRecordError::InvalidLength)?
+            r.str(true)?
+        };
+        let ids = if flexible {
+            r.compact_len()?
+                .ok_or(TxnRecordError::Wire(WireError::InvalidLength))?
+        } else {
+            usize::try_from(r.i32()?).map_err(|_| TxnRecordError::Wire(WireError::InvalidLength))?
         };
         r.check_count(ids, 4)?;
         for _ in 0..ids {
@@ -371,7 +257,7 @@ pub fn decode_value(value: &[u8]) -> Result<TxnLogValue, TxnRecordError> {
                 (0, 8) => v.previous_producer_id = data.get_i64(),
                 (1, 8) => v.next_producer_id = data.get_i64(),
                 (2, 2) => v.client_transaction_version = data.get_i16(),
-                (0..=2, _) => return Err(TxnRecordError::InvalidLength),
+                (0..=2, _) => return Err(TxnRecordError::Wire(WireError::InvalidLength)),
                 _ => {}
             }
         }
@@ -547,14 +433,17 @@ mod tests {
             for len in 0..full.len() {
                 assert_eq!(
                     decode_value(&full[..len]),
-                    Err(TxnRecordError::Truncated),
+                    Err(TxnRecordError::Wire(WireError::Truncated)),
                     "v{version} cut at {len}"
                 );
             }
         }
         let key = encode_key("abc");
         for len in 0..key.len() {
-            assert_eq!(decode_key(&key[..len]), Err(TxnRecordError::Truncated));
+            assert_eq!(
+                decode_key(&key[..len]),
+                Err(TxnRecordError::Wire(WireError::Truncated))
+            );
         }
         // A lying topic count, an unknown status, an unknown version, bad UTF-8.
         let mut lying = BytesMut::new();
@@ -564,7 +453,10 @@ mod tests {
         lying.put_i32(1);
         lying.put_i8(1);
         lying.put_i32(i32::MAX);
-        assert_eq!(decode_value(&lying), Err(TxnRecordError::Truncated));
+        assert_eq!(
+            decode_value(&lying),
+            Err(TxnRecordError::Wire(WireError::Truncated))
+        );
         let mut flexible_lie = BytesMut::new();
         flexible_lie.put_i16(1);
         flexible_lie.put_i64(1);
@@ -572,7 +464,10 @@ mod tests {
         flexible_lie.put_i32(1);
         flexible_lie.put_i8(1);
         flexible_lie.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
-        assert_eq!(decode_value(&flexible_lie), Err(TxnRecordError::Truncated));
+        assert_eq!(
+            decode_value(&flexible_lie),
+            Err(TxnRecordError::Wire(WireError::Truncated))
+        );
         let mut status = encode_value(&sample(TxnState::Ongoing), 0).to_vec();
         status[16] = 9;
         assert_eq!(decode_value(&status), Err(TxnRecordError::UnknownState(9)));
@@ -585,11 +480,11 @@ mod tests {
         );
         assert_eq!(
             decode_key(b"\x00\x00\x00\x01\xff"),
-            Err(TxnRecordError::NotUtf8)
+            Err(TxnRecordError::Wire(WireError::NotUtf8))
         );
         assert_eq!(
             decode_key(b"\x00\x00\xff\xff"),
-            Err(TxnRecordError::InvalidLength)
+            Err(TxnRecordError::Wire(WireError::InvalidLength))
         );
     }
 }
