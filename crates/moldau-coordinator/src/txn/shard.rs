@@ -260,6 +260,32 @@ impl<R> TxnShard<R> {
         fx
     }
 
+    /// The metadata of `transactional_id` as the producer `producer_id`/`producer_epoch`
+    /// may act on it (AddPartitionsToTxn, EndTxn). Errors: INVALID_REQUEST for an empty
+    /// id, INVALID_PRODUCER_ID_MAPPING for an unknown id (or one not yet written) or
+    /// another producer id, PRODUCER_FENCED for another epoch.
+    fn producer_txn(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<&TxnMetadata, ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let meta = match self.txns.get(transactional_id) {
+            Some(m) if !m.unwritten => m,
+            _ => return Err(ResponseError::InvalidProducerIdMapping),
+        };
+        if meta.fields.producer_id != producer_id {
+            Err(ResponseError::InvalidProducerIdMapping)
+        } else if meta.fields.producer_epoch != producer_epoch {
+            Err(ResponseError::ProducerFenced)
+        } else {
+            Ok(meta)
+        }
+    }
+
     /// Handles AddPartitionsToTxn (and AddOffsetsToTxn, for which the runtime passes the
     /// group's `__consumer_offsets` partition), as Kafka's
     /// `handleAddPartitionsToTransaction`: unknown id or another producer id:
@@ -281,23 +307,15 @@ impl<R> TxnShard<R> {
         let answer = |fx: &mut Effects<R>, reply: R, r: Result<(), ResponseError>| {
             fx.push(TxnEffect::Reply(reply, TxnReply::AddPartitions(r)));
         };
-        if transactional_id.is_empty() {
-            answer(&mut fx, reply, Err(ResponseError::InvalidRequest));
-            return fx;
-        }
-        let meta = match self.txns.get(transactional_id) {
-            Some(m) if !m.unwritten => m,
-            _ => {
-                answer(&mut fx, reply, Err(ResponseError::InvalidProducerIdMapping));
+        let meta = match self.producer_txn(transactional_id, producer_id, producer_epoch) {
+            Ok(m) => m,
+            Err(e) => {
+                answer(&mut fx, reply, Err(e));
                 return fx;
             }
         };
         let cur = &meta.fields;
-        let check = if cur.producer_id != producer_id {
-            Err(ResponseError::InvalidProducerIdMapping)
-        } else if cur.producer_epoch != producer_epoch {
-            Err(ResponseError::ProducerFenced)
-        } else if meta.pending.is_some() || cur.state.is_prepare() {
+        let check = if meta.pending.is_some() || cur.state.is_prepare() {
             Err(ResponseError::ConcurrentTransactions)
         } else if cur.state == TxnState::Ongoing
             && partitions.iter().all(|tp| cur.partitions.contains(tp))
@@ -351,24 +369,16 @@ impl<R> TxnShard<R> {
         let answer = |fx: &mut Effects<R>, reply: R, r: Result<(), ResponseError>| {
             fx.push(TxnEffect::Reply(reply, TxnReply::EndTxn(r)));
         };
-        if transactional_id.is_empty() {
-            answer(&mut fx, reply, Err(ResponseError::InvalidRequest));
-            return fx;
-        }
-        let meta = match self.txns.get(transactional_id) {
-            Some(m) if !m.unwritten => m,
-            _ => {
-                answer(&mut fx, reply, Err(ResponseError::InvalidProducerIdMapping));
+        let meta = match self.producer_txn(transactional_id, producer_id, producer_epoch) {
+            Ok(m) => m,
+            Err(e) => {
+                answer(&mut fx, reply, Err(e));
                 return fx;
             }
         };
         let cur = &meta.fields;
         use ResponseError::{ConcurrentTransactions, InvalidTxnState};
-        let result = if cur.producer_id != producer_id {
-            Err(ResponseError::InvalidProducerIdMapping)
-        } else if cur.producer_epoch != producer_epoch {
-            Err(ResponseError::ProducerFenced)
-        } else if meta.pending.is_some() {
+        let result = if meta.pending.is_some() {
             Err(ConcurrentTransactions)
         } else {
             match (cur.state, commit) {
