@@ -7,7 +7,7 @@
 //! with the ISR's minimum fetch position.
 
 use crate::config::TopicSettings;
-use moldau_protocol::batch::{self, BatchIter, ControlRecordType};
+use moldau_protocol::batch::{self, ControlRecordType};
 use moldau_storage::{
     AbortedTxn, AppendOrigin, FetchDataInfo, Log, LogAppendInfo, Result as StorageResult,
     StorageError,
@@ -224,11 +224,7 @@ impl Partition {
         let aborted = match (&data, isolation) {
             (Ok(info), Isolation::ReadCommitted) if !info.records.is_empty() => {
                 let start = info.first_batch_offset.unwrap_or(offset);
-                let end = BatchIter::new(&info.records)
-                    .filter_map(Result::ok)
-                    .last()
-                    .map_or(bound, |(_, h)| h.next_offset());
-                log.collect_aborted_transactions(start, end)
+                log.collect_aborted_transactions(start, info.end_offset.unwrap_or(bound))
             }
             _ => Vec::new(),
         };

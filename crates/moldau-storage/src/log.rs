@@ -50,6 +50,10 @@ pub struct FetchDataInfo {
     /// `baseOffset` of the first batch in `records` (may be below the requested offset
     /// when that offset lies inside a batch), `None` if `records` is empty.
     pub first_batch_offset: Option<i64>,
+    /// The offset just past the last batch in `records` (exclusive), `None` if `records`
+    /// is empty: the upper bound of the aborted transactions a `read_committed` fetch
+    /// returns, known without walking the batches again.
+    pub end_offset: Option<i64>,
 }
 
 /// A partition's log (Kafka `UnifiedLog`/`LocalLog`): segments `<base>.log` +

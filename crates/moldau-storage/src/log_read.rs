@@ -42,10 +42,12 @@ impl Log {
         }
         let mut out: Vec<u8> = Vec::new();
         let mut first_batch_offset = None;
+        let mut end_offset = None;
         if start_offset >= leo || start_offset >= max_offset {
             return Ok(FetchDataInfo {
                 records: Bytes::new(),
                 first_batch_offset,
+                end_offset,
             });
         }
         let mut target = start_offset;
@@ -67,6 +69,7 @@ impl Log {
                     out.resize(size, 0);
                     segment.read_at(&mut out, pos)?;
                     first_batch_offset = Some(header.base_offset);
+                    end_offset = Some(header.next_offset());
                 }
                 break;
             }
@@ -96,6 +99,7 @@ impl Log {
                     break;
                 }
                 first_batch_offset.get_or_insert(h.base_offset);
+                end_offset = Some(h.next_offset());
                 accepted += batch_size;
             }
             out.truncate(old + accepted);
@@ -107,6 +111,7 @@ impl Log {
         Ok(FetchDataInfo {
             records: Bytes::from(out),
             first_batch_offset,
+            end_offset,
         })
     }
 

@@ -143,6 +143,7 @@ fn read_all(
                 Ok(moldau_storage::FetchDataInfo {
                     records: Bytes::new(),
                     first_batch_offset: None,
+                    end_offset: None,
                 }),
                 Vec::new(),
             )

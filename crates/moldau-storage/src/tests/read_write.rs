@@ -37,6 +37,7 @@ fn append_and_read_round_trip_across_segments() {
         for offset in *base..=*last {
             let got = log.read(offset, bytes.len(), i64::MAX, false).unwrap();
             assert_eq!(got.first_batch_offset, Some(*base));
+            assert_eq!(got.end_offset, Some(*last + 1));
             assert_eq!(&got.records[..], &bytes[..], "offset {offset}");
         }
     }
@@ -53,6 +54,7 @@ fn read_inside_batch_returns_containing_batch() {
     let second = append(&mut log, batch_of(2, 10, 1), 0);
     let got = log.read(3, 1 << 20, i64::MAX, false).unwrap();
     assert_eq!(got.first_batch_offset, Some(0));
+    assert_eq!(got.end_offset, Some(7), "past both batches");
     assert_eq!(got.records.len(), first.len() + second.len());
     let got = log.read(5, 1 << 20, i64::MAX, false).unwrap();
     assert_eq!(got.first_batch_offset, Some(5));
@@ -69,9 +71,11 @@ fn min_one_batch_kip74_and_byte_budget() {
     // Budget below the first batch.
     let got = log.read(0, 100, i64::MAX, true).unwrap();
     assert_eq!(&got.records[..], &a[..]);
+    assert_eq!(got.end_offset, Some(1), "the one oversized batch");
     let got = log.read(0, 100, i64::MAX, false).unwrap();
     assert!(got.records.is_empty());
     assert_eq!(got.first_batch_offset, None);
+    assert_eq!(got.end_offset, None);
     // Exactly two batches fit.
     let got = log.read(0, a.len() + b.len(), i64::MAX, false).unwrap();
     assert_eq!(headers(&got.records).len(), 2);
