@@ -9,6 +9,7 @@ mod common;
 use common::wire::Conn;
 use common::{create_topic, TestBroker};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
@@ -19,6 +20,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,7 +53,7 @@ fn read_all(
 ) -> Vec<(String, i32, i64, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", addr)
-        .set("group.id", format!("reader-{}", uuid_like()))
+        .set("group.id", fresh_group())
         .set("isolation.level", isolation)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -83,17 +85,10 @@ fn queued<'a, K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToByte
     r.map_err(|(e, _)| e).expect("queued")
 }
 
-fn uuid_like() -> String {
-    format!(
-        "{:x}",
-        Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) ^ rand_seed()
-    )
-}
-
-fn rand_seed() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+/// A group id no other reader of this test process used (each test has its own broker).
+fn fresh_group() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("reader-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn values_by_partition(
@@ -272,8 +267,39 @@ async fn read_committed_sees_only_committed_transactions_and_read_uncommitted_se
     );
     assert_eq!(everything.len(), committed.len() + aborted.len() + 1);
 
-    // The admin APIs show the open transaction and its producer.
+    // ListOffsets `latest`: the last stable offset (the open transaction's first
+    // offset) under read_committed, the high watermark under read_uncommitted.
     let mut conn = Conn::open(&broker.addr);
+    let open_offset = everything
+        .iter()
+        .find(|r| r.3 == "open")
+        .map(|r| r.2)
+        .expect("the open record");
+    let mut latest = |isolation_level: i8| {
+        let resp: ListOffsetsResponse = conn.call(
+            ApiKey::ListOffsets,
+            4,
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(isolation_level)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("txn-a")))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)])]),
+        );
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        p.offset
+    };
+    assert_eq!(latest(1), open_offset, "read_committed latest is the LSO");
+    assert_eq!(
+        latest(0),
+        open_offset + 1,
+        "read_uncommitted latest is the HW"
+    );
+
+    // The admin APIs show the open transaction and its producer.
     let described: DescribeTransactionsResponse = conn.call(
         ApiKey::DescribeTransactions,
         0,
@@ -443,8 +469,6 @@ async fn process(addr: &str, group: &str, crash_after: Option<usize>, want: usiz
         producer.commit_transaction(TIMEOUT).expect("commit");
         transactions += 1;
         processed += batch.len();
-        // Rewind to the committed position after each commit, as a restarted
-        // processor would; positions already match, so this only asserts the API.
     }
     processed
 }
