@@ -25,23 +25,12 @@ impl ProducerIdManager {
         }
     }
 
-    /// Makes sure the current block has an id left, taking a new block if not, so a
-    /// following [`ProducerIdManager::next_id`] does not write the metadata log. Errors
-    /// are left for `next_id` to report.
-    pub fn prefetch(&self, metadata: &MetadataLog, now_ms: i64) {
-        let empty = {
-            let block = self.block.lock();
-            block.0 >= block.1
-        };
-        if empty {
-            if let Ok(id) = self.next_id(metadata, now_ms) {
-                // Give the id back: the block now starts at it.
-                let mut block = self.block.lock();
-                if block.0 == id + 1 {
-                    block.0 = id;
-                }
-            }
-        }
+    /// Makes sure the current block has an id left, taking a new block if not, so the
+    /// next [`ProducerIdManager::next_id`] does not write the metadata log (callers that
+    /// take ids under another lock call this first, off that lock). Errors: as
+    /// `next_id`.
+    pub fn prefetch(&self, metadata: &MetadataLog, now_ms: i64) -> Result<(), ResponseError> {
+        self.refill(&mut self.block.lock(), metadata, now_ms)
     }
 
     /// The next unused producer id. When the block is used up this commits a new block
@@ -50,25 +39,37 @@ impl ProducerIdManager {
     /// COORDINATOR_LOAD_IN_PROGRESS (retriable) if the metadata log cannot be written.
     pub fn next_id(&self, metadata: &MetadataLog, now_ms: i64) -> Result<i64, ResponseError> {
         let mut block = self.block.lock();
-        if block.0 >= block.1 {
-            let image = metadata
-                .submit(now_ms, |image| {
-                    controller::allocate_producer_ids(image, self.broker_id)
-                })
-                .map_err(|e| {
-                    tracing::error!(error = %e, "cannot allocate a producer id block");
-                    ResponseError::CoordinatorLoadInProgress
-                })?
-                .map_err(|e| {
-                    tracing::error!(error = %e, "producer id block refused");
-                    ResponseError::CoordinatorLoadInProgress
-                })?;
-            let end = image.next_producer_id;
-            *block = (end - PRODUCER_ID_BLOCK_SIZE, end);
-            tracing::debug!(first = block.0, end, "new producer id block");
-        }
+        self.refill(&mut block, metadata, now_ms)?;
         let id = block.0;
         block.0 += 1;
         Ok(id)
+    }
+
+    /// Takes a new block into `block` if it is used up.
+    fn refill(
+        &self,
+        block: &mut (i64, i64),
+        metadata: &MetadataLog,
+        now_ms: i64,
+    ) -> Result<(), ResponseError> {
+        if block.0 < block.1 {
+            return Ok(());
+        }
+        let image = metadata
+            .submit(now_ms, |image| {
+                controller::allocate_producer_ids(image, self.broker_id)
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot allocate a producer id block");
+                ResponseError::CoordinatorLoadInProgress
+            })?
+            .map_err(|e| {
+                tracing::error!(error = %e, "producer id block refused");
+                ResponseError::CoordinatorLoadInProgress
+            })?;
+        let end = image.next_producer_id;
+        *block = (end - PRODUCER_ID_BLOCK_SIZE, end);
+        tracing::debug!(first = block.0, end, "new producer id block");
+        Ok(())
     }
 }

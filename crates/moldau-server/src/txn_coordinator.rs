@@ -131,17 +131,15 @@ impl TxnCoordinator {
     }
 
     /// InitProducerId for a transactional id (KIP-98; KIP-360 when `expected` is set).
+    /// A fresh producer id, when needed, is taken under the shard's lock: call
+    /// `producer_ids.prefetch` first, on a blocking thread, so that never writes the
+    /// metadata log.
     pub async fn init_producer_id(
         self: &Arc<Self>,
         broker: &Broker,
         req: InitProducerId,
     ) -> Result<(i64, i16), ResponseError> {
         let shard = self.shard_for(&req.transactional_id)?;
-        // A new id block costs a metadata-log fsync: take it before the shard's lock.
-        broker
-            .txns
-            .producer_ids
-            .prefetch(&broker.metadata, now_ms());
         let reply = self
             .call(&shard, |sm, now, tx| {
                 let mut alloc = || broker.txns.producer_ids.next_id(&broker.metadata, now).ok();

@@ -35,6 +35,13 @@ pub async fn handle(
                 .map(|id| (id, 0))
         }
         Some(id) => {
+            // A new id block costs a metadata-log fsync: take it here, on a blocking
+            // thread, not under the coordinator shard's lock.
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                b.txns.producer_ids.prefetch(&b.metadata, now_ms())
+            })
+            .await;
             let expected = (ctx.version >= 3 && req.producer_id.0 >= 0)
                 .then_some((req.producer_id.0, req.producer_epoch));
             let init = InitProducerId {
