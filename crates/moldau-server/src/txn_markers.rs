@@ -8,7 +8,6 @@ use crate::broker::Broker;
 use moldau_coordinator::OFFSETS_TOPIC;
 use moldau_protocol::batch::ControlRecordType;
 use moldau_protocol::error::ResponseError;
-use moldau_storage::StorageError;
 
 /// One transaction's markers to write.
 #[derive(Debug, Clone)]
@@ -70,10 +69,7 @@ pub async fn write_markers(
     }
     for (i, partition, end) in waits {
         if let Err(e) = partition.wait_durable(end).await {
-            outcomes[i] = Some(match e {
-                StorageError::Poisoned => ResponseError::KafkaStorageError,
-                other => other.response_error(),
-            });
+            outcomes[i] = Some(e.response_error());
         }
     }
     outcomes
