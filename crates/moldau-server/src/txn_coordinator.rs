@@ -172,8 +172,9 @@ impl TxnCoordinator {
         rx.await.ok()
     }
 
-    /// Runs a read-only call on every shard and gathers the results
-    /// (DescribeTransactions, ListTransactions).
+    /// Each id's transaction as its shard describes it (DescribeTransactions): its
+    /// coordinator's error (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR) or
+    /// TRANSACTIONAL_ID_NOT_FOUND when it has none.
     pub fn describe(&self, ids: &[String]) -> Vec<(String, Result<DescribedTxn, ResponseError>)> {
         ids.iter()
             .map(|id| {
