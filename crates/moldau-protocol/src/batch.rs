@@ -418,6 +418,30 @@ pub struct Record<'a> {
     pub key: Option<&'a [u8]>,
     /// Value bytes, `None` for a null value (a tombstone).
     pub value: Option<&'a [u8]>,
+    /// The encoded headers section (a varint count, then each header); parse it with
+    /// [`Record::headers`].
+    pub headers_raw: &'a [u8],
+}
+
+/// One record header: a key (UTF-8 on the wire, but read here as bytes) and an optional
+/// value (protocol guide, "Record Header").
+pub type RecordHeader<'a> = (&'a [u8], Option<&'a [u8]>);
+
+impl<'a> Record<'a> {
+    /// The record's headers in order; `None` if the section is malformed.
+    pub fn headers(&self) -> Option<Vec<RecordHeader<'a>>> {
+        let buf = self.headers_raw;
+        let mut pos = 0;
+        let count = usize::try_from(read_varint(buf, &mut pos)?).ok()?;
+        // Each header takes at least two bytes, so a count beyond that is a lie.
+        let mut out = Vec::with_capacity(count.min(buf.len() / 2));
+        for _ in 0..count {
+            let key = read_nullable(buf, &mut pos)??;
+            let value = read_nullable(buf, &mut pos)?;
+            out.push((key, value));
+        }
+        Some(out)
+    }
 }
 
 fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
@@ -444,7 +468,8 @@ fn read_nullable<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>>
     Some(Some(bytes))
 }
 
-/// Walks the records of one whole, validated, *uncompressed* batch. Headers are skipped.
+/// Walks the records of one whole, validated, *uncompressed* batch. Headers are left
+/// encoded ([`Record::headers`] parses them).
 /// Returns `None` if the batch is compressed or a record is malformed (never panics on
 /// bad bytes).
 pub fn records(batch: &[u8]) -> Option<Vec<Record<'_>>> {
@@ -482,6 +507,7 @@ pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
             timestamp_delta,
             key,
             value,
+            headers_raw: rec.get(p..)?,
         });
     }
     Some(out)
@@ -606,71 +632,250 @@ pub fn build_batch_with(
     records: &[KeyValue<'_>],
     producer: ProducerFields,
 ) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
+    let mut builder = BatchBuilder::default();
+    for (key, value) in records {
+        builder.push(timestamp_ms, *key, *value, &[]);
     }
-    let mut body = Vec::new();
-    for (i, (key, value)) in records.iter().enumerate() {
-        let mut rec = Vec::new();
-        rec.push(0); // attributes
-        varint(&mut rec, 0); // timestamp delta
-        varint(&mut rec, i as i64); // offset delta
-        match key {
-            Some(k) => {
-                varint(&mut rec, k.len() as i64);
-                rec.extend_from_slice(k);
-            }
-            None => varint(&mut rec, -1),
+    builder.finish_uncompressed(base_offset, producer)
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
         }
-        match value {
-            Some(v) => {
-                varint(&mut rec, v.len() as i64);
-                rec.extend_from_slice(v);
-            }
-            None => varint(&mut rec, -1),
-        }
-        varint(&mut rec, 0); // headers
-        varint(&mut body, rec.len() as i64);
-        body.extend_from_slice(&rec);
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
     }
-    let mut b = Vec::with_capacity(RECORD_BATCH_OVERHEAD + body.len());
-    b.extend_from_slice(&base_offset.to_be_bytes());
-    b.extend_from_slice(
-        &((RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + body.len()) as i32).to_be_bytes(),
-    );
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.push(MAGIC_V2 as u8);
-    b.extend_from_slice(&[0; 4]); // crc, filled below
-    let attributes = if producer.transactional {
-        TRANSACTIONAL_BIT
-    } else {
-        0
-    };
-    b.extend_from_slice(&attributes.to_be_bytes());
-    b.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&producer.producer_id.to_be_bytes());
-    b.extend_from_slice(&producer.producer_epoch.to_be_bytes());
-    b.extend_from_slice(&producer.base_sequence.to_be_bytes());
-    b.extend_from_slice(&(records.len() as i32).to_be_bytes());
-    b.extend_from_slice(&body);
-    let crc = compute_crc(&b);
-    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    b
+}
+
+fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - z.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
+fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        None => put_varint(out, -1),
+    }
+}
+
+fn nullable_len(bytes: Option<&[u8]>) -> usize {
+    bytes.map_or(1, |b| varint_len(b.len() as i64) + b.len())
+}
+
+/// Builds one v2 batch record by record, as a producer fills a batch up to `batch.size`
+/// (protocol guide, "Record Batch" and "Record").
+///
+/// Record `i` gets offset delta `i`; the first record's timestamp is the batch's base
+/// timestamp and later ones are stored as deltas from it; `maxTimestamp` is the largest.
+/// [`BatchBuilder::finish`] compresses the records section as a whole and fills the CRC.
+#[derive(Debug, Default, Clone)]
+pub struct BatchBuilder {
+    body: Vec<u8>,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchBuilder {
+    /// Exact bytes [`BatchBuilder::push`] with these arguments would add to the records
+    /// section (uncompressed), for a producer deciding whether a record still fits in
+    /// `batch.size`.
+    pub fn next_record_size(
+        &self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader<'_>],
+    ) -> usize {
+        let timestamp_delta = if self.count == 0 {
+            0
+        } else {
+            timestamp_ms.wrapping_sub(self.base_timestamp)
+        };
+        let inner = 1
+            + varint_len(timestamp_delta)
+            + varint_len(i64::from(self.count))
+            + nullable_len(key)
+            + nullable_len(value)
+            + varint_len(headers.len() as i64)
+            + headers
+                .iter()
+                .map(|(k, v)| nullable_len(Some(k)) + nullable_len(*v))
+                .sum::<usize>();
+        varint_len(inner as i64) + inner
+    }
+
+    /// Appends one record (`timestamp_ms`: CreateTime, ms since the epoch).
+    pub fn push(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader<'_>],
+    ) {
+        if self.count == 0 {
+            self.base_timestamp = timestamp_ms;
+            self.max_timestamp = timestamp_ms;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
+        let mut rec = Vec::with_capacity(self.next_record_size(timestamp_ms, key, value, headers));
+        rec.push(0); // attributes, unused
+        put_varint(&mut rec, timestamp_ms.wrapping_sub(self.base_timestamp));
+        put_varint(&mut rec, i64::from(self.count));
+        put_nullable(&mut rec, key);
+        put_nullable(&mut rec, value);
+        put_varint(&mut rec, headers.len() as i64);
+        for (k, v) in headers {
+            put_nullable(&mut rec, Some(k));
+            put_nullable(&mut rec, *v);
+        }
+        put_varint(&mut self.body, rec.len() as i64);
+        self.body.extend_from_slice(&rec);
+        self.count += 1;
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Size of the batch if finished uncompressed, bytes (header included).
+    pub fn size_in_bytes(&self) -> usize {
+        RECORD_BATCH_OVERHEAD + self.body.len()
+    }
+
+    /// The finished batch with its records section compressed by `compression`, CRC
+    /// filled. `None` if no record was pushed or the codec failed or is unknown.
+    pub fn finish(
+        &self,
+        base_offset: i64,
+        producer: ProducerFields,
+        compression: Compression,
+    ) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        if compression == Compression::None {
+            return Some(self.finish_uncompressed(base_offset, producer));
+        }
+        let packed = crate::compression::compress(compression, &self.body)?;
+        Some(self.encode(base_offset, producer, compression, &packed))
+    }
+
+    fn finish_uncompressed(&self, base_offset: i64, producer: ProducerFields) -> Vec<u8> {
+        self.encode(base_offset, producer, Compression::None, &self.body)
+    }
+
+    fn encode(
+        &self,
+        base_offset: i64,
+        producer: ProducerFields,
+        compression: Compression,
+        records: &[u8],
+    ) -> Vec<u8> {
+        let mut b = Vec::with_capacity(RECORD_BATCH_OVERHEAD + records.len());
+        b.extend_from_slice(&base_offset.to_be_bytes());
+        b.extend_from_slice(
+            &((RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + records.len()) as i32).to_be_bytes(),
+        );
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.push(MAGIC_V2 as u8);
+        b.extend_from_slice(&[0; 4]); // crc, filled below
+        let mut attributes = i16::from(compression.id());
+        if producer.transactional {
+            attributes |= TRANSACTIONAL_BIT;
+        }
+        b.extend_from_slice(&attributes.to_be_bytes());
+        b.extend_from_slice(&(self.count - 1).to_be_bytes());
+        b.extend_from_slice(&self.base_timestamp.to_be_bytes());
+        b.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        b.extend_from_slice(&producer.producer_id.to_be_bytes());
+        b.extend_from_slice(&producer.producer_epoch.to_be_bytes());
+        b.extend_from_slice(&producer.base_sequence.to_be_bytes());
+        b.extend_from_slice(&self.count.to_be_bytes());
+        b.extend_from_slice(records);
+        let crc = compute_crc(&b);
+        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builder_round_trips_headers_timestamps_and_every_codec() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut b = BatchBuilder::default();
+            let headers: [RecordHeader<'_>; 2] = [(b"h1", Some(b"v1")), (b"h2", None)];
+            let mut expected_size = RECORD_BATCH_OVERHEAD;
+            for i in 0..200i64 {
+                let value = format!("value-{i}");
+                let hs: &[RecordHeader<'_>] = if i % 2 == 0 { &headers } else { &[] };
+                expected_size +=
+                    b.next_record_size(1_000 + i * 3, Some(b"k"), Some(value.as_bytes()), hs);
+                b.push(1_000 + i * 3, Some(b"k"), Some(value.as_bytes()), hs);
+            }
+            assert_eq!(b.len(), 200);
+            assert_eq!(
+                b.size_in_bytes(),
+                expected_size,
+                "{codec:?} sizes are exact"
+            );
+            let producer = ProducerFields {
+                producer_id: 9,
+                producer_epoch: 1,
+                base_sequence: 40,
+                transactional: false,
+            };
+            let batch = b.finish(100, producer, codec).expect("finish");
+            let h = validate(&batch).expect("valid batch");
+            assert_eq!(h.compression(), codec);
+            assert_eq!(
+                (h.base_offset, h.last_offset_delta, h.records_count),
+                (100, 199, 200)
+            );
+            assert_eq!(
+                (h.base_timestamp, h.max_timestamp),
+                (1_000, 1_000 + 199 * 3)
+            );
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (9, 1, 40)
+            );
+            let body = crate::compression::decompress(codec, &batch[RECORD_BATCH_OVERHEAD..])
+                .expect("decompress");
+            let recs = records_in(&body, h.records_count).expect("records");
+            assert_eq!(recs[7].value, Some(&b"value-7"[..]));
+            assert_eq!(recs[7].timestamp_delta, 21);
+            assert_eq!(recs[7].headers(), Some(vec![]));
+            assert_eq!(recs[8].headers(), Some(headers.to_vec()));
+        }
+        assert_eq!(
+            BatchBuilder::default().finish(0, ProducerFields::NONE, Compression::None),
+            None
+        );
+    }
 
     #[test]
     fn control_batch_round_trips_its_marker() {

@@ -11,6 +11,7 @@
 
 pub mod apis;
 pub mod batch;
+pub mod compression;
 pub mod error;
 pub mod frame;
 pub mod rope;

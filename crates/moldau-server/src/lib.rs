@@ -7,7 +7,6 @@
 //! - [`config`]: broker configuration under Kafka's property names.
 
 pub mod broker;
-pub mod codec;
 pub mod config;
 pub mod coordinator;
 pub mod handlers;

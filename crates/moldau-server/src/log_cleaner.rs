@@ -7,8 +7,8 @@
 //! partition, the offset where the not-yet-cleaned part of the log begins. Losing it
 //! costs one extra clean, never data.
 
-use crate::codec;
 use crate::partition::Partition;
+use moldau_protocol::compression as codec;
 use moldau_storage::{checkpoint, CleanOutcome, StorageError};
 use parking_lot::Mutex;
 use std::collections::HashMap;

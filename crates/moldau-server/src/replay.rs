@@ -72,7 +72,7 @@ pub fn replay_partition<E: std::fmt::Display>(
             let owned;
             let body = match header.compression() {
                 Compression::None => body,
-                codec => match crate::codec::decompress(codec, body) {
+                codec => match moldau_protocol::compression::decompress(codec, body) {
                     Some(raw) => {
                         owned = raw;
                         &owned[..]

@@ -8,11 +8,11 @@
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::codec;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use moldau_protocol::compression as codec;
 use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
 

@@ -111,7 +111,7 @@ fn require_keys(records: &[u8], header: &batch::BatchHeader) -> Result<(), Rejec
     let body = match header.compression() {
         batch::Compression::None => body,
         codec => {
-            owned = crate::codec::decompress(codec, body).ok_or_else(|| {
+            owned = moldau_protocol::compression::decompress(codec, body).ok_or_else(|| {
                 Rejection(
                     ResponseError::CorruptMessage,
                     "cannot decompress the batch".into(),

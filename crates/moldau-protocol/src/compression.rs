@@ -1,6 +1,10 @@
-//! Record decompression for the few broker paths that must look inside a compressed
-//! batch (ListOffsets by timestamp and max-timestamp, the log cleaner), and compression
-//! for the cleaner's rewritten batches. The produce and fetch paths never decompress.
+//! Record-batch compression codecs, shared by the broker and Moldau's client.
+//!
+//! The broker decompresses only on the few paths that must look inside a compressed
+//! batch (ListOffsets by timestamp and max-timestamp, the log cleaner, coordinator
+//! replay) and compresses only the cleaner's rewritten batches; the produce and fetch
+//! paths never decompress. The client compresses what it produces and decompresses what
+//! it fetches.
 //!
 //! Every codec is read with an output bound, [`MAX_DECOMPRESSED_BYTES`]: a producer can
 //! store a small batch with a valid CRC that inflates to gigabytes, and a timestamp
@@ -11,7 +15,7 @@
 //! xerial framing Kafka's Java client writes (or raw snappy when the magic is absent, as
 //! the Java client accepts), LZ4 frame, zstd frame.
 
-use moldau_protocol::batch::Compression;
+use crate::batch::Compression;
 use std::io::{Read, Write};
 
 /// Most bytes one batch may decompress to here (64 MiB; Kafka's own batches are capped
