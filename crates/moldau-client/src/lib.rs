@@ -1,0 +1,25 @@
+//! Moldau's async Kafka client (tokio), built on the same protocol crate as the broker.
+//!
+//! Layout:
+//! - [`connection`]: one TCP connection; pipelined requests matched by correlation id,
+//!   versions negotiated with ApiVersions.
+//! - [`client`]: [`Client`], connections to a cluster plus a metadata cache that follows
+//!   leaders and retries on NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION; single
+//!   partition fetch, list-offsets and produce.
+//! - [`record`]: [`ProducerRecord`], [`ConsumerRecord`] and batch decoding.
+//! - [`versions`]: the API versions the client speaks.
+//!
+//! It speaks to any Kafka broker, not only Moldau.
+
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod record;
+pub mod versions;
+
+pub use client::{
+    BrokerInfo, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchedPartition, OffsetSpec,
+    PartitionInfo, ProduceAck, TopicInfo,
+};
+pub use error::{kafka_error_name, Error, Result};
+pub use record::{ConsumerRecord, Header, IsolationLevel, ProducerRecord};

@@ -1,0 +1,1 @@
+//! Moldau's HTTP API.
