@@ -11,9 +11,14 @@
 //!
 //! It speaks to any Kafka broker, not only Moldau.
 
+pub mod admin;
 pub mod client;
 pub mod connection;
+pub mod consumer;
 pub mod error;
+pub mod group;
+pub mod partitioner;
+pub mod producer;
 pub mod record;
 pub mod versions;
 
