@@ -1,1 +1,544 @@
-//! (being written)
+//! [`Admin`]: topics, configs, groups and offsets, as Kafka's `Admin` client offers them.
+//!
+//! ```no_run
+//! # async fn demo() -> moldau_client::Result<()> {
+//! use moldau_client::{Admin, Client, ClientConfig, NewTopic};
+//! let admin = Admin::new(Client::connect(ClientConfig::new("localhost:9092")).await?);
+//! admin.create_topic(&NewTopic::new("orders", 6)).await?;
+//! for t in admin.list_topics(false).await? {
+//!     println!("{} has {} partitions", t.name, t.partitions.len());
+//! }
+//! for lag in admin.group_lag("billing").await? {
+//!     println!("{}-{}: lag {}", lag.topic, lag.partition, lag.lag);
+//! }
+//! # Ok(()) }
+//! ```
+
+use crate::client::{Client, ClusterMetadata, OffsetSpec, TopicInfo};
+use crate::error::{Error, Result};
+use crate::record::IsolationLevel;
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    create_topics_request, describe_configs_request, incremental_alter_configs_request,
+    offset_fetch_request, ConsumerProtocolAssignment, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use std::collections::BTreeMap;
+
+/// A topic to create (CreateTopics API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partition count; -1 for the broker's `num.partitions`.
+    pub partitions: i32,
+    /// Replication factor; -1 for the broker's `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Topic configs (`cleanup.policy`, `retention.ms`, …).
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    /// `name` with `partitions` partitions, the broker's default replication factor and
+    /// no configs.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: Vec::new(),
+        }
+    }
+}
+
+/// Offsets of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// Partition index.
+    pub partition: i32,
+    /// Log start offset (first offset still stored).
+    pub log_start_offset: i64,
+    /// High watermark (exclusive end of what consumers may read).
+    pub high_watermark: i64,
+    /// Last stable offset (exclusive end of what read_committed consumers may read).
+    pub last_stable_offset: i64,
+}
+
+/// A config resource (DescribeConfigs / IncrementalAlterConfigs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigResource {
+    /// A topic's configs.
+    Topic(String),
+    /// A broker's configs, by node id.
+    Broker(i32),
+}
+
+impl ConfigResource {
+    fn wire(&self) -> (i8, String) {
+        match self {
+            ConfigResource::Topic(t) => (2, t.clone()),
+            ConfigResource::Broker(b) => (4, b.to_string()),
+        }
+    }
+}
+
+/// One config entry as DescribeConfigs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Property name, e.g. `retention.ms`.
+    pub name: String,
+    /// Value; `None` for a sensitive or unset value.
+    pub value: Option<String>,
+    /// Whether it cannot be altered.
+    pub read_only: bool,
+    /// Whether the value is the default (config source 5, DEFAULT_CONFIG).
+    pub is_default: bool,
+    /// Whether the value is hidden.
+    pub sensitive: bool,
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// `Empty`, `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Dead`.
+    pub state: String,
+    /// `consumer` for consumer groups, empty for groups that only commit offsets.
+    pub protocol_type: String,
+}
+
+/// A member of a group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    /// Member id.
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+    /// `client.id`.
+    pub client_id: String,
+    /// Host, as the broker saw it (`/127.0.0.1`).
+    pub client_host: String,
+    /// Assigned partitions per topic (decoded from a `consumer` group's assignment;
+    /// empty for other protocol types).
+    pub assignment: Vec<(String, Vec<i32>)>,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Group id.
+    pub group_id: String,
+    /// Group state.
+    pub state: String,
+    /// Protocol type, `consumer` for consumer groups.
+    pub protocol_type: String,
+    /// The chosen assignor (`range`, …).
+    pub protocol: String,
+    /// Members.
+    pub members: Vec<MemberDescription>,
+}
+
+/// A group's committed offset and lag on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// Committed offset (next offset to consume).
+    pub committed_offset: i64,
+    /// Partition's high watermark.
+    pub high_watermark: i64,
+    /// `high_watermark - committed_offset`, never negative.
+    pub lag: i64,
+}
+
+/// Administrative operations on a cluster.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+fn kafka_error(code: i16, message: Option<&StrBytes>) -> Result<()> {
+    match Error::from_code(code, message.map(|m| m.to_string())) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Decodes a `consumer` group member's assignment (`ConsumerProtocolAssignment`, an
+/// i16 version followed by the struct at that version); `None` if it does not decode.
+pub fn decode_assignment(bytes: &Bytes) -> Option<Vec<(String, Vec<i32>)>> {
+    if bytes.len() < 2 {
+        return Some(Vec::new());
+    }
+    let mut buf = bytes.clone();
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    let _ = bytes::Buf::get_i16(&mut buf);
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)).ok()?;
+    Some(
+        a.assigned_partitions
+            .into_iter()
+            .map(|tp| (tp.topic.0.to_string(), tp.partitions))
+            .collect(),
+    )
+}
+
+impl Admin {
+    /// An admin over `client`.
+    pub fn new(client: Client) -> Admin {
+        Admin { client }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Brokers, controller and cluster id (Metadata).
+    pub async fn describe_cluster(&self) -> Result<ClusterMetadata> {
+        self.client.metadata(Some(&[]), false).await
+    }
+
+    /// Every topic, sorted by name; internal ones only with `include_internal`.
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicInfo>> {
+        let mut topics = self.client.metadata(None, false).await?.topics;
+        topics.retain(|t| include_internal || !t.internal);
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    /// Creates a topic (CreateTopics). Errors: TOPIC_ALREADY_EXISTS,
+    /// INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION,
+    /// INVALID_CONFIG, …
+    pub async fn create_topic(&self, topic: &NewTopic) -> Result<()> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(topic_name(&topic.name))
+                .with_num_partitions(topic.partitions)
+                .with_replication_factor(topic.replication_factor)
+                .with_configs(
+                    topic
+                        .configs
+                        .iter()
+                        .map(|(k, v)| {
+                            create_topics_request::CreatableTopicConfig::default()
+                                .with_name(text(k))
+                                .with_value(Some(text(v)))
+                        })
+                        .collect(),
+                )]);
+        let response = self.controller_call(request).await?;
+        for t in &response.topics {
+            kafka_error(t.error_code, t.error_message.as_ref())?;
+        }
+        self.client.invalidate_topic(&topic.name);
+        Ok(())
+    }
+
+    /// Deletes a topic (DeleteTopics). Errors: UNKNOWN_TOPIC_OR_PARTITION, …
+    pub async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let request = DeleteTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topic_names(vec![topic_name(topic)]);
+        let response = self.controller_call(request).await?;
+        for t in &response.responses {
+            kafka_error(t.error_code, t.error_message.as_ref())?;
+        }
+        self.client.invalidate_topic(topic);
+        Ok(())
+    }
+
+    async fn controller_call<R: kafka_protocol::protocol::Request + Clone>(
+        &self,
+        request: R,
+    ) -> Result<R::Response> {
+        self.client
+            .retry(None, || async {
+                let meta = self.client.metadata(Some(&[]), false).await?;
+                let conn = if meta.controller_id >= 0 {
+                    self.client.broker(meta.controller_id).await?
+                } else {
+                    self.client.any_connection().await?
+                };
+                conn.send(request.clone()).await
+            })
+            .await
+    }
+
+    /// A topic's metadata (UNKNOWN_TOPIC_OR_PARTITION if it does not exist), read fresh.
+    pub async fn describe_topic(&self, topic: &str) -> Result<TopicInfo> {
+        self.client.invalidate_topic(topic);
+        Ok((*self.client.topic(topic).await?).clone())
+    }
+
+    /// Log start, high watermark and last stable offset of every partition of `topic`
+    /// (ListOffsets earliest, latest, and latest under read_committed).
+    pub async fn partition_offsets(&self, topic: &TopicInfo) -> Result<Vec<PartitionOffsets>> {
+        let lookups = topic.partitions.iter().map(|p| async move {
+            let c = &self.client;
+            let uncommitted = IsolationLevel::ReadUncommitted;
+            let (start, end, stable) = futures::try_join!(
+                c.list_offset(&topic.name, p.partition, OffsetSpec::Earliest, uncommitted),
+                c.list_offset(&topic.name, p.partition, OffsetSpec::Latest, uncommitted),
+                c.list_offset(
+                    &topic.name,
+                    p.partition,
+                    OffsetSpec::Latest,
+                    IsolationLevel::ReadCommitted
+                ),
+            )?;
+            Ok::<_, Error>(PartitionOffsets {
+                partition: p.partition,
+                log_start_offset: start,
+                high_watermark: end,
+                last_stable_offset: stable,
+            })
+        });
+        futures::future::try_join_all(lookups).await
+    }
+
+    /// Configs of `resource` (DescribeConfigs), sorted by name.
+    pub async fn describe_configs(&self, resource: &ConfigResource) -> Result<Vec<ConfigEntry>> {
+        let (kind, name) = resource.wire();
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(kind)
+                .with_resource_name(text(&name))
+                .with_configuration_keys(None),
+        ]);
+        let response = self
+            .client
+            .retry(None, || async {
+                let conn = match resource {
+                    ConfigResource::Broker(id) => self.client.broker(*id).await?,
+                    ConfigResource::Topic(_) => self.client.any_connection().await?,
+                };
+                conn.send(request.clone()).await
+            })
+            .await?;
+        let mut out = Vec::new();
+        for r in response.results {
+            kafka_error(r.error_code, r.error_message.as_ref())?;
+            out.extend(r.configs.into_iter().map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.map(|v| v.to_string()),
+                read_only: c.read_only,
+                is_default: c.config_source == 5,
+                sensitive: c.is_sensitive,
+            }));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Sets (`Some(value)`) or resets to default (`None`) configs of `resource`
+    /// (IncrementalAlterConfigs, operations SET and DELETE). Errors: INVALID_CONFIG, …
+    pub async fn alter_configs(
+        &self,
+        resource: &ConfigResource,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let (kind, name) = resource.wire();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(kind)
+                .with_resource_name(text(&name))
+                .with_configs(
+                    changes
+                        .iter()
+                        .map(|(k, v)| {
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(text(k))
+                                .with_config_operation(if v.is_some() { 0 } else { 1 })
+                                .with_value(v.as_deref().map(text))
+                        })
+                        .collect(),
+                ),
+        ]);
+        let response = self.controller_call(request).await?;
+        for r in &response.responses {
+            kafka_error(r.error_code, r.error_message.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Every group on every broker (ListGroups), sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let meta = self.describe_cluster().await?;
+        let mut out = Vec::new();
+        for b in meta.brokers {
+            let conn = self.client.broker(b.node_id).await?;
+            let response = conn.send(ListGroupsRequest::default()).await?;
+            kafka_error(response.error_code, None)?;
+            out.extend(response.groups.into_iter().map(|g| GroupListing {
+                group_id: g.group_id.0.to_string(),
+                state: g.group_state.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+            }));
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(out)
+    }
+
+    /// One group's state and members (DescribeGroups at its coordinator). A group that
+    /// does not exist comes back in state `Dead` with no members, as Kafka reports it.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(text(group))]);
+        let response = self
+            .group_call(
+                group,
+                || request.clone(),
+                |r: &kafka_protocol::messages::DescribeGroupsResponse| {
+                    r.groups.first().map_or(0, |g| g.error_code)
+                },
+            )
+            .await?;
+        let g = response.groups.into_iter().next().ok_or(Error::Kafka {
+            code: ResponseError::GroupIdNotFound,
+            message: None,
+        })?;
+        kafka_error(g.error_code, g.error_message.as_ref())?;
+        let consumer = g.protocol_type.as_str() == "consumer";
+        Ok(GroupDescription {
+            group_id: g.group_id.0.to_string(),
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| MemberDescription {
+                    assignment: if consumer {
+                        decode_assignment(&m.member_assignment).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: m.group_instance_id.map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Sends a request to `group`'s coordinator, retrying (with a new FindCoordinator)
+    /// while `error_of` reports a retriable error such as NOT_COORDINATOR or
+    /// COORDINATOR_LOAD_IN_PROGRESS.
+    async fn group_call<R, F, E>(&self, group: &str, request: F, error_of: E) -> Result<R::Response>
+    where
+        R: kafka_protocol::protocol::Request,
+        F: Fn() -> R,
+        E: Fn(&R::Response) -> i16,
+    {
+        self.client
+            .retry(None, || async {
+                let conn = self.client.coordinator(group, 0).await?;
+                let response = conn.send(request()).await?;
+                match Error::from_code(error_of(&response), None) {
+                    Some(e) if e.is_retriable() => {
+                        self.client.invalidate_coordinator(group, 0);
+                        Err(e)
+                    }
+                    _ => Ok(response),
+                }
+            })
+            .await
+    }
+
+    /// A group's committed offsets (OffsetFetch for all partitions), sorted by topic
+    /// and partition; `(topic, partition, offset)`.
+    pub async fn list_group_offsets(&self, group: &str) -> Result<Vec<(String, i32, i64)>> {
+        let response = self
+            .group_call(
+                group,
+                || {
+                    OffsetFetchRequest::default()
+                        .with_group_id(GroupId(text(group)))
+                        .with_topics(None::<Vec<offset_fetch_request::OffsetFetchRequestTopic>>)
+                },
+                |r: &kafka_protocol::messages::OffsetFetchResponse| r.error_code,
+            )
+            .await?;
+        kafka_error(response.error_code, None)?;
+        let mut out = Vec::new();
+        for t in response.topics {
+            for p in t.partitions {
+                if p.error_code == 0 && p.committed_offset >= 0 {
+                    out.push((t.name.0.to_string(), p.partition_index, p.committed_offset));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// A group's lag per partition it has committed: high watermark minus committed
+    /// offset (never negative), sorted by topic and partition.
+    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+        let offsets = self.list_group_offsets(group).await?;
+        let lookups = offsets
+            .into_iter()
+            .map(|(topic, partition, committed)| async move {
+                let end = self
+                    .client
+                    .list_offset(
+                        &topic,
+                        partition,
+                        OffsetSpec::Latest,
+                        IsolationLevel::ReadUncommitted,
+                    )
+                    .await?;
+                Ok::<_, Error>(PartitionLag {
+                    topic,
+                    partition,
+                    committed_offset: committed,
+                    high_watermark: end,
+                    lag: (end - committed).max(0),
+                })
+            });
+        futures::future::try_join_all(lookups).await
+    }
+
+    /// Deletes an empty group (DeleteGroups). Errors: NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let response = self
+            .group_call(
+                group,
+                || DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text(group))]),
+                |r: &kafka_protocol::messages::DeleteGroupsResponse| {
+                    r.results.first().map_or(0, |g| g.error_code)
+                },
+            )
+            .await?;
+        for r in &response.results {
+            kafka_error(r.error_code, None)?;
+        }
+        Ok(())
+    }
+
+    /// Configs of a topic as a map (DescribeConfigs), for display.
+    pub async fn topic_configs(&self, topic: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .describe_configs(&ConfigResource::Topic(topic.to_owned()))
+            .await?
+            .into_iter()
+            .filter_map(|c| Some((c.name, c.value?)))
+            .collect())
+    }
+}

@@ -6,6 +6,7 @@
 //! - [`client`]: [`Client`], connections to a cluster plus a metadata cache that follows
 //!   leaders and retries on NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION; single
 //!   partition fetch, list-offsets and produce.
+//! - [`admin`]: [`Admin`], topics, configs, groups, committed offsets and lag.
 //! - [`record`]: [`ProducerRecord`], [`ConsumerRecord`] and batch decoding.
 //! - [`versions`]: the API versions the client speaks.
 //!
@@ -22,6 +23,10 @@ pub mod producer;
 pub mod record;
 pub mod versions;
 
+pub use admin::{
+    Admin, ConfigEntry, ConfigResource, GroupDescription, GroupListing, MemberDescription,
+    NewTopic, PartitionLag, PartitionOffsets,
+};
 pub use client::{
     BrokerInfo, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchedPartition, OffsetSpec,
     PartitionInfo, ProduceAck, TopicInfo,
