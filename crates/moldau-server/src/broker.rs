@@ -4,6 +4,7 @@
 
 use crate::config::BrokerConfig;
 use crate::coordinator::GroupCoordinator;
+use crate::metrics::Metrics;
 use crate::replica_manager::{now_ms, ReplicaManager};
 use crate::txn_coordinator::TxnCoordinator;
 use moldau_metadata::{MetadataError, MetadataImage, MetadataLog, MetadataRecord};
@@ -55,6 +56,8 @@ pub struct Broker {
     /// The transaction coordinator shards for the `__transaction_state` partitions led
     /// here, and the producer id allocator.
     pub txns: Arc<TxnCoordinator>,
+    /// Request, network and connection counters, recorded by the network layer.
+    pub metrics: Metrics,
 }
 
 impl Broker {
@@ -112,6 +115,7 @@ impl Broker {
             cleaner: crate::log_cleaner::LogCleaner::open(config_dir, config_dedupe),
             groups,
             txns,
+            metrics: Metrics::new(),
         });
         broker.txns.attach(&broker);
         Ok(broker)
@@ -180,6 +184,16 @@ impl Broker {
         ));
         handles.push(tokio::spawn(self.txns.clone().run_timers(shutdown.clone())));
         handles
+    }
+
+    /// Every metric in the Prometheus text exposition format (version 0.0.4), for
+    /// `GET /metrics`: the request, network and connection counters, then offsets of
+    /// every hosted partition and the committed offsets, lag and member count of every
+    /// group this broker coordinates, read now. Takes each partition's log lock and each
+    /// group shard's lock briefly, one at a time; the cost grows with the number of
+    /// partitions and committed offsets. See [`crate::metrics`] for the names.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::render(self)
     }
 
     /// Clean shutdown of storage: flush, checkpoints, clean-shutdown marker.

@@ -5,12 +5,14 @@
 //! - [`broker`]: shared state and background jobs.
 //! - [`replica_manager`], [`partition`]: hosted partitions over the storage [`moldau_storage::Log`].
 //! - [`config`]: broker configuration under Kafka's property names.
+//! - [`metrics`]: Prometheus counters and the `/metrics` text ([`Broker::metrics_text`]).
 
 pub mod broker;
 pub mod config;
 pub mod coordinator;
 pub mod handlers;
 pub mod log_cleaner;
+pub mod metrics;
 pub mod network;
 pub mod partition;
 pub mod producer_ids;
@@ -22,4 +24,5 @@ pub mod txn_markers;
 
 pub use broker::{Broker, StartError};
 pub use config::BrokerConfig;
+pub use metrics::Metrics;
 pub use network::Server;

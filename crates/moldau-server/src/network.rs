@@ -12,6 +12,7 @@
 use crate::broker::{Broker, StartError};
 use crate::config::BrokerConfig;
 use crate::handlers::{self, Dispatch, Reply, ResponseFuture};
+use crate::metrics::Timed;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -203,6 +204,7 @@ async fn serve_connection(
     stream: TcpStream,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let _connection = broker.metrics.connection_opened();
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
     // Kafka reports a member's host as `/ip` (Java's InetAddress.toString()).
@@ -211,7 +213,8 @@ async fn serve_connection(
     let (tx, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
     let reader = tokio::spawn(read_frames(rd, broker.config.socket_request_max_bytes, tx));
     let mut writer = BufWriter::with_capacity(256 * 1024, wr);
-    let mut in_flight: FuturesOrdered<ResponseFuture> = FuturesOrdered::new();
+    // Each response future carries its request's clock (see `metrics`).
+    let mut in_flight: FuturesOrdered<Timed<ResponseFuture>> = FuturesOrdered::new();
     // Frame size of each in-flight request, in the same order, and their sum.
     let mut sizes: VecDeque<usize> = VecDeque::new();
     let mut in_flight_bytes = 0usize;
@@ -226,13 +229,17 @@ async fn serve_connection(
                 // Write this reply and every later one that is already complete, then
                 // flush: a finished response never waits behind a slower request.
                 let mut next = Some(reply);
-                while let Some(reply) = next.take() {
+                while let Some((reply, done)) = next.take() {
                     in_flight_bytes -= sizes.pop_front().unwrap_or(0);
+                    broker.metrics.finish_request(done, matches!(reply, Reply::Close(_)));
                     match reply {
                         Reply::Send(chunks) => {
+                            let mut bytes = 0;
                             for chunk in &chunks {
                                 writer.write_all(chunk).await?;
+                                bytes += chunk.len();
                             }
+                            broker.metrics.record_bytes_out(bytes);
                         }
                         Reply::Nothing => {}
                         Reply::Close(reason) => {
@@ -254,13 +261,15 @@ async fn serve_connection(
                     && (in_flight.is_empty() || in_flight_bytes < MAX_IN_FLIGHT_BYTES) => match frame {
                 Some(Ok(frame)) => {
                     let size = frame.len();
+                    let timer = broker.metrics.start_request(&frame);
                     match handlers::dispatch(&broker, &client_host, frame) {
                     Dispatch::Respond(fut) => {
-                        in_flight.push_back(fut);
+                        in_flight.push_back(timer.time(fut));
                         sizes.push_back(size);
                         in_flight_bytes += size;
                     }
                     Dispatch::Close(reason) => {
+                        broker.metrics.reject_request(timer);
                         tracing::info!(%peer, %reason, "closing connection");
                         closing = true;
                     }
