@@ -40,7 +40,7 @@ class Broker:
         self.log = open(os.path.join(self.dir, "broker.log"), "w")
         self.proc = subprocess.Popen(
             [BINARY, "serve", "-o", f"listeners=PLAINTEXT://{self.addr}",
-             "-o", f"log.dirs={self.dir}/data"],
+             "-o", f"log.dirs={self.dir}/data", "-o", "http.listener=127.0.0.1:0"],
             stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use moldau_server::{BrokerConfig, Server};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[global_allocator]
 static GLOBAL: alloc::ReservingAllocator = alloc::ReservingAllocator;
@@ -94,20 +95,126 @@ async fn shutdown_signal() {
     }
 }
 
+/// The HTTP API's settings, from Moldau's own properties (Kafka has none for HTTP):
+/// `http.listener` (`host:port`, default `localhost:8080`), `http.enable` (default
+/// true), `http.max.body.bytes` (default 1 MiB).
+struct HttpSettings {
+    enable: bool,
+    listener: String,
+    max_body_bytes: usize,
+}
+
+impl HttpSettings {
+    fn from_properties(props: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let get = |k: &str| props.get(k).map(|v| v.trim());
+        Ok(HttpSettings {
+            enable: match get("http.enable") {
+                None => true,
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("http.enable={v:?} is not true or false"))?,
+            },
+            listener: get("http.listener")
+                .map(|v| v.rsplit("://").next().unwrap_or(v).to_owned())
+                .unwrap_or_else(|| "localhost:8080".into()),
+            max_body_bytes: match get("http.max.body.bytes") {
+                None => moldau_http::DEFAULT_MAX_BODY_BYTES,
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("http.max.body.bytes={v:?} is not a byte count"))?,
+            },
+        })
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = BrokerConfig::from_properties(load_properties(&args)?)?;
+    let props = load_properties(&args)?;
+    let http = HttpSettings::from_properties(&props)?;
+    let config = BrokerConfig::from_properties(props)?;
     let server = Server::bind(config).await?;
     let broker = server.broker().clone();
+    let http_listener = if http.enable {
+        Some(
+            tokio::net::TcpListener::bind(&http.listener)
+                .await
+                .with_context(|| format!("binding the HTTP listener {}", http.listener))?,
+        )
+    } else {
+        None
+    };
+    let http_addr = match &http_listener {
+        Some(l) => l.local_addr()?.to_string(),
+        None => "off".into(),
+    };
     tracing::info!(
         listener = %server.local_addr(),
+        http = %http_addr,
         advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
         log_dir = %broker.config.log_dir.display(),
         cluster_id = %broker.cluster_id,
         node_id = broker.config.node_id,
         "Moldau broker started"
     );
-    server.run(shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = http_listener.map(|listener| {
+        let kafka = loopback(server.local_addr());
+        let metrics_broker = broker.clone();
+        let metrics: moldau_http::MetricsSource = Arc::new(move || metrics_broker.metrics_text());
+        tokio::spawn(serve_http(
+            listener,
+            kafka,
+            metrics,
+            http.max_body_bytes,
+            stop_rx,
+        ))
+    });
+    server
+        .run(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    if let Some(task) = http_task {
+        task.abort();
+    }
     Ok(())
+}
+
+/// The Kafka listener's address as a client on this host reaches it.
+fn loopback(addr: std::net::SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => format!("127.0.0.1:{}", addr.port()),
+        ip if ip.is_unspecified() => format!("[::1]:{}", addr.port()),
+        _ => addr.to_string(),
+    }
+}
+
+/// Serves the HTTP API, talking to this broker over its own Kafka listener.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    kafka: String,
+    metrics: moldau_http::MetricsSource,
+    max_body_bytes: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut config = moldau_client::ClientConfig::new(&kafka);
+    config.client_id = "moldau-http".into();
+    let client = loop {
+        match moldau_client::Client::connect(config.clone()).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP API: cannot reach the Kafka listener yet");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let state = moldau_http::AppState::new(client, metrics, max_body_bytes);
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = moldau_http::serve(listener, state, shutdown).await {
+        tracing::error!(error = %e, "HTTP API stopped");
+    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -15,6 +15,8 @@ pub struct TestBroker {
     child: Option<Child>,
     /// `127.0.0.1:<port>` of the Kafka listener.
     pub addr: String,
+    /// `127.0.0.1:<port>` of the HTTP API.
+    pub http: String,
     data: PathBuf,
     extra: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
@@ -34,10 +36,11 @@ impl TestBroker {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, addr) = spawn(&data, &extra, None);
+        let (child, addr, http) = spawn(&data, &extra, None);
         Self {
             child: Some(child),
             addr,
+            http,
             data,
             extra,
             _dir: Some(dir),
@@ -70,9 +73,10 @@ impl TestBroker {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
         let port = self.addr.rsplit(':').next().map(str::to_owned);
-        let (child, addr) = spawn(&self.data, &self.extra, port.as_deref());
+        let (child, addr, http) = spawn(&self.data, &self.extra, port.as_deref());
         self.child = Some(child);
         self.addr = addr;
+        self.http = http;
     }
 }
 
@@ -90,7 +94,9 @@ fn signal(child: &Child, sig: i32) {
     }
 }
 
-fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child, String) {
+/// Starts the broker binary; returns it with its Kafka and HTTP addresses. The HTTP API
+/// listens on an ephemeral port unless `extra` sets `http.listener`.
+fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child, String, String) {
     for attempt in 0..50 {
         let listener = format!("127.0.0.1:{}", port.unwrap_or("0"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moldau"));
@@ -99,6 +105,8 @@ fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child,
             .arg(format!("listeners=PLAINTEXT://{listener}"))
             .arg("-o")
             .arg(format!("log.dirs={}", data.display()))
+            .arg("-o")
+            .arg("http.listener=127.0.0.1:0")
             .env("MOLDAU_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -117,8 +125,11 @@ fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child,
                 }
                 if !sent {
                     if let Some(rest) = line.split("listener=").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = tx.send(Ok(addr));
+                        let field =
+                            |text: &str| text.split_whitespace().next().unwrap_or("").to_owned();
+                        let addr = field(rest);
+                        let http = line.split(" http=").nth(1).map(field).unwrap_or_default();
+                        let _ = tx.send(Ok((addr, http)));
                         sent = true;
                     } else if line.starts_with("Error") {
                         let _ = tx.send(Err(line.clone()));
@@ -128,7 +139,7 @@ fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child,
             }
         });
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Ok(addr)) => return (child, addr),
+            Ok(Ok((addr, http))) => return (child, addr, http),
             Ok(Err(line)) if line.contains("Address already in use") && attempt < 49 => {
                 let _ = child.wait();
                 std::thread::sleep(Duration::from_millis(200));

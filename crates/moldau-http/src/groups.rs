@@ -1,0 +1,82 @@
+//! `/api/groups`: consumer groups, their members and lag.
+
+use crate::error::ApiResult;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use moldau_client::kafka_protocol::error::ResponseError;
+use serde_json::{json, Value};
+
+/// `GET /api/groups` → `{"groups": [{"group_id", "state", "protocol_type"}]}`.
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let groups: Vec<Value> = state
+        .admin()
+        .list_groups()
+        .await?
+        .into_iter()
+        .map(
+            |g| json!({"group_id": g.group_id, "state": g.state, "protocol_type": g.protocol_type}),
+        )
+        .collect();
+    Ok(Json(json!({ "groups": groups })))
+}
+
+/// `GET /api/groups/{group}` → `{"group_id", "state", "protocol_type", "protocol",
+/// "members": [{"member_id", "group_instance_id", "client_id", "client_host",
+/// "assignments": [{"topic", "partitions"}]}], "offsets": [{"topic", "partition",
+/// "committed_offset", "high_watermark", "lag"}], "total_lag"}`; 404 GROUP_ID_NOT_FOUND
+/// for a group with no members and no committed offsets.
+pub async fn describe(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let admin = state.admin();
+    let g = admin.describe_group(&group).await?;
+    let lag = admin.group_lag(&group).await?;
+    if g.state == "Dead" && g.members.is_empty() && lag.is_empty() {
+        return Err(crate::error::ApiError::kafka(
+            ResponseError::GroupIdNotFound,
+            format!("group '{group}' does not exist"),
+        ));
+    }
+    let members: Vec<Value> = g
+        .members
+        .iter()
+        .map(|m| {
+            let assignments: Vec<Value> = m
+                .assignment
+                .iter()
+                .map(|(t, ps)| json!({"topic": t, "partitions": ps}))
+                .collect();
+            json!({
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "assignments": assignments,
+            })
+        })
+        .collect();
+    let total: i64 = lag.iter().map(|l| l.lag).sum();
+    let offsets: Vec<Value> = lag
+        .iter()
+        .map(|l| {
+            json!({
+                "topic": l.topic,
+                "partition": l.partition,
+                "committed_offset": l.committed_offset,
+                "high_watermark": l.high_watermark,
+                "lag": l.lag,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "group_id": g.group_id,
+        "state": g.state,
+        "protocol_type": g.protocol_type,
+        "protocol": g.protocol,
+        "members": members,
+        "offsets": offsets,
+        "total_lag": total,
+    })))
+}
