@@ -6,6 +6,7 @@
 //! `MOLDAU_*` environment variables (`MOLDAU_LOG_DIRS` → `log.dirs`), and `-o name=value`.
 
 mod alloc;
+mod cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -21,17 +22,33 @@ static GLOBAL: alloc::ReservingAllocator = alloc::ReservingAllocator;
 #[command(
     name = "moldau",
     version,
-    about = "An event-streaming broker that speaks the Kafka protocol"
+    about = "An event-streaming broker that speaks the Kafka protocol",
+    after_help = "Exit codes: 0 success, 1 failure (a Kafka error, bad input), 2 usage error, 3 no broker reachable."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    client: cli::ClientArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker (single node by default).
     Serve(ServeArgs),
+    /// List, create, describe, delete topics and alter their configs.
+    #[command(subcommand)]
+    Topics(cli::topics::TopicsCommand),
+    /// Write lines of stdin (or a file) to a topic.
+    Produce(cli::produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(cli::consume::ConsumeArgs),
+    /// List and describe consumer groups (members, lag).
+    #[command(subcommand)]
+    Groups(cli::groups::GroupsCommand),
+    /// Cluster id, controller and brokers.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
 }
 
 #[derive(clap::Args, Default)]
@@ -219,10 +236,14 @@ async fn serve_http(
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let serving = matches!(command, Command::Serve(_));
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MOLDAU_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MOLDAU_LOG").unwrap_or_else(|_| {
+                // The CLI stays quiet unless asked; the broker logs at info.
+                if serving { "info" } else { "warn" }.into()
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -230,11 +251,26 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    let ctx = cli::Context::new(cli.client);
+    let result = runtime.block_on(async {
+        match command {
             Command::Serve(args) => serve(args).await,
+            Command::Topics(c) => cli::topics::run(&ctx, c).await,
+            Command::Produce(a) => cli::produce::run(&ctx, a).await,
+            Command::Consume(a) => cli::consume::run(&ctx, a).await,
+            Command::Groups(c) => cli::groups::run(&ctx, c).await,
+            Command::Cluster(c) => cli::cluster::run(&ctx, c).await,
         }
-    })
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if serving => Err(e),
+        Err(e) => {
+            eprintln!("moldau: error: {e:#}");
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            std::process::exit(cli::exit_code(&e));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,155 @@
+//! The CLI: `moldau topics|produce|consume|groups|cluster`, built on Moldau's own client
+//! crate, with Kafka's script habits (`--bootstrap-server`, default `localhost:9092`).
+//!
+//! People get aligned tables; scripts get `--output json`. Errors print one line,
+//! `moldau: error: …`, and exit with [`EXIT_FAILURE`] (or [`EXIT_UNREACHABLE`] when no
+//! broker answers); usage mistakes exit 2 (clap's convention).
+
+pub mod cluster;
+pub mod consume;
+pub mod groups;
+pub mod output;
+pub mod produce;
+pub mod topics;
+
+use moldau_client::{Admin, Client, ClientConfig};
+use output::Output;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Exit code of a command that failed (a Kafka error, bad input).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code when no broker could be reached.
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+/// Options every client command shares.
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// Brokers to bootstrap from, `host:port[,host:port…]`.
+    #[arg(
+        long,
+        short = 'b',
+        global = true,
+        env = "MOLDAU_BOOTSTRAP_SERVER",
+        default_value = "localhost:9092"
+    )]
+    pub bootstrap_server: String,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up on a request after this long, ms.
+    #[arg(long, global = true, default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
+/// What a command runs with.
+pub struct Context {
+    args: ClientArgs,
+    /// Output format.
+    pub output: Output,
+}
+
+impl Context {
+    /// A context for `args`.
+    pub fn new(args: ClientArgs) -> Context {
+        Context {
+            output: args.output,
+            args,
+        }
+    }
+
+    /// A client connected to the bootstrap servers. Connection failures are retried a
+    /// few times, then reported as [`Unreachable`].
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let mut config = ClientConfig::new(&self.args.bootstrap_server);
+        config.client_id = "moldau-cli".into();
+        config.request_timeout = Duration::from_millis(self.args.request_timeout_ms);
+        config.retries = 3;
+        Client::connect(config).await.map_err(|e| match e {
+            moldau_client::Error::Connect { .. }
+            | moldau_client::Error::Connection { .. }
+            | moldau_client::Error::Timeout(_) => anyhow::Error::new(Unreachable {
+                bootstrap: self.args.bootstrap_server.clone(),
+                reason: e.to_string(),
+            }),
+            e => e.into(),
+        })
+    }
+
+    /// An admin client.
+    pub async fn admin(&self) -> anyhow::Result<Admin> {
+        Ok(Admin::new(self.client().await?))
+    }
+}
+
+/// No broker could be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach a broker at {bootstrap} ({reason}); is `moldau serve` running? (--bootstrap-server)")]
+pub struct Unreachable {
+    bootstrap: String,
+    reason: String,
+}
+
+/// The exit code for an error.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<Unreachable>().is_some() {
+        EXIT_UNREACHABLE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// Splits `NAME=VALUE`.
+pub fn kv(s: &str) -> anyhow::Result<(String, String)> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{s:?} is not NAME=VALUE"))
+}
+
+/// A progress line on stderr for long runs, redrawn at most once a second and only when
+/// stderr is a terminal (scripts' output stays clean).
+pub struct Progress {
+    verb: &'static str,
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    /// A progress line saying "`verb` N records".
+    pub fn new(verb: &'static str) -> Progress {
+        let now = Instant::now();
+        Progress {
+            verb,
+            enabled: std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            shown: false,
+        }
+    }
+
+    /// Notes that `count` records are done; redraws if a second passed.
+    pub fn tick(&mut self, count: u64) {
+        if !self.enabled || self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\r{} {count} records ({:.0}/s)   ",
+            self.verb,
+            count as f64 / secs
+        );
+        self.shown = true;
+    }
+
+    /// Ends the line if one was drawn.
+    pub fn finish(&mut self) {
+        if self.shown {
+            eprintln!();
+            self.shown = false;
+        }
+    }
+}
