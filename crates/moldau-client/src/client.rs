@@ -116,6 +116,9 @@ pub struct ClusterMetadata {
     pub brokers: Vec<BrokerInfo>,
     /// Topics asked for (all, when no list was given); topics with errors left out.
     pub topics: Vec<TopicInfo>,
+    /// Topics the broker answered with an error code (INVALID_TOPIC_EXCEPTION,
+    /// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE while being created, …).
+    pub topic_errors: Vec<(String, i16)>,
 }
 
 /// Which offset [`Client::list_offset`] looks up (ListOffsets API).
@@ -331,6 +334,7 @@ impl Client {
             }
         }
         let mut topics = Vec::new();
+        let mut topic_errors = Vec::new();
         let mut cache = self.inner.topics.write();
         for t in response.topics {
             let Some(topic_name) = t.name.as_ref().map(|n| n.0.to_string()) else {
@@ -338,6 +342,7 @@ impl Client {
             };
             if t.error_code != 0 {
                 cache.remove(&topic_name);
+                topic_errors.push((topic_name, t.error_code));
                 continue;
             }
             let mut partitions: Vec<PartitionInfo> = t
@@ -366,6 +371,7 @@ impl Client {
             controller_id: response.controller_id.0,
             brokers,
             topics,
+            topic_errors,
         }
     }
 
@@ -376,21 +382,43 @@ impl Client {
     }
 
     /// [`Client::topic`], creating the topic on a miss if the broker allows
-    /// auto-creation (`auto.create.topics.enable`).
+    /// auto-creation (`auto.create.topics.enable`). The broker's per-topic error comes
+    /// back as is (INVALID_TOPIC_EXCEPTION for a bad name); LEADER_NOT_AVAILABLE, which
+    /// a topic being created answers for a moment, is retried.
     pub async fn topic_with(&self, topic: &str, auto_create: bool) -> Result<Arc<TopicInfo>> {
         if let Some(t) = self.inner.topics.read().get(topic) {
             return Ok(t.clone());
         }
-        self.metadata(Some(&[topic]), auto_create).await?;
-        self.inner
-            .topics
-            .read()
-            .get(topic)
-            .cloned()
-            .ok_or_else(|| Error::Kafka {
-                code: ResponseError::UnknownTopicOrPartition,
-                message: Some(format!("topic '{topic}' does not exist")),
-            })
+        let mut backoff = self.inner.config.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            let meta = self.metadata(Some(&[topic]), auto_create).await?;
+            if let Some(t) = meta.topics.into_iter().find(|t| t.name == topic) {
+                return Ok(Arc::new(t));
+            }
+            let code = meta
+                .topic_errors
+                .iter()
+                .find(|(name, _)| name == topic)
+                .map_or(ResponseError::UnknownTopicOrPartition.code(), |(_, c)| *c);
+            let creating = code == ResponseError::LeaderNotAvailable.code();
+            if !creating || attempt >= self.inner.config.retries {
+                let message = if code == ResponseError::UnknownTopicOrPartition.code() {
+                    format!("topic '{topic}' does not exist")
+                } else {
+                    format!("topic '{topic}'")
+                };
+                return Err(
+                    Error::from_code(code, Some(message)).unwrap_or(Error::Kafka {
+                        code: ResponseError::UnknownTopicOrPartition,
+                        message: None,
+                    }),
+                );
+            }
+            attempt += 1;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Forgets the cached metadata of `topic` (the next use reads it again).

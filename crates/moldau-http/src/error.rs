@@ -102,7 +102,16 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "error": {"code": self.code, "name": self.name, "message": self.message}
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of an oversized body is never read, so the connection cannot
+            // carry another request; say so rather than let the client find out.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(console::index))
         .route("/console/{file}", get(console::asset))
         .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
         // The handlers read bodies as bytes and check the cap themselves, so the error
         // is JSON; this layer only stops axum's own smaller default from applying first.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))

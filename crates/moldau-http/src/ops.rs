@@ -55,3 +55,9 @@ pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::invalid(format!("no such endpoint: {}", uri.path()))
         .with_status(StatusCode::NOT_FOUND)
 }
+
+/// A known path with the wrong method: 405 JSON.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::invalid(format!("{method} is not allowed on {}", uri.path()))
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
