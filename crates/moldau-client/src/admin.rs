@@ -17,15 +17,14 @@
 use crate::client::{Client, ClusterMetadata, OffsetSpec, TopicInfo};
 use crate::error::{Error, Result};
 use crate::record::IsolationLevel;
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     create_topics_request, describe_configs_request, incremental_alter_configs_request,
-    offset_fetch_request, ConsumerProtocolAssignment, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, OffsetFetchRequest, TopicName,
+    offset_fetch_request, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest,
+    ListGroupsRequest, OffsetFetchRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 
 /// A topic to create (CreateTopics API).
@@ -176,24 +175,6 @@ fn kafka_error(code: i16, message: Option<&StrBytes>) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-/// Decodes a `consumer` group member's assignment (`ConsumerProtocolAssignment`, an
-/// i16 version followed by the struct at that version); `None` if it does not decode.
-pub fn decode_assignment(bytes: &Bytes) -> Option<Vec<(String, Vec<i32>)>> {
-    if bytes.len() < 2 {
-        return Some(Vec::new());
-    }
-    let mut buf = bytes.clone();
-    let version = i16::from_be_bytes([buf[0], buf[1]]);
-    let _ = bytes::Buf::get_i16(&mut buf);
-    let a = ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)).ok()?;
-    Some(
-        a.assigned_partitions
-            .into_iter()
-            .map(|tp| (tp.topic.0.to_string(), tp.partitions))
-            .collect(),
-    )
 }
 
 impl Admin {
@@ -424,7 +405,7 @@ impl Admin {
                 .into_iter()
                 .map(|m| MemberDescription {
                     assignment: if consumer {
-                        decode_assignment(&m.member_assignment).unwrap_or_default()
+                        crate::group::decode_assignment(&m.member_assignment).unwrap_or_default()
                     } else {
                         Vec::new()
                     },

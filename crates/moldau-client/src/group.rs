@@ -1,1 +1,1063 @@
-//! (being written)
+//! Consumer group membership over Kafka's classic group protocol (protocol guide, "The
+//! Consumer Group Protocol"; KIP-62 for the background heartbeat, KIP-394 for
+//! MEMBER_ID_REQUIRED): FindCoordinator → JoinGroup → (leader assigns) SyncGroup →
+//! Heartbeat … → LeaveGroup; the `range` assignor; the `consumer` embedded protocol's
+//! subscription and assignment encodings; the group's OffsetCommit and OffsetFetch. All
+//! group requests travel on a connection of the consumer's own (`CoordinatorLink`).
+//!
+//! The membership is eager, as Kafka's RangeAssignor is: a rebalance revokes every
+//! partition and the new generation's assignment replaces the old one.
+//!
+//! Embedded protocol (Kafka `ConsumerProtocol`): JoinGroup metadata is an `int16`
+//! version followed by a `ConsumerProtocolSubscription` at that version; a SyncGroup
+//! assignment is an `int16` version followed by a `ConsumerProtocolAssignment`. Versions
+//! only ever append fields, so one newer than this client knows is read by the fields it
+//! knows, as Kafka does.
+
+use crate::client::Client;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    consumer_protocol_assignment, consumer_protocol_subscription, join_group_request,
+    join_group_response::JoinGroupResponseMember, leave_group_request, offset_commit_request,
+    offset_fetch_request, sync_group_request, ApiKey, ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// `protocol_type` of consumer groups in JoinGroup.
+pub const PROTOCOL_TYPE: &str = "consumer";
+/// Name of the range assignor's protocol in JoinGroup (Kafka `RangeAssignor`).
+pub const RANGE_PROTOCOL: &str = "range";
+/// Version this client writes `ConsumerProtocolSubscription` at (v1: owned partitions,
+/// KIP-429; always empty here since the protocol is eager).
+pub const SUBSCRIPTION_VERSION: i16 = 1;
+/// Version this client writes `ConsumerProtocolAssignment` at.
+pub const ASSIGNMENT_VERSION: i16 = 1;
+
+/// Partitions grouped by topic: `(topic, partition indexes)`.
+pub type TopicPartitions = Vec<(String, Vec<i32>)>;
+
+/// A member's subscription, as carried in its JoinGroup metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    /// Topics the member subscribes to.
+    pub topics: Vec<String>,
+    /// Partitions the member owns while joining (v1+, cooperative rebalancing); empty
+    /// for eager members such as this client's.
+    pub owned_partitions: TopicPartitions,
+    /// Assignor-specific data; `None` for the range assignor.
+    pub user_data: Option<Bytes>,
+}
+
+/// Encodes `subscription` as JoinGroup metadata: `int16` version
+/// ([`SUBSCRIPTION_VERSION`]) then `ConsumerProtocolSubscription`.
+pub fn encode_subscription(subscription: &Subscription) -> Result<Bytes> {
+    let message = ConsumerProtocolSubscription::default()
+        .with_topics(subscription.topics.iter().map(|t| str_bytes(t)).collect())
+        .with_user_data(subscription.user_data.clone())
+        .with_owned_partitions(
+            subscription
+                .owned_partitions
+                .iter()
+                .map(|(t, ps)| {
+                    consumer_protocol_subscription::TopicPartition::default()
+                        .with_topic(topic_name(t))
+                        .with_partitions(ps.clone())
+                })
+                .collect(),
+        );
+    encode_embedded(&message, SUBSCRIPTION_VERSION)
+}
+
+/// Decodes JoinGroup metadata written by any Kafka consumer (v0–v3, newer read as v3).
+/// Every length is checked against the bytes left before anything is allocated.
+/// Errors: [`Error::Invalid`] when the bytes are not a subscription.
+pub fn decode_subscription(bytes: &[u8]) -> Result<Subscription> {
+    let bad = |e: &str| Error::Invalid(format!("consumer subscription does not decode: {e}"));
+    let mut r = Reader(bytes);
+    let version = embedded_version(&mut r).map_err(bad)?;
+    let topics = r.array(2, |r| r.string()).map_err(bad)?;
+    let user_data = r.nullable_bytes().map_err(bad)?;
+    let owned_partitions = if version >= 1 {
+        r.array(6, Reader::topic_partitions).map_err(bad)?
+    } else {
+        Vec::new()
+    };
+    // v2 adds generation_id, v3 rack_id: not needed by the range assignor.
+    Ok(Subscription {
+        topics,
+        owned_partitions,
+        user_data,
+    })
+}
+
+/// Encodes an assignment for SyncGroup: `int16` version ([`ASSIGNMENT_VERSION`]) then
+/// `ConsumerProtocolAssignment`.
+pub fn encode_assignment(partitions: &[(String, Vec<i32>)]) -> Result<Bytes> {
+    let message = ConsumerProtocolAssignment::default().with_assigned_partitions(
+        partitions
+            .iter()
+            .map(|(t, ps)| {
+                consumer_protocol_assignment::TopicPartition::default()
+                    .with_topic(topic_name(t))
+                    .with_partitions(ps.clone())
+            })
+            .collect(),
+    );
+    encode_embedded(&message, ASSIGNMENT_VERSION)
+}
+
+/// Decodes a SyncGroup assignment written by any Kafka group leader (v0–v3, newer read
+/// as v3; every version has the same layout). Empty bytes (a leader that left the member
+/// out) are an empty assignment. Every length is checked against the bytes left before
+/// anything is allocated. Errors: [`Error::Invalid`] when the bytes are not an
+/// assignment.
+pub fn decode_assignment(bytes: &[u8]) -> Result<TopicPartitions> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bad = |e: &str| Error::Invalid(format!("consumer assignment does not decode: {e}"));
+    let mut r = Reader(bytes);
+    embedded_version(&mut r).map_err(bad)?;
+    r.array(6, Reader::topic_partitions).map_err(bad)
+}
+
+fn encode_embedded<M: Encodable>(message: &M, version: i16) -> Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i16(version);
+    message
+        .encode(&mut buf, version)
+        .map_err(|e| Error::Invalid(format!("cannot encode consumer protocol v{version}: {e}")))?;
+    Ok(buf.freeze())
+}
+
+/// The embedded protocol's leading version, negative ones refused.
+fn embedded_version(r: &mut Reader<'_>) -> Result<i16, &'static str> {
+    let version = r.i16()?;
+    if version < 0 {
+        return Err("negative version");
+    }
+    Ok(version)
+}
+
+/// A bounds-checked reader of the embedded protocol's (non-flexible) encoding. Array
+/// counts are checked against the bytes left (each element takes at least `min_size`
+/// bytes), so a corrupt count costs nothing.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], &'static str> {
+        if self.0.len() < n {
+            return Err("truncated");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn i16(&mut self) -> Result<i16, &'static str> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i32(&mut self) -> Result<i32, &'static str> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn string(&mut self) -> Result<String, &'static str> {
+        let len = usize::try_from(self.i16()?).map_err(|_| "null or negative string")?;
+        let b = self.take(len)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| "string is not UTF-8")
+    }
+
+    fn nullable_bytes(&mut self) -> Result<Option<Bytes>, &'static str> {
+        match self.i32()? {
+            -1 => Ok(None),
+            n => {
+                let len = usize::try_from(n).map_err(|_| "negative bytes length")?;
+                Ok(Some(Bytes::copy_from_slice(self.take(len)?)))
+            }
+        }
+    }
+
+    fn array<T>(
+        &mut self,
+        min_size: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T, &'static str>,
+    ) -> Result<Vec<T>, &'static str> {
+        let n = match self.i32()? {
+            -1 => return Ok(Vec::new()),
+            n => usize::try_from(n).map_err(|_| "negative array length")?,
+        };
+        if n.saturating_mul(min_size) > self.0.len() {
+            return Err("array longer than the bytes left");
+        }
+        (0..n).map(|_| item(self)).collect()
+    }
+
+    fn topic_partitions(&mut self) -> Result<(String, Vec<i32>), &'static str> {
+        Ok((self.string()?, self.array(4, Self::i32)?))
+    }
+}
+
+/// One group member as the leader sees it in the JoinGroup response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSubscription {
+    /// Member id given by the coordinator.
+    pub member_id: String,
+    /// `group.instance.id` of a static member (KIP-345).
+    pub group_instance_id: Option<String>,
+    /// Topics the member subscribes to.
+    pub topics: Vec<String>,
+}
+
+/// Kafka's `RangeAssignor`: for each topic, the members subscribed to it in order (static
+/// members by `group.instance.id` first, then the rest by member id) each take a
+/// contiguous range of the topic's partitions; with `n` partitions and `m` members the
+/// first `n % m` members take `n / m + 1`, the others `n / m`.
+///
+/// `partitions` holds the partition count of each topic; topics not in it (unknown to
+/// the cluster) are not assigned. Returns every member's assignment, keyed by member id,
+/// topics in name order (a member may get nothing).
+pub fn range_assign(
+    members: &[MemberSubscription],
+    partitions: &BTreeMap<String, i32>,
+) -> BTreeMap<String, TopicPartitions> {
+    let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
+    sorted.sort_by(|a, b| match (&a.group_instance_id, &b.group_instance_id) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.member_id.cmp(&b.member_id),
+    });
+    let mut by_topic: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for m in &sorted {
+        let topics: BTreeSet<&str> = m.topics.iter().map(String::as_str).collect();
+        for t in topics {
+            by_topic.entry(t).or_default().push(&m.member_id);
+        }
+    }
+    let mut out: BTreeMap<String, TopicPartitions> = members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect();
+    for (topic, subscribers) in by_topic {
+        let Some(&n) = partitions.get(topic) else {
+            continue;
+        };
+        let m = i32::try_from(subscribers.len()).unwrap_or(i32::MAX);
+        let (per_member, extra) = (n / m, n % m);
+        for (i, member) in subscribers.into_iter().enumerate() {
+            let i = i32::try_from(i).unwrap_or(i32::MAX);
+            let start = per_member * i + i.min(extra);
+            let len = per_member + i32::from(i < extra);
+            if len > 0 {
+                if let Some(a) = out.get_mut(member) {
+                    a.push((topic.to_owned(), (start..start + len).collect()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A consumer's own connection to its group's coordinator, for every group request
+/// (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch). Kafka's
+/// consumer also keeps the coordinator on a socket of its own: a broker answers a
+/// connection's requests in order, so on the shared connection a commit or heartbeat
+/// would wait behind long-poll fetches. Its timeout covers a JoinGroup parked for the
+/// rebalance timeout (Kafka: `max(request.timeout.ms, rebalance.timeout.ms + 5 s)`).
+/// Clones share the connection.
+#[derive(Clone)]
+pub(crate) struct CoordinatorLink {
+    client: Client,
+    group_id: String,
+    timeout: Duration,
+    conn: Arc<parking_lot::Mutex<Option<Arc<Connection>>>>,
+}
+
+impl CoordinatorLink {
+    /// A link to `group_id`'s coordinator, connected on first use; `rebalance_timeout`
+    /// sizes its request timeout.
+    pub fn new(client: Client, group_id: String, rebalance_timeout: Duration) -> Self {
+        let timeout = client
+            .config()
+            .request_timeout
+            .max(rebalance_timeout + Duration::from_secs(5));
+        CoordinatorLink {
+            client,
+            group_id,
+            timeout,
+            conn: Arc::default(),
+        }
+    }
+
+    /// The group id.
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// The connection, opened when there is none or it broke: FindCoordinator (v1–v3,
+    /// one key) on a connection of its own to any broker (the shared one may be busy
+    /// with long-poll fetches), then a connection to the coordinator it names (the same
+    /// one when that broker is the coordinator). A coordinator that moved is noticed by
+    /// the errors of later requests ([`CoordinatorLink::check`]).
+    async fn connection(&self) -> Result<Arc<Connection>> {
+        if let Some(c) = self.conn.lock().as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let client_id = &self.client.config().client_id;
+        let any = self.client.any_connection().await?;
+        let probe = Connection::connect(any.addr(), client_id, self.timeout).await?;
+        let response = probe
+            .send(
+                FindCoordinatorRequest::default()
+                    .with_key(str_bytes(&self.group_id))
+                    .with_key_type(0),
+            )
+            .await?;
+        if let Some(e) = Error::from_code(
+            response.error_code,
+            response.error_message.map(|m| m.to_string()),
+        ) {
+            return Err(e);
+        }
+        let addr = format!("{}:{}", response.host, response.port);
+        let conn = if addr == probe.addr() {
+            probe
+        } else {
+            Connection::connect(&addr, client_id, self.timeout).await?
+        };
+        tracing::debug!(group = %self.group_id, coordinator = %addr, "coordinator found");
+        let conn = Arc::new(conn);
+        *self.conn.lock() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets the coordinator and the connection (NOT_COORDINATOR,
+    /// COORDINATOR_NOT_AVAILABLE, a broken connection, a timeout).
+    fn lose(&self) {
+        self.client.invalidate_coordinator(&self.group_id, 0);
+        *self.conn.lock() = None;
+    }
+
+    /// Forgets the coordinator if `e` says it moved or the connection failed.
+    fn check(&self, e: &Error) {
+        if e.needs_metadata_refresh() || matches!(e, Error::Timeout(_)) {
+            self.lose();
+        }
+    }
+
+    /// Runs `op` on the connection with the client's retries (`retries`,
+    /// `retry.backoff.ms`), finding the coordinator again when it moved.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Arc<Connection>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.client
+            .retry(None, || async {
+                let r = match self.connection().await {
+                    Ok(conn) => op(conn).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = &r {
+                    self.check(e);
+                }
+                r
+            })
+            .await
+    }
+}
+
+/// Timeouts of a membership, as the consumer configures them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MembershipTimeouts {
+    /// `session.timeout.ms`.
+    pub session: Duration,
+    /// `max.poll.interval.ms`, sent as JoinGroup's rebalance timeout.
+    pub rebalance: Duration,
+    /// `heartbeat.interval.ms`.
+    pub heartbeat: Duration,
+}
+
+/// What the background heartbeat learned about one generation.
+#[derive(Default)]
+struct GenerationFlags {
+    /// The coordinator wants this member to rejoin.
+    rejoin: AtomicBool,
+    /// The coordinator no longer knows the member id: rejoin as a new member.
+    reset: AtomicBool,
+}
+
+/// A consumer's membership in its group: member id, generation, the join/sync
+/// exchange, and the heartbeat task of the current generation.
+pub(crate) struct Membership {
+    link: CoordinatorLink,
+    timeouts: MembershipTimeouts,
+    member_id: String,
+    /// -1 while not a member of a generation.
+    generation: i32,
+    flags: Arc<GenerationFlags>,
+    /// Woken when the heartbeat asks for a rejoin, so a waiting poll reacts at once.
+    wakeup: Arc<Notify>,
+    /// Last time the application polled (for `max.poll.interval.ms`).
+    last_poll: Arc<parking_lot::Mutex<Instant>>,
+    heartbeat: Option<JoinHandle<()>>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+    }
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+fn group_id(s: &str) -> GroupId {
+    GroupId(str_bytes(s))
+}
+
+fn kafka(code: ResponseError, message: impl Into<String>) -> Error {
+    Error::Kafka {
+        code,
+        message: Some(message.into()),
+    }
+}
+
+impl Membership {
+    /// A membership of the group `link` leads to, not joined yet.
+    pub fn new(link: CoordinatorLink, timeouts: MembershipTimeouts) -> Membership {
+        Membership {
+            link,
+            timeouts,
+            member_id: String::new(),
+            generation: -1,
+            flags: Arc::default(),
+            wakeup: Arc::default(),
+            last_poll: Arc::new(parking_lot::Mutex::new(Instant::now())),
+            heartbeat: None,
+        }
+    }
+
+    /// The member id ("" before the first join).
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    /// The current generation, `None` while not a member of one.
+    pub fn generation(&self) -> Option<i32> {
+        (self.generation >= 0 && !self.flags.reset.load(Ordering::Acquire))
+            .then_some(self.generation)
+    }
+
+    /// Whether the next poll must (re)join.
+    pub fn needs_join(&self) -> bool {
+        self.generation < 0
+            || self.flags.rejoin.load(Ordering::Acquire)
+            || self.flags.reset.load(Ordering::Acquire)
+    }
+
+    /// Asks for a rejoin at the next poll (after a commit saw the generation end);
+    /// `reset` drops the member id too (UNKNOWN_MEMBER_ID).
+    pub fn request_rejoin(&self, reset: bool) {
+        self.flags.rejoin.store(true, Ordering::Release);
+        if reset {
+            self.flags.reset.store(true, Ordering::Release);
+        }
+    }
+
+    /// Notified when the heartbeat asks for a rejoin.
+    pub fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+
+    /// The time of the application's last poll, which the consumer sets and the
+    /// heartbeat checks against `max.poll.interval.ms`.
+    pub fn poll_clock(&self) -> Arc<parking_lot::Mutex<Instant>> {
+        self.last_poll.clone()
+    }
+
+    fn stop_heartbeat(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+
+    /// Joins the group subscribed to `topics` and returns the partitions assigned to this
+    /// member; starts the generation's heartbeat. Runs JoinGroup and SyncGroup until both
+    /// succeed, retrying what Kafka's consumer retries: MEMBER_ID_REQUIRED (KIP-394, with
+    /// the given id), UNKNOWN_MEMBER_ID (as a new member), REBALANCE_IN_PROGRESS /
+    /// ILLEGAL_GENERATION from SyncGroup, coordinator moves and broken connections (up to
+    /// `retries` times). Other errors (INCONSISTENT_GROUP_PROTOCOL,
+    /// INVALID_SESSION_TIMEOUT, GROUP_AUTHORIZATION_FAILED, …) are returned.
+    pub async fn join(&mut self, topics: &[String]) -> Result<Vec<(String, i32)>> {
+        self.stop_heartbeat();
+        if self.flags.reset.load(Ordering::Acquire) {
+            self.member_id.clear();
+        }
+        self.generation = -1;
+        self.flags = Arc::default();
+        let metadata = encode_subscription(&Subscription {
+            topics: topics.to_vec(),
+            ..Default::default()
+        })?;
+        let retries = self.link.client.config().retries;
+        let mut backoff = self.link.client.config().retry_backoff;
+        let mut failures = 0u32;
+        // Protocol steps that are not failures (a member id handed out, a rebalance that
+        // restarted) still get a bound, so a misbehaving coordinator cannot spin us.
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > 100 {
+                return Err(kafka(
+                    ResponseError::RebalanceInProgress,
+                    format!(
+                        "group {} did not settle after 100 join attempts",
+                        self.link.group_id
+                    ),
+                ));
+            }
+            let outcome = self.join_once(&metadata).await;
+            let err = match outcome {
+                Ok(JoinOutcome::Joined(assignment)) => {
+                    self.start_heartbeat();
+                    let mut out: Vec<(String, i32)> = assignment
+                        .into_iter()
+                        .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
+                        .collect();
+                    out.sort();
+                    out.dedup();
+                    return Ok(out);
+                }
+                Ok(JoinOutcome::Again) => continue,
+                Err(e) => e,
+            };
+            if !err.is_retriable() || failures >= retries {
+                return Err(err);
+            }
+            failures += 1;
+            tracing::debug!(group = %self.link.group_id, error = %err, "join failed, retrying");
+            self.link.check(&err);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One JoinGroup and, when it succeeds, one SyncGroup.
+    async fn join_once(&mut self, metadata: &Bytes) -> Result<JoinOutcome> {
+        let conn = self.link.connection().await?;
+        // Valid for JoinGroup v1–v7: no group_instance_id (v5+) or reason (v8+) is set.
+        let request = JoinGroupRequest::default()
+            .with_group_id(group_id(&self.link.group_id))
+            .with_session_timeout_ms(millis(self.timeouts.session))
+            .with_rebalance_timeout_ms(millis(self.timeouts.rebalance))
+            .with_member_id(str_bytes(&self.member_id))
+            .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str(RANGE_PROTOCOL))
+            .with_metadata(metadata.clone())]);
+        let response = conn.send(request).await?;
+        match ResponseError::try_from_code(response.error_code) {
+            None => {}
+            Some(ResponseError::MemberIdRequired) => {
+                // KIP-394: the coordinator handed out our id; join again with it.
+                self.member_id = response.member_id.to_string();
+                return Ok(JoinOutcome::Again);
+            }
+            Some(ResponseError::UnknownMemberId) => {
+                self.member_id.clear();
+                return Ok(JoinOutcome::Again);
+            }
+            Some(ResponseError::RebalanceInProgress) => {
+                // Another join of ours is still parked (a static member's, say): retry.
+                tokio::time::sleep(self.link.client.config().retry_backoff).await;
+                return Ok(JoinOutcome::Again);
+            }
+            Some(code) => {
+                return Err(Error::Kafka {
+                    code,
+                    message: None,
+                })
+            }
+        }
+        self.member_id = response.member_id.to_string();
+        let generation = response.generation_id;
+        let protocol = response.protocol_name.as_ref().map(|p| p.to_string());
+        if protocol.as_deref().is_some_and(|p| p != RANGE_PROTOCOL) {
+            return Err(kafka(
+                ResponseError::InconsistentGroupProtocol,
+                format!("the group chose protocol {protocol:?}; this consumer speaks range"),
+            ));
+        }
+        let assignments = if response.leader == response.member_id {
+            self.lead(&response.members).await?
+        } else {
+            Vec::new()
+        };
+        tracing::debug!(
+            group = %self.link.group_id, member = %self.member_id, generation,
+            leader = %response.leader, "joined"
+        );
+        let version = conn.version(ApiKey::SyncGroup).unwrap_or(0);
+        let mut request = SyncGroupRequest::default()
+            .with_group_id(group_id(&self.link.group_id))
+            .with_generation_id(generation)
+            .with_member_id(str_bytes(&self.member_id))
+            .with_assignments(assignments);
+        if version >= 5 {
+            request = request
+                .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
+                .with_protocol_name(Some(StrBytes::from_static_str(RANGE_PROTOCOL)));
+        }
+        let response = conn.send(request).await?;
+        match ResponseError::try_from_code(response.error_code) {
+            None => {}
+            Some(ResponseError::RebalanceInProgress | ResponseError::IllegalGeneration) => {
+                return Ok(JoinOutcome::Again)
+            }
+            Some(ResponseError::UnknownMemberId) => {
+                self.member_id.clear();
+                return Ok(JoinOutcome::Again);
+            }
+            Some(code) => {
+                return Err(Error::Kafka {
+                    code,
+                    message: None,
+                })
+            }
+        }
+        let assignment = decode_assignment(&response.assignment)?;
+        self.generation = generation;
+        Ok(JoinOutcome::Joined(assignment))
+    }
+
+    /// The leader's part: decode every member's subscription, read the subscribed
+    /// topics' partition counts and run the range assignor.
+    async fn lead(
+        &self,
+        members: &[JoinGroupResponseMember],
+    ) -> Result<Vec<sync_group_request::SyncGroupRequestAssignment>> {
+        let mut subscriptions = Vec::with_capacity(members.len());
+        for m in members {
+            let s = decode_subscription(&m.metadata)?;
+            subscriptions.push(MemberSubscription {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+                topics: s.topics,
+            });
+        }
+        let topics: BTreeSet<&str> = subscriptions
+            .iter()
+            .flat_map(|s| s.topics.iter().map(String::as_str))
+            .collect();
+        let topics: Vec<&str> = topics.into_iter().collect();
+        let metadata = self.link.client.metadata(Some(&topics), false).await?;
+        let counts: BTreeMap<String, i32> = metadata
+            .topics
+            .iter()
+            .map(|t| {
+                let n = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+                (t.name.clone(), n)
+            })
+            .collect();
+        let plan = range_assign(&subscriptions, &counts);
+        tracing::debug!(group = %self.link.group_id, ?plan, "range assignment");
+        plan.into_iter()
+            .map(|(member, partitions)| {
+                Ok(sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(StrBytes::from_string(member))
+                    .with_assignment(encode_assignment(&partitions)?))
+            })
+            .collect()
+    }
+
+    fn start_heartbeat(&mut self) {
+        self.stop_heartbeat();
+        *self.last_poll.lock() = Instant::now();
+        let task = Heartbeat {
+            link: self.link.clone(),
+            member_id: self.member_id.clone(),
+            generation: self.generation,
+            timeouts: self.timeouts,
+            flags: self.flags.clone(),
+            wakeup: self.wakeup.clone(),
+            last_poll: self.last_poll.clone(),
+        };
+        self.heartbeat = Some(tokio::spawn(task.run()));
+    }
+
+    /// Leaves the group (LeaveGroup v3+), stops the heartbeat and forgets the member id
+    /// and generation. UNKNOWN_MEMBER_ID (already gone) is not an error.
+    pub async fn leave(&mut self) -> Result<()> {
+        self.stop_heartbeat();
+        let member = std::mem::take(&mut self.member_id);
+        self.generation = -1;
+        if member.is_empty() {
+            return Ok(());
+        }
+        leave_group(&self.link, &member, "the consumer is being closed").await
+    }
+}
+
+enum JoinOutcome {
+    Joined(TopicPartitions),
+    /// Join again at once (a protocol step, not a failure).
+    Again,
+}
+
+/// Check a group response's top-level error code: coordinator errors are returned (and
+/// retried by [`CoordinatorLink::call`]), others are left to the caller.
+fn coordinator_error(code: i16) -> Result<()> {
+    match Error::from_code(code, None) {
+        Some(e) if e.needs_metadata_refresh() || e.is_retriable() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+async fn leave_group(link: &CoordinatorLink, member: &str, reason: &str) -> Result<()> {
+    let group = link.group_id();
+    let response = link
+        .call(|conn| async move {
+            let version = conn.version(ApiKey::LeaveGroup).unwrap_or(3);
+            let reason = (version >= 5).then(|| str_bytes(reason));
+            let request = LeaveGroupRequest::default()
+                .with_group_id(group_id(group))
+                .with_members(vec![leave_group_request::MemberIdentity::default()
+                    .with_member_id(str_bytes(member))
+                    .with_reason(reason)]);
+            let response = conn.send(request).await?;
+            coordinator_error(response.error_code)?;
+            Ok(response)
+        })
+        .await?;
+    let codes =
+        std::iter::once(response.error_code).chain(response.members.iter().map(|m| m.error_code));
+    for code in codes {
+        match Error::from_code(code, None) {
+            None => {}
+            Some(e) if e.kafka_code() == Some(ResponseError::UnknownMemberId) => {}
+            Some(e) => return Err(e),
+        }
+    }
+    tracing::debug!(%group, %member, "left the group");
+    Ok(())
+}
+
+/// The background heartbeat of one generation (KIP-62): a Heartbeat every
+/// `heartbeat.interval.ms`; REBALANCE_IN_PROGRESS asks for a rejoin (and keeps
+/// heartbeating, which keeps the member alive until it rejoins); ILLEGAL_GENERATION and
+/// UNKNOWN_MEMBER_ID / FENCED_INSTANCE_ID end the generation; coordinator moves and
+/// broken connections are retried after `retry.backoff.ms`. When the application has
+/// not polled for `max.poll.interval.ms` the member leaves the group, as Kafka's
+/// consumer does.
+struct Heartbeat {
+    link: CoordinatorLink,
+    member_id: String,
+    generation: i32,
+    timeouts: MembershipTimeouts,
+    flags: Arc<GenerationFlags>,
+    wakeup: Arc<Notify>,
+    last_poll: Arc<parking_lot::Mutex<Instant>>,
+}
+
+impl Heartbeat {
+    async fn run(self) {
+        let backoff = self.link.client.config().retry_backoff;
+        let group = self.link.group_id();
+        let mut next = Instant::now() + self.timeouts.heartbeat;
+        loop {
+            tokio::time::sleep_until(next).await;
+            let idle = self.last_poll.lock().elapsed();
+            if idle > self.timeouts.rebalance {
+                tracing::warn!(
+                    %group, member = %self.member_id, ?idle,
+                    "no poll within max.poll.interval; leaving the group"
+                );
+                self.flags.reset.store(true, Ordering::Release);
+                self.flags.rejoin.store(true, Ordering::Release);
+                self.wakeup.notify_one();
+                let reason = "the consumer was not polled within max.poll.interval";
+                if let Err(e) = leave_group(&self.link, &self.member_id, reason).await {
+                    tracing::debug!(error = %e, "leave after max.poll.interval failed");
+                }
+                return;
+            }
+            let sent = Instant::now();
+            let outcome = self.beat().await;
+            if let Err(e) = &outcome {
+                tracing::debug!(%group, error = %e, "heartbeat failed");
+                self.link.check(e);
+            }
+            match outcome {
+                Ok(()) => next = sent + self.timeouts.heartbeat,
+                Err(e) => match e.kafka_code() {
+                    Some(ResponseError::RebalanceInProgress) => {
+                        self.flags.rejoin.store(true, Ordering::Release);
+                        self.wakeup.notify_one();
+                        next = sent + self.timeouts.heartbeat;
+                    }
+                    Some(ResponseError::IllegalGeneration) => {
+                        self.flags.rejoin.store(true, Ordering::Release);
+                        self.wakeup.notify_one();
+                        return;
+                    }
+                    Some(ResponseError::UnknownMemberId | ResponseError::FencedInstanceId) => {
+                        self.flags.reset.store(true, Ordering::Release);
+                        self.flags.rejoin.store(true, Ordering::Release);
+                        self.wakeup.notify_one();
+                        return;
+                    }
+                    _ if e.is_retriable() => next = Instant::now() + backoff,
+                    _ => next = sent + self.timeouts.heartbeat,
+                },
+            }
+        }
+    }
+
+    /// One Heartbeat (valid v0–v4: no group_instance_id).
+    async fn beat(&self) -> Result<()> {
+        let conn = self.link.connection().await?;
+        let request = HeartbeatRequest::default()
+            .with_group_id(group_id(self.link.group_id()))
+            .with_generation_id(self.generation)
+            .with_member_id(str_bytes(&self.member_id));
+        Error::check(conn.send(request).await?.error_code)
+    }
+}
+
+/// Commits `offsets` (`(topic, partition, next offset to read)`) for the link's group
+/// (OffsetCommit v2–v8), as member `member_id` of `generation`, or with `-1`/`""` for a
+/// consumer outside group management. Retries coordinator moves; returns the first
+/// partition error (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, …).
+pub(crate) async fn commit_offsets(
+    link: &CoordinatorLink,
+    generation: i32,
+    member_id: &str,
+    offsets: &[(String, i32, i64)],
+) -> Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let group = link.group_id();
+    let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+    for (t, p, o) in offsets {
+        by_topic.entry(t).or_default().push((*p, *o));
+    }
+    // Valid for v2–v8: retention_time_ms (v2–v4) stays -1 (the broker's retention),
+    // committed_leader_epoch (v6+) -1, group_instance_id (v7+) unset.
+    let request = OffsetCommitRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(str_bytes(member_id))
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(p, o)| {
+                                    offset_commit_request::OffsetCommitRequestPartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_committed_metadata(Some(StrBytes::default()))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    let request = &request;
+    link.call(|conn| async move {
+        let response = conn.send(request.clone()).await?;
+        let first = response
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .find(|(_, p)| p.error_code != 0);
+        match first {
+            None => Ok(()),
+            Some((t, p)) => Err(Error::from_code(
+                p.error_code,
+                Some(format!(
+                    "committing {}-{} for group {group}",
+                    t.name.0, p.partition_index
+                )),
+            )
+            .unwrap_or(Error::Closed)),
+        }
+    })
+    .await
+}
+
+/// The offsets the link's group committed for `partitions` (OffsetFetch v1–v7, one
+/// group); `None` where nothing is committed. Retries coordinator moves and
+/// COORDINATOR_LOAD_IN_PROGRESS.
+pub(crate) async fn fetch_committed(
+    link: &CoordinatorLink,
+    partitions: &[(String, i32)],
+) -> Result<Vec<((String, i32), Option<i64>)>> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    let request = OffsetFetchRequest::default()
+        .with_group_id(group_id(link.group_id()))
+        .with_topics(Some(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partition_indexes(ps)
+                })
+                .collect(),
+        ));
+    let request = &request;
+    let response = link
+        .call(|conn| async move {
+            let response = conn.send(request.clone()).await?;
+            Error::check(response.error_code)?;
+            Ok(response)
+        })
+        .await?;
+    let mut found: BTreeMap<(String, i32), Option<i64>> = BTreeMap::new();
+    for t in &response.topics {
+        for p in &t.partitions {
+            let key = (t.name.0.to_string(), p.partition_index);
+            match Error::from_code(p.error_code, None) {
+                None => {
+                    found.insert(key, (p.committed_offset >= 0).then_some(p.committed_offset));
+                }
+                // Kafka answers a partition of an unknown topic with -1 or this error.
+                Some(e) if e.kafka_code() == Some(ResponseError::UnknownTopicOrPartition) => {
+                    found.insert(key, None);
+                }
+                Some(e) => return Err(e),
+            }
+        }
+    }
+    Ok(partitions
+        .iter()
+        .map(|tp| (tp.clone(), found.get(tp).copied().flatten()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, topics: &[&str]) -> MemberSubscription {
+        MemberSubscription {
+            member_id: id.into(),
+            group_instance_id: None,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn counts(topics: &[(&str, i32)]) -> BTreeMap<String, i32> {
+        topics.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn range_splits_contiguously_with_extras_first() {
+        // Kafka RangeAssignorTest.testTwoConsumersTwoTopicsSixPartitions-style layout:
+        // 7 partitions over 3 members → 3, 2, 2.
+        let members = [
+            member("c", &["t"]),
+            member("a", &["t"]),
+            member("b", &["t"]),
+        ];
+        let plan = range_assign(&members, &counts(&[("t", 7)]));
+        assert_eq!(plan["a"], vec![("t".to_string(), vec![0, 1, 2])]);
+        assert_eq!(plan["b"], vec![("t".to_string(), vec![3, 4])]);
+        assert_eq!(plan["c"], vec![("t".to_string(), vec![5, 6])]);
+    }
+
+    #[test]
+    fn range_is_per_topic_and_skips_unknown_topics() {
+        let members = [
+            member("m1", &["t1", "t2", "gone"]),
+            member("m2", &["t1"]),
+            member("m3", &["t2"]),
+        ];
+        let plan = range_assign(&members, &counts(&[("t1", 3), ("t2", 1)]));
+        assert_eq!(
+            plan["m1"],
+            vec![("t1".to_string(), vec![0, 1]), ("t2".to_string(), vec![0])]
+        );
+        assert_eq!(plan["m2"], vec![("t1".to_string(), vec![2])]);
+        // More members than partitions: the last ones get nothing, but an entry.
+        assert_eq!(plan["m3"], Vec::<(String, Vec<i32>)>::new());
+    }
+
+    #[test]
+    fn static_members_sort_first() {
+        let mut s = member("z-member", &["t"]);
+        s.group_instance_id = Some("instance".into());
+        let members = [member("a-member", &["t"]), s];
+        let plan = range_assign(&members, &counts(&[("t", 2)]));
+        assert_eq!(plan["z-member"], vec![("t".to_string(), vec![0])]);
+        assert_eq!(plan["a-member"], vec![("t".to_string(), vec![1])]);
+    }
+
+    #[test]
+    fn embedded_protocol_round_trips_and_matches_kafkas_bytes() {
+        let s = Subscription {
+            topics: vec!["t".into()],
+            ..Default::default()
+        };
+        let bytes = encode_subscription(&s).expect("encode");
+        // v1: version, [topics], user_data (null), [owned partitions]
+        assert_eq!(
+            &bytes[..],
+            b"\x00\x01\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff\x00\x00\x00\x00"
+        );
+        assert_eq!(decode_subscription(&bytes).expect("decode"), s);
+        // A v0 subscription (topics, user data) as older clients write it.
+        let v0 = b"\x00\x00\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff";
+        assert_eq!(decode_subscription(v0).expect("v0").topics, vec!["t"]);
+        // A future version decodes with the newest known layout.
+        let mut v9 = encode_subscription(&s).expect("encode").to_vec();
+        v9[1] = 9;
+        v9.extend_from_slice(b"\xff\xff\xff\xff\xff\xff"); // generation -1, rack null
+        assert_eq!(decode_subscription(&v9).expect("v9").topics, vec!["t"]);
+
+        let a = vec![("t".to_string(), vec![0, 2]), ("u".to_string(), vec![1])];
+        let bytes = encode_assignment(&a).expect("encode");
+        assert_eq!(&bytes[..2], b"\x00\x01");
+        assert_eq!(decode_assignment(&bytes).expect("decode"), a);
+        assert_eq!(decode_assignment(b"").expect("empty"), Vec::new());
+        assert!(decode_assignment(b"\x00").is_err());
+        assert!(decode_assignment(b"\x00\x00\x7f\xff\xff\xff").is_err());
+    }
+}
