@@ -156,6 +156,37 @@ pub struct PartitionLag {
     pub lag: i64,
 }
 
+/// A transaction as ListTransactions reports it (KIP-664).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionListing {
+    /// `transactional.id`.
+    pub transactional_id: String,
+    /// Current producer id.
+    pub producer_id: i64,
+    /// `Empty`, `Ongoing`, `PrepareCommit`, `PrepareAbort`, `CompleteCommit`,
+    /// `CompleteAbort`, `Dead`, `PrepareEpochFence`.
+    pub state: String,
+}
+
+/// A transaction as DescribeTransactions reports it (KIP-664).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionDescription {
+    /// `transactional.id`.
+    pub transactional_id: String,
+    /// State, as in [`TransactionListing::state`].
+    pub state: String,
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub producer_epoch: i16,
+    /// `transaction.timeout.ms`.
+    pub timeout_ms: i32,
+    /// When the open transaction started, ms since the epoch; -1 when none is open.
+    pub start_time_ms: i64,
+    /// Partitions in the open transaction, per topic.
+    pub partitions: Vec<(String, Vec<i32>)>,
+}
+
 /// Administrative operations on a cluster.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -511,6 +542,86 @@ impl Admin {
             kafka_error(r.error_code, None)?;
         }
         Ok(())
+    }
+
+    /// Every transactional id on every broker (ListTransactions), sorted.
+    pub async fn list_transactions(&self) -> Result<Vec<TransactionListing>> {
+        let meta = self.describe_cluster().await?;
+        let mut out = Vec::new();
+        for b in meta.brokers {
+            let conn = self.client.broker(b.node_id).await?;
+            let response = conn
+                .send(kafka_protocol::messages::ListTransactionsRequest::default())
+                .await?;
+            kafka_error(response.error_code, None)?;
+            out.extend(
+                response
+                    .transaction_states
+                    .into_iter()
+                    .map(|t| TransactionListing {
+                        transactional_id: t.transactional_id.0.to_string(),
+                        producer_id: t.producer_id.0,
+                        state: t.transaction_state.to_string(),
+                    }),
+            );
+        }
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        out.dedup_by(|a, b| a.transactional_id == b.transactional_id);
+        Ok(out)
+    }
+
+    /// One transactional id's state and open partitions (DescribeTransactions at its
+    /// coordinator). Errors: TRANSACTIONAL_ID_NOT_FOUND.
+    pub async fn describe_transaction(
+        &self,
+        transactional_id: &str,
+    ) -> Result<TransactionDescription> {
+        let id = kafka_protocol::messages::TransactionalId(text(transactional_id));
+        let response = self
+            .client
+            .retry(None, || async {
+                let conn = self.client.coordinator(transactional_id, 1).await?;
+                let response = conn
+                    .send(
+                        kafka_protocol::messages::DescribeTransactionsRequest::default()
+                            .with_transactional_ids(vec![id.clone()]),
+                    )
+                    .await?;
+                let code = response
+                    .transaction_states
+                    .first()
+                    .map_or(0, |t| t.error_code);
+                match Error::from_code(code, None) {
+                    Some(e) if e.is_retriable() => {
+                        self.client.invalidate_coordinator(transactional_id, 1);
+                        Err(e)
+                    }
+                    _ => Ok(response),
+                }
+            })
+            .await?;
+        let t = response
+            .transaction_states
+            .into_iter()
+            .next()
+            .ok_or(Error::Kafka {
+                code: ResponseError::TransactionalIdNotFound,
+                message: None,
+            })?;
+        kafka_error(t.error_code, None)?;
+        Ok(TransactionDescription {
+            transactional_id: t.transactional_id.0.to_string(),
+            state: t.transaction_state.to_string(),
+            producer_id: t.producer_id.0,
+            producer_epoch: t.producer_epoch,
+            timeout_ms: t.transaction_timeout_ms,
+            start_time_ms: t.transaction_start_time_ms,
+            partitions: t
+                .topics
+                .into_iter()
+                .map(|d| (d.topic.0.to_string(), d.partitions))
+                .collect(),
+        })
     }
 
     /// Configs of a topic as a map (DescribeConfigs), for display.

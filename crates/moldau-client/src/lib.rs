@@ -32,7 +32,7 @@ pub mod versions;
 
 pub use admin::{
     Admin, ConfigEntry, ConfigResource, GroupDescription, GroupListing, MemberDescription,
-    NewTopic, PartitionLag, PartitionOffsets,
+    NewTopic, PartitionLag, PartitionOffsets, TransactionDescription, TransactionListing,
 };
 pub use client::{
     BrokerInfo, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchedPartition, OffsetSpec,

@@ -8,7 +8,8 @@
 //! Layout (one module per surface):
 //! - [`minimal`]: `POST /produce` and `GET /fetch`, exactly the original minimal broker's
 //!   API (partition 0 of a topic, payloads as UTF-8 text or base64).
-//! - [`topics`], [`records`], [`groups`], [`cluster`]: the REST surface under `/api`.
+//! - [`topics`], [`records`], [`groups`], [`transactions`], [`cluster`]: the REST
+//!   surface under `/api`.
 //! - [`ops`]: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
 //! - [`console`]: the web console at `/`, its files compiled into the binary.
 //! - [`error`]: JSON errors with Kafka's error name and a fitting HTTP status.
@@ -25,6 +26,7 @@ pub mod ops;
 pub mod produce;
 pub mod records;
 pub mod topics;
+pub mod transactions;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -115,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/groups", get(groups::list))
         .route("/api/groups/{group}", get(groups::describe))
+        .route("/api/transactions", get(transactions::list))
+        .route("/api/transactions/{id}", get(transactions::describe))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -46,6 +46,9 @@ enum Command {
     /// List and describe consumer groups (members, lag).
     #[command(subcommand)]
     Groups(cli::groups::GroupsCommand),
+    /// List and describe transactions (state, open partitions).
+    #[command(subcommand)]
+    Transactions(cli::transactions::TransactionsCommand),
     /// Cluster id, controller and brokers.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
@@ -259,6 +262,7 @@ fn main() -> anyhow::Result<()> {
             Command::Produce(a) => cli::produce::run(&ctx, a).await,
             Command::Consume(a) => cli::consume::run(&ctx, a).await,
             Command::Groups(c) => cli::groups::run(&ctx, c).await,
+            Command::Transactions(c) => cli::transactions::run(&ctx, c).await,
             Command::Cluster(c) => cli::cluster::run(&ctx, c).await,
         }
     });

@@ -1479,3 +1479,110 @@ fn wrong_method_is_a_json_error() {
         assert_error(&(status, body), 405, "INVALID_REQUEST", INVALID_REQUEST);
     }
 }
+
+/// An open transaction is visible in the HTTP API and the CLI (state, producer id, open
+/// partitions); its records are hidden from read_committed reads until it commits.
+#[test]
+fn transactions_are_visible_over_http_and_in_the_cli() {
+    const TRANSACTIONAL_ID_NOT_FOUND: i64 = 105;
+    let broker = TestBroker::start();
+    let http = Http::new(&broker);
+    let created = http.post("/api/topics", &json!({"name": "ledger", "partitions": 2}));
+    assert_eq!(created.0, 201, "{created:?}");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("transactional.id", "ledger-writer")
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin");
+    for i in 0..3 {
+        let value = format!("entry {i}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("ledger")
+                    .partition(1)
+                    .payload(&value),
+            )
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+
+    let listed = ok(http.get("/api/transactions"));
+    let row = listed["transactions"]
+        .as_array()
+        .expect("transactions")
+        .iter()
+        .find(|t| t["transactional_id"] == "ledger-writer")
+        .cloned()
+        .expect("listed");
+    assert_eq!(row["state"], "Ongoing", "{listed}");
+    let described = ok(http.get("/api/transactions/ledger-writer"));
+    assert_eq!(described["state"], "Ongoing");
+    assert_eq!(described["producer_id"], row["producer_id"]);
+    assert_eq!(
+        described["partitions"],
+        json!([{"topic": "ledger", "partitions": [1]}])
+    );
+    assert!(described["start_time_ms"].as_i64().is_some_and(|t| t > 0));
+
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_moldau"))
+        .args([
+            "-b",
+            &broker.addr,
+            "transactions",
+            "describe",
+            "ledger-writer",
+        ])
+        .output()
+        .expect("moldau transactions describe");
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let table = String::from_utf8_lossy(&cli.stdout);
+    let line = table.lines().nth(1).expect("a row");
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells[..2], ["ledger-writer", "Ongoing"], "{table}");
+    assert_eq!(cells.last(), Some(&"ledger-1"), "{table}");
+
+    // Open: read_uncommitted sees the records, read_committed stops before them.
+    let path = "/api/topics/ledger/records?partition=1&offset=0";
+    assert_eq!(
+        ok(http.get(path))["records"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let committed = ok(http.get(&format!("{path}&isolation=read_committed")));
+    assert_eq!(committed["records"], json!([]), "{committed}");
+
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state = ok(http.get("/api/transactions/ledger-writer"))["state"].clone();
+        if state == "CompleteCommit" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let committed = ok(http.get(&format!("{path}&isolation=read_committed")));
+    let values: Vec<&str> = committed["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["value"].as_str().expect("value"))
+        .collect();
+    assert_eq!(values, ["entry 0", "entry 1", "entry 2"]);
+
+    assert_error(
+        &http.get("/api/transactions/nobody"),
+        404,
+        "TRANSACTIONAL_ID_NOT_FOUND",
+        TRANSACTIONAL_ID_NOT_FOUND,
+    );
+}
