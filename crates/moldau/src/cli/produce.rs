@@ -49,6 +49,9 @@ pub struct ProduceArgs {
 /// Deliveries awaited in order once this many are outstanding (bounds memory).
 const MAX_OUTSTANDING: usize = 50_000;
 
+/// Lines read from the input per hand-over to the producing task.
+const LINES_PER_CHUNK: usize = 1024;
+
 /// Runs `moldau produce`.
 pub async fn run(ctx: &Context, args: ProduceArgs) -> anyhow::Result<()> {
     let acks = match args.acks.as_str() {
@@ -89,11 +92,16 @@ pub async fn run(ctx: &Context, args: ProduceArgs) -> anyhow::Result<()> {
         )),
         None => Box::new(std::io::BufReader::new(std::io::stdin())),
     };
-    // Lines are read on a blocking thread and handed over in order.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
+    // Lines are read on a blocking thread and handed over in order, a chunk at a time
+    // (one channel wake-up per line cost more than the rest of the producer).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<String>>>(16);
     std::thread::spawn(move || {
-        for line in input.lines() {
-            if tx.blocking_send(line).is_err() {
+        let mut lines = input.lines();
+        loop {
+            let chunk: std::io::Result<Vec<String>> =
+                lines.by_ref().take(LINES_PER_CHUNK).collect();
+            let done = matches!(&chunk, Ok(c) if c.len() < LINES_PER_CHUNK) || chunk.is_err();
+            if tx.blocking_send(chunk).is_err() || done {
                 return;
             }
         }
@@ -107,30 +115,31 @@ pub async fn run(ctx: &Context, args: ProduceArgs) -> anyhow::Result<()> {
         *partitions.entry(partition).or_default() += 1;
         progress.tick(*delivered);
     };
-    while let Some(line) = rx.recv().await {
-        let line = line?;
-        let line = line.strip_suffix('\r').unwrap_or(&line);
-        let mut record = ProducerRecord::new(args.topic.clone());
-        match args
-            .key_separator
-            .as_deref()
-            .and_then(|sep| line.split_once(sep))
-        {
-            Some((k, v)) => {
-                record = record.with_key(k.to_owned()).with_value(v.to_owned());
+    while let Some(chunk) = rx.recv().await {
+        for line in chunk? {
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            let mut record = ProducerRecord::new(args.topic.clone());
+            match args
+                .key_separator
+                .as_deref()
+                .and_then(|sep| line.split_once(sep))
+            {
+                Some((k, v)) => {
+                    record = record.with_key(k.to_owned()).with_value(v.to_owned());
+                }
+                None => record = record.with_value(line.to_owned()),
             }
-            None => record = record.with_value(line.to_owned()),
-        }
-        for (k, v) in &headers {
-            record = record.with_header(k.clone(), v.clone());
-        }
-        if let Some(p) = args.partition {
-            record = record.with_partition(p);
-        }
-        outstanding.push_back(producer.send(record).await?);
-        while outstanding.len() >= MAX_OUTSTANDING {
-            if let Some(d) = outstanding.pop_front() {
-                settle(d.await?.partition, &mut delivered, &mut progress);
+            for (k, v) in &headers {
+                record = record.with_header(k.clone(), v.clone());
+            }
+            if let Some(p) = args.partition {
+                record = record.with_partition(p);
+            }
+            outstanding.push_back(producer.send(record).await?);
+            while outstanding.len() >= MAX_OUTSTANDING {
+                if let Some(d) = outstanding.pop_front() {
+                    settle(d.await?.partition, &mut delivered, &mut progress);
+                }
             }
         }
     }
