@@ -539,7 +539,8 @@ async fn send_reports_errors_and_nothing_hangs() {
 
     // Below max.request.size but above the topic's max.message.bytes: the broker
     // refuses the batch (not retriable) and the record's future says so; later
-    // records are still delivered (under a new producer id).
+    // records are still delivered, under the same producer id (the refused batch's
+    // sequence number is reused, which the broker accepts only if nothing was written).
     let first_id = p.producer_id().expect("idempotent");
     let refused = within(async {
         p.send(ProducerRecord::new("tiny").with_value(vec![1u8; 5_000]))
@@ -565,10 +566,10 @@ async fn send_reports_errors_and_nothing_hangs() {
     .expect("no hang")
     .expect("small record delivered");
     assert_eq!((ok.partition, ok.offset), (0, 0));
-    assert_ne!(
+    assert_eq!(
         p.producer_id(),
         Some(first_id),
-        "a failed batch renews the id"
+        "a batch the broker refused outright was not written: the id and sequence stay"
     );
 
     // An explicit partition in range works; flush with nothing queued returns.

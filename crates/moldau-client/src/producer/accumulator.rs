@@ -10,6 +10,17 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
 
+/// How a batch's send ended, for its partition's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Acknowledged (or a duplicate of an acknowledged batch).
+    Written,
+    /// Refused by the broker: not written.
+    Refused,
+    /// Failed in a way that may or may not have written it.
+    Unknown,
+}
+
 /// A queued record's reply channel and the buffer memory it holds.
 pub(super) struct Pending {
     pub(super) reply: oneshot::Sender<Result<RecordMetadata>>,
@@ -270,15 +281,18 @@ impl State {
     }
 
     /// Records the end of the in-flight batch of `topic`-`partition` that was sent with
-    /// `producer`: on success its sequence advances by `records`; on failure a new
-    /// producer id is needed (when the batch used the current one).
+    /// `producer`: on success its sequence advances by `records`. On a failure whose
+    /// outcome is unknown (it may have been written: a timeout, a broken connection, a
+    /// sequence the broker no longer follows) a new producer id is needed, when the batch
+    /// used the current one; a batch the broker refused outright (MESSAGE_TOO_LARGE, …)
+    /// leaves the sequence where it was, for the next batch to reuse.
     pub(super) fn finish(
         &mut self,
         topic: &str,
         partition: i32,
         producer: ProducerFields,
         records: usize,
-        ok: bool,
+        outcome: Outcome,
     ) {
         let current = producer.producer_id != NO_PRODUCER_ID
             && producer.producer_id == self.producer_id
@@ -294,11 +308,13 @@ impl State {
         if !current {
             return;
         }
-        if ok {
-            let records = i32::try_from(records).unwrap_or(i32::MAX);
-            pq.next_sequence = increment_sequence(pq.next_sequence, records);
-        } else {
-            self.needs_new_producer_id = true;
+        match outcome {
+            Outcome::Written => {
+                let records = i32::try_from(records).unwrap_or(i32::MAX);
+                pq.next_sequence = increment_sequence(pq.next_sequence, records);
+            }
+            Outcome::Refused => {}
+            Outcome::Unknown => self.needs_new_producer_id = true,
         }
     }
 
@@ -401,7 +417,7 @@ mod tests {
         // One in flight per partition: nothing more, even after the linger.
         let plan2 = st.plan(LINGER, TIMEOUT, true, t0 + LINGER);
         assert!(plan2.ready.is_empty() && !plan2.finished);
-        st.finish("t", 1, plan.ready[0].producer, 8, true);
+        st.finish("t", 1, plan.ready[0].producer, 8, Outcome::Written);
         let plan3 = st.plan(LINGER, TIMEOUT, true, t0 + Duration::from_millis(1));
         assert!(plan3.ready.is_empty());
         assert_eq!(plan3.next_wake, Some(t0 + LINGER));
@@ -501,7 +517,7 @@ mod tests {
         let (p0, p1) = (sent(&plan, 0), sent(&plan, 1));
         assert_eq!((p1.producer_id, p1.base_sequence), (5, 0));
         // Partition 1's batch fails: nothing is sent before a new producer id.
-        st.finish("t", 1, p1, 1, false);
+        st.finish("t", 1, p1, 1, Outcome::Unknown);
         let (p, _rx) = pending(&memory);
         st.append(&t, Some(1), record(b"again"), p, 16_384, t0 + TIMEOUT);
         let plan = st.plan(LINGER, TIMEOUT, true, t0 + TIMEOUT);
@@ -511,9 +527,9 @@ mod tests {
         let renewed = sent(&plan, 1);
         assert_eq!((renewed.producer_id, renewed.base_sequence), (6, 0));
         // Partition 0's late success under the old id does not move the new sequence.
-        st.finish("t", 0, p0, 1, true);
+        st.finish("t", 0, p0, 1, Outcome::Written);
         assert_eq!(st.topics["t"].partitions[&0].next_sequence, 0);
-        st.finish("t", 1, renewed, 1, true);
+        st.finish("t", 1, renewed, 1, Outcome::Written);
         assert_eq!(st.topics["t"].partitions[&1].next_sequence, 1);
 
         st.flushing = 0;

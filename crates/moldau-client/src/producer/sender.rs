@@ -120,7 +120,7 @@ pub(super) async fn deliver(shared: Arc<Shared>, drained: Drained) {
     shared
         .state
         .lock()
-        .finish(&topic, partition, producer, records.len(), result.is_ok());
+        .finish(&topic, partition, producer, records.len(), outcome(&result));
     complete(&topic, partition, records, result);
     drop(done);
     shared.wake.notify_one();
@@ -248,5 +248,28 @@ pub(super) fn duplicate(e: &Error) -> Error {
         Error::Timeout(d) => Error::Timeout(*d),
         Error::Invalid(s) => Error::Invalid(s.clone()),
         Error::Closed => Error::Closed,
+    }
+}
+
+/// What a send's result says about whether the batch was written.
+fn outcome(result: &Result<ProduceAck>) -> Outcome {
+    let Err(e) = result else {
+        return Outcome::Written;
+    };
+    match e {
+        Error::Kafka { code, .. } => match code {
+            // Written but not replicated in time, or the broker lost track of this
+            // producer's sequence: no telling what is stored.
+            ResponseError::RequestTimedOut
+            | ResponseError::NotEnoughReplicasAfterAppend
+            | ResponseError::OutOfOrderSequenceNumber
+            | ResponseError::UnknownProducerId
+            | ResponseError::InvalidProducerEpoch => Outcome::Unknown,
+            _ => Outcome::Refused,
+        },
+        Error::Invalid(_) | Error::UnsupportedApi { .. } => Outcome::Refused,
+        Error::Connect { .. } | Error::Connection { .. } | Error::Timeout(_) | Error::Closed => {
+            Outcome::Unknown
+        }
     }
 }
