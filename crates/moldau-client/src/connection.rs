@@ -42,6 +42,8 @@ pub struct Connection {
     correlation: AtomicI32,
     tx: mpsc::Sender<Outgoing>,
     closed: Arc<AtomicBool>,
+    /// Wakes the connection's task to close the socket (after a request timed out).
+    kill: Arc<tokio::sync::Notify>,
     /// Negotiated version per api key.
     versions: HashMap<i16, i16>,
     timeout: Duration,
@@ -56,9 +58,8 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) and negotiates versions (ApiVersions v3, or v0
-    /// when the broker answers UNSUPPORTED_VERSION, as KIP-511 prescribes). `timeout`
-    /// bounds the connect and every later request.
+    /// Connects to `addr` (`host:port`) and negotiates versions (ApiVersions v0, which
+    /// every broker serves). `timeout` bounds the connect and every later request.
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
@@ -71,23 +72,29 @@ impl Connection {
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(1024);
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run(addr.to_owned(), rd, wr, rx, closed.clone()));
+        let kill = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(run(
+            addr.to_owned(),
+            rd,
+            wr,
+            rx,
+            closed.clone(),
+            kill.clone(),
+        ));
         let mut conn = Connection {
             addr: addr.to_owned(),
             client_id: StrBytes::from_string(client_id.to_owned()),
             correlation: AtomicI32::new(0),
             tx,
             closed,
+            kill,
             versions: HashMap::new(),
             timeout,
         };
-        let request = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("moldau-client"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let mut response: ApiVersionsResponse = conn.send_at(request.clone(), 3).await?;
-        if response.error_code == kafka_protocol::error::ResponseError::UnsupportedVersion.code() {
-            response = conn.send_at(ApiVersionsRequest::default(), 0).await?;
-        }
+        // Version 0: every broker serves it, so there is no fallback to get wrong (a
+        // broker answers an ApiVersions version it does not know with a v0 body, which
+        // a v3 decoder cannot read; KIP-511).
+        let response: ApiVersionsResponse = conn.send_at(ApiVersionsRequest::default(), 0).await?;
         Error::check(response.error_code)?;
         conn.versions = response
             .api_keys
@@ -126,6 +133,30 @@ impl Connection {
 
     /// Sends `request` at an explicit `version`.
     pub async fn send_at<R: Request>(&self, request: R, version: i16) -> Result<R::Response> {
+        self.send_at_within(request, version, self.timeout).await
+    }
+
+    /// [`Connection::send`] with its own timeout instead of the connection's (a JoinGroup
+    /// may wait a whole rebalance).
+    pub async fn send_within<R: Request>(
+        &self,
+        request: R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let api = ApiKey::try_from(R::KEY).map_err(|_| Error::Invalid("unknown api key".into()))?;
+        let version = self.version(api).ok_or(Error::UnsupportedApi { api })?;
+        self.send_at_within(request, version, timeout).await
+    }
+
+    /// Sends and waits up to `timeout`. A request that times out closes the connection,
+    /// failing everything else in flight on it, as Kafka's clients do: a broker answers
+    /// a connection's requests in order, so every later one would wait behind it.
+    async fn send_at_within<R: Request>(
+        &self,
+        request: R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let (correlation_id, frame) = self.encode(&request, version)?;
         let (reply, rx) = oneshot::channel();
         let broken = || Error::Connection {
@@ -140,14 +171,24 @@ impl Connection {
             })
             .await
             .map_err(|_| broken())?;
-        let mut body = tokio::time::timeout(self.timeout, rx)
-            .await
-            .map_err(|_| Error::Timeout(self.timeout))?
-            .map_err(|_| broken())??;
+        let mut body = match tokio::time::timeout(timeout, rx).await {
+            Ok(reply) => reply.map_err(|_| broken())??,
+            Err(_) => {
+                self.close();
+                return Err(Error::Timeout(timeout));
+            }
+        };
         let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
             .map_err(|e| self.undecodable(R::KEY, version, e))?;
         debug_assert_eq!(header.correlation_id, correlation_id);
         R::Response::decode(&mut body, version).map_err(|e| self.undecodable(R::KEY, version, e))
+    }
+
+    /// Closes the connection: requests in flight fail, later ones fail at once, and
+    /// [`Connection::is_closed`] is true.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.kill.notify_one();
     }
 
     /// Writes `request` at the negotiated version without waiting for an answer: for
@@ -191,7 +232,10 @@ impl Connection {
         Ok((correlation_id, buf.freeze()))
     }
 
+    /// A response that does not decode: the stream can no longer be trusted, so the
+    /// connection is closed.
     fn undecodable(&self, key: i16, version: i16, e: impl std::fmt::Display) -> Error {
+        self.close();
         Error::Connection {
             addr: self.addr.clone(),
             reason: format!("response to api {key} v{version} does not decode: {e}"),
@@ -211,6 +255,7 @@ async fn run(
     wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: Arc<AtomicBool>,
+    kill: Arc<tokio::sync::Notify>,
 ) {
     let pending: PendingMap = Arc::new(parking_lot::Mutex::new(Some(HashMap::new())));
     let reader = tokio::spawn(read_responses(rd, pending.clone()));
@@ -241,6 +286,7 @@ async fn run(
     };
     let reason = tokio::select! {
         reason = writer => reason,
+        _ = kill.notified() => "closed after a request timed out or did not decode".to_owned(),
         reason = reader => reason.unwrap_or_else(|e| format!("reader task failed: {e}")),
     };
     reader_abort.abort();

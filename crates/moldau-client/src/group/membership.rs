@@ -37,7 +37,11 @@ use tokio::time::Instant;
 pub(crate) struct CoordinatorLink {
     client: Client,
     group_id: String,
+    /// Bounds JoinGroup and SyncGroup, which wait for the rebalance.
     timeout: Duration,
+    /// Bounds every other request (`request.timeout.ms`): a heartbeat that waited a
+    /// whole rebalance timeout would outlive the session.
+    request_timeout: Duration,
     conn: Arc<parking_lot::Mutex<Option<Arc<Connection>>>>,
 }
 
@@ -49,10 +53,12 @@ impl CoordinatorLink {
             .config()
             .request_timeout
             .max(rebalance_timeout + Duration::from_secs(5));
+        let request_timeout = client.config().request_timeout;
         CoordinatorLink {
             client,
             group_id,
             timeout,
+            request_timeout,
             conn: Arc::default(),
         }
     }
@@ -495,7 +501,7 @@ async fn leave_group(link: &CoordinatorLink, member: &str, reason: &str) -> Resu
                 .with_members(vec![leave_group_request::MemberIdentity::default()
                     .with_member_id(str_bytes(member))
                     .with_reason(reason)]);
-            let response = conn.send(request).await?;
+            let response = conn.send_within(request, link.request_timeout).await?;
             coordinator_error(response.error_code)?;
             Ok(response)
         })
@@ -591,7 +597,11 @@ impl Heartbeat {
             .with_group_id(group_id(self.link.group_id()))
             .with_generation_id(self.generation)
             .with_member_id(str_bytes(&self.member_id));
-        Error::check(conn.send(request).await?.error_code)
+        Error::check(
+            conn.send_within(request, self.link.request_timeout)
+                .await?
+                .error_code,
+        )
     }
 }
 
@@ -640,7 +650,9 @@ pub(crate) async fn commit_offsets(
         );
     let request = &request;
     link.call(|conn| async move {
-        let response = conn.send(request.clone()).await?;
+        let response = conn
+            .send_within(request.clone(), link.request_timeout)
+            .await?;
         let first = response
             .topics
             .iter()
@@ -687,7 +699,9 @@ pub(crate) async fn fetch_committed(
     let request = &request;
     let response = link
         .call(|conn| async move {
-            let response = conn.send(request.clone()).await?;
+            let response = conn
+                .send_within(request.clone(), link.request_timeout)
+                .await?;
             Error::check(response.error_code)?;
             Ok(response)
         })
