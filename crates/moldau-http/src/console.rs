@@ -26,7 +26,11 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     let (kind, body) = match file.as_str() {
         "app.js" => ("text/javascript; charset=utf-8", APP_JS),
         "style.css" => ("text/css; charset=utf-8", STYLE_CSS),
-        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+        _ => {
+            return crate::error::ApiError::invalid(format!("no console file {file:?}"))
+                .with_status(StatusCode::NOT_FOUND)
+                .into_response()
+        }
     };
     (
         [

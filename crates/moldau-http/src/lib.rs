@@ -31,7 +31,7 @@ pub mod transactions;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use moldau_client::{Admin, Client};
+use moldau_client::{Acks, Admin, Client, Producer, ProducerConfig};
 use std::future::Future;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -52,6 +52,7 @@ pub struct AppState {
 struct Inner {
     client: Client,
     admin: Admin,
+    producer: Producer,
     metrics: MetricsSource,
     max_body_bytes: usize,
     /// Spreads keyless REST records over partitions.
@@ -60,17 +61,41 @@ struct Inner {
 
 impl AppState {
     /// State over `client` (connected to the broker), with `metrics` for `/metrics` and
-    /// a request body cap of `max_body_bytes`.
-    pub fn new(client: Client, metrics: MetricsSource, max_body_bytes: usize) -> AppState {
-        AppState {
+    /// a request body cap of `max_body_bytes`. Starts the API's producer: idempotent,
+    /// `acks=all`, no linger (concurrent requests still share batches while one is in
+    /// flight), `max.request.size` at least the body cap.
+    pub async fn new(
+        client: Client,
+        metrics: MetricsSource,
+        max_body_bytes: usize,
+    ) -> moldau_client::Result<AppState> {
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                acks: Acks::All,
+                enable_idempotence: true,
+                linger: std::time::Duration::ZERO,
+                max_request_size: max_body_bytes.max(ProducerConfig::default().max_request_size),
+                delivery_timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(AppState {
             inner: Arc::new(Inner {
                 admin: Admin::new(client.clone()),
                 client,
+                producer,
                 metrics,
                 max_body_bytes,
                 round_robin: AtomicU32::new(0),
             }),
-        }
+        })
+    }
+
+    /// The producer every HTTP write goes through.
+    pub fn producer(&self) -> &Producer {
+        &self.inner.producer
     }
 
     /// The Kafka client.

@@ -61,7 +61,7 @@ pub async fn produce(
 /// `{"records": [{"offset": N, "payload": "..."}]}`: records of partition 0 from offset
 /// `O` (default 0) whose payloads add up to at most `B` bytes (default 4096; the first
 /// record always comes back, so a reader can make progress). An offset at the end gives
-/// no records; beyond it, 416 OFFSET_OUT_OF_RANGE.
+/// no records; beyond it or below the log start, 416 OFFSET_OUT_OF_RANGE.
 pub async fn fetch(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,

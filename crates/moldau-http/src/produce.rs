@@ -1,14 +1,12 @@
 //! The write path shared by `POST /produce` and `POST /api/topics/{topic}/records`:
-//! validate everything first, then one batch per partition.
+//! validate everything first, then send through one idempotent producer.
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use bytes::Bytes;
 use moldau_client::kafka_protocol::error::ResponseError;
 use moldau_client::partitioner::partition_for_key;
-use moldau_client::TopicInfo;
-use moldau_protocol::batch::{BatchBuilder, Compression, ProducerFields, RecordHeader};
-use std::time::Duration;
+use moldau_client::{Header, ProducerRecord, TopicInfo};
 
 /// One record to write, decoded from JSON.
 #[derive(Debug, Clone, Default)]
@@ -24,10 +22,14 @@ pub struct NewRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
-/// Writes `records` to `topic` with `acks=all`, one batch per partition (a partition's
-/// records of one request are all written or none). Every record is checked (partition
-/// exists) before anything is sent. Returns `(partition, offset)` per record, in input
-/// order.
+/// Writes `records` to `topic` through the API's idempotent producer (`acks=all`), so a
+/// retry after a timeout or a broken connection never stores a record twice. Every
+/// record is placed and checked (its partition exists) before any is sent. Returns
+/// `(partition, offset)` per record, in input order.
+///
+/// Records on different partitions are not one atomic write: if the broker refuses
+/// some (MESSAGE_TOO_LARGE, NOT_ENOUGH_REPLICAS, …) the others may be stored. The error
+/// then says how many were.
 pub async fn write(
     state: &AppState,
     topic: &TopicInfo,
@@ -61,57 +63,53 @@ pub async fn write(
         }
         placed.push(p);
     }
+    let total = records.len();
+    // One request, one moment: every record of it carries the same CreateTime.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut partitions: Vec<i32> = placed.clone();
-    partitions.sort_unstable();
-    partitions.dedup();
-    let mut base_offsets = Vec::with_capacity(partitions.len());
-    for &p in &partitions {
-        let mut builder = BatchBuilder::default();
-        for (r, _) in records.iter().zip(&placed).filter(|(_, q)| **q == p) {
-            let headers: Vec<RecordHeader<'_>> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_bytes(), v.as_deref()))
-                .collect();
-            builder.push(now, r.key.as_deref(), r.value.as_deref(), &headers);
-        }
-        let batch = builder
-            .finish(0, ProducerFields::NONE, Compression::None)
-            .ok_or_else(|| ApiError::invalid("empty batch"))?;
-        let batch = Bytes::from(batch);
-        let client = state.client();
-        let ack = client
-            .retry(Some(&topic.name), || {
-                client.produce_batch(
-                    &topic.name,
-                    p,
-                    batch.clone(),
-                    -1,
-                    Duration::from_secs(30),
-                    None,
-                )
-            })
-            .await?;
-        base_offsets.push((p, ack.base_offset));
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut deliveries = Vec::with_capacity(total);
+    for (r, p) in records.into_iter().zip(&placed) {
+        let mut record = ProducerRecord::new(topic.name.clone())
+            .with_partition(*p)
+            .with_timestamp(now);
+        record.key = r.key;
+        record.value = r.value;
+        record.headers = r
+            .headers
+            .into_iter()
+            .map(|(key, value)| Header { key, value })
+            .collect();
+        deliveries.push(state.producer().send(record).await);
     }
-    let mut next_in: Vec<(i32, i64)> = base_offsets;
-    Ok(placed
-        .iter()
-        .map(|p| {
-            let slot = next_in.iter_mut().find(|(q, _)| q == p);
-            match slot {
-                Some((_, offset)) => {
-                    let o = *offset;
-                    *offset += 1;
-                    (*p, o)
-                }
-                None => (*p, -1),
+    let mut offsets = Vec::with_capacity(total);
+    let mut first_error = None;
+    for d in deliveries {
+        let delivered = match d {
+            Ok(future) => future.await,
+            Err(e) => Err(e),
+        };
+        match delivered {
+            Ok(m) => offsets.push((m.partition, m.offset)),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
-        })
-        .collect())
+        }
+    }
+    match first_error {
+        None => Ok(offsets),
+        Some(e) => {
+            let mut err = ApiError::from(e);
+            if !offsets.is_empty() {
+                err.message = format!(
+                    "{} ({} of {total} records were written)",
+                    err.message,
+                    offsets.len()
+                );
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Reads a JSON body within the cap: 413 MESSAGE_TOO_LARGE above it, 400

@@ -9,6 +9,7 @@ use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use bytes::Bytes;
+use moldau_client::kafka_protocol::error::ResponseError;
 use moldau_client::{ConsumerRecord, FetchOptions, IsolationLevel, OffsetSpec};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -134,7 +135,13 @@ pub async fn fetch(
     let encoding = encoding_param(&q)?;
     let isolation = isolation_param(&q)?;
     let client = state.client();
-    client.topic(&topic).await?;
+    let info = client.topic(&topic).await?;
+    if !info.partitions.iter().any(|p| p.partition == partition) {
+        return Err(ApiError::kafka(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic '{topic}' has no partition {partition}"),
+        ));
+    }
     let (start, limit) = if let Some(n) = param::<usize>(&q, "latest")? {
         let n = n.clamp(1, MAX_LIMIT);
         let first = client
@@ -243,8 +250,9 @@ fn decode(encoding: Encoding, s: Option<&String>) -> ApiResult<Option<Bytes>> {
 }
 
 /// `POST /api/topics/{topic}/records` with [`ProduceIn`] → `{"offsets": [{"partition","offset"}]}`
-/// in input order. 404 for an unknown topic (no auto-creation here), 400 for a bad
-/// record; nothing is written unless every record is valid.
+/// in input order. 404 for an unknown topic (no auto-creation here) or partition, 400
+/// for a malformed record; nothing is written unless every record is valid (see
+/// [`produce::write`] for records the broker refuses).
 pub async fn produce(
     State(state): State<AppState>,
     Path(topic): Path<String>,

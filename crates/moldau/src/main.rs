@@ -191,12 +191,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server
         .run(async move {
             shutdown_signal().await;
+            // HTTP first: its requests in flight finish against a broker that still
+            // serves them, then the broker drains its own connections.
             let _ = stop_tx.send(true);
+            if let Some(task) = http_task {
+                if tokio::time::timeout(std::time::Duration::from_secs(5), task)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("HTTP requests did not finish within 5 s of shutdown");
+                }
+            }
         })
         .await?;
-    if let Some(task) = http_task {
-        task.abort();
-    }
     Ok(())
 }
 
@@ -219,16 +226,22 @@ async fn serve_http(
 ) {
     let mut config = moldau_client::ClientConfig::new(&kafka);
     config.client_id = "moldau-http".into();
-    let client = loop {
-        match moldau_client::Client::connect(config.clone()).await {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!(error = %e, "HTTP API: cannot reach the Kafka listener yet");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
+    let state = loop {
+        let started = async {
+            let client = moldau_client::Client::connect(config.clone()).await?;
+            moldau_http::AppState::new(client, metrics.clone(), max_body_bytes).await
+        };
+        tokio::select! {
+            started = started => match started {
+                Ok(state) => break state,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP API: cannot reach the Kafka listener yet");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            },
+            _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => return,
         }
     };
-    let state = moldau_http::AppState::new(client, metrics, max_body_bytes);
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
