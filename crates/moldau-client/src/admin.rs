@@ -527,6 +527,24 @@ impl Admin {
         futures::future::try_join_all(lookups).await
     }
 
+    /// A group's description and lag together. Errors: GROUP_ID_NOT_FOUND for a group
+    /// with no members and no committed offsets (DescribeGroups answers such a group
+    /// with state `Dead` rather than an error).
+    pub async fn describe_group_lag(
+        &self,
+        group: &str,
+    ) -> Result<(GroupDescription, Vec<PartitionLag>)> {
+        let description = self.describe_group(group).await?;
+        let lag = self.group_lag(group).await?;
+        if description.state == "Dead" && description.members.is_empty() && lag.is_empty() {
+            return Err(Error::Kafka {
+                code: ResponseError::GroupIdNotFound,
+                message: Some(format!("group '{group}' does not exist")),
+            });
+        }
+        Ok((description, lag))
+    }
+
     /// Deletes an empty group (DeleteGroups). Errors: NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
         let response = self

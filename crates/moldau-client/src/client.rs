@@ -161,8 +161,10 @@ pub struct FetchedPartition {
 /// Options of one fetch (Fetch API).
 #[derive(Debug, Clone, Copy)]
 pub struct FetchOptions {
-    /// Most bytes of record batches to return for the partition (`max.partition.fetch.bytes`);
-    /// at least one whole batch comes back even if it is larger (KIP-74).
+    /// Most bytes of record batches to return, sent as both the partition's limit
+    /// (`max.partition.fetch.bytes`) and the request's (`fetch.max.bytes`), since a
+    /// fetch here asks for one partition; at least one whole batch comes back even if it
+    /// is larger (KIP-74).
     pub max_bytes: i32,
     /// Longest the broker waits for `min_bytes` to accumulate, ms (`fetch.max.wait.ms`).
     pub max_wait_ms: i32,

@@ -86,7 +86,7 @@ pub struct ConsumerConfig {
     /// `max.poll.interval.ms` (default 300 s): sent as JoinGroup's rebalance timeout (how
     /// long a rebalance waits for members to rejoin); a member not polled for this long
     /// leaves the group.
-    pub rebalance_timeout: Duration,
+    pub max_poll_interval: Duration,
     /// `heartbeat.interval.ms` (default 3 s); must be below `session_timeout`.
     pub heartbeat_interval: Duration,
     /// `isolation.level` (default read_uncommitted); overrides `fetch.isolation`.
@@ -106,7 +106,7 @@ impl Default for ConsumerConfig {
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
             session_timeout: Duration::from_secs(45),
-            rebalance_timeout: Duration::from_secs(300),
+            max_poll_interval: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(3),
             isolation: IsolationLevel::ReadUncommitted,
             fetch: FetchOptions::default(),
@@ -247,7 +247,7 @@ impl Consumer {
         let link = config
             .group_id
             .clone()
-            .map(|g| CoordinatorLink::new(client.clone(), g, config.rebalance_timeout));
+            .map(|g| CoordinatorLink::new(client.clone(), g, config.max_poll_interval));
         Ok(Consumer {
             client,
             config,
@@ -345,7 +345,7 @@ impl Consumer {
         if self.group.is_none() {
             let timeouts = MembershipTimeouts {
                 session: self.config.session_timeout,
-                rebalance: self.config.rebalance_timeout,
+                rebalance: self.config.max_poll_interval,
                 heartbeat: self.config.heartbeat_interval,
             };
             let membership = Membership::new(link, timeouts);
@@ -892,7 +892,7 @@ mod tests {
         assert!(c.enable_auto_commit);
         assert_eq!(c.auto_commit_interval, Duration::from_secs(5));
         assert_eq!(c.session_timeout, Duration::from_secs(45));
-        assert_eq!(c.rebalance_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_poll_interval, Duration::from_secs(300));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
         assert_eq!(c.isolation, IsolationLevel::ReadUncommitted);
         assert_eq!(c.max_poll_records, 500);

@@ -212,7 +212,10 @@ pub fn decode_records(
         })?;
         let log_append = header.timestamp_type() == batch::TimestampType::LogAppendTime;
         for r in recs {
-            let offset = header.base_offset + i64::from(r.offset_delta);
+            let offset = header
+                .base_offset
+                .checked_add(i64::from(r.offset_delta))
+                .ok_or_else(|| corrupt(format!("offset delta {} overflows", r.offset_delta)))?;
             if offset < from_offset {
                 continue;
             }
@@ -232,7 +235,7 @@ pub fn decode_records(
                 timestamp_ms: if log_append {
                     header.max_timestamp
                 } else {
-                    header.base_timestamp + r.timestamp_delta
+                    header.base_timestamp.saturating_add(r.timestamp_delta)
                 },
                 key: r.key.map(Bytes::copy_from_slice),
                 value: r.value.map(Bytes::copy_from_slice),

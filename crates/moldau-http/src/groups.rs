@@ -4,7 +4,6 @@ use crate::error::ApiResult;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
-use moldau_client::kafka_protocol::error::ResponseError;
 use serde_json::{json, Value};
 
 /// `GET /api/groups` → `{"groups": [{"group_id", "state", "protocol_type"}]}`.
@@ -30,15 +29,7 @@ pub async fn describe(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let admin = state.admin();
-    let g = admin.describe_group(&group).await?;
-    let lag = admin.group_lag(&group).await?;
-    if g.state == "Dead" && g.members.is_empty() && lag.is_empty() {
-        return Err(crate::error::ApiError::kafka(
-            ResponseError::GroupIdNotFound,
-            format!("group '{group}' does not exist"),
-        ));
-    }
+    let (g, lag) = state.admin().describe_group_lag(&group).await?;
     let members: Vec<Value> = g
         .members
         .iter()

@@ -221,14 +221,16 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length as usize
     }
 
-    /// Offset of the last record (inclusive).
+    /// Offset of the last record (inclusive). Saturates rather than overflow on a
+    /// header read off the network (`baseOffset` is not covered by the CRC).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
-    /// Offset right after the batch (exclusive end).
+    /// Offset right after the batch (exclusive end), saturating as [`Self::last_offset`].
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// Compression codec.

@@ -28,7 +28,7 @@ const XERIAL_HEADER_LEN: usize = 16;
 const XERIAL_BLOCK: usize = 32 * 1024;
 
 /// Decompresses a batch's records section; `None` for an unknown codec, bad data, or
-/// output above [`MAX_DECOMPRESSED_BYTES`]. Matches [`moldau_storage::Decompress`].
+/// output above [`MAX_DECOMPRESSED_BYTES`]. Has the shape of `moldau_storage::Decompress`.
 pub fn decompress(codec: Compression, compressed: &[u8]) -> Option<Vec<u8>> {
     decompress_bounded(codec, compressed, MAX_DECOMPRESSED_BYTES)
 }
@@ -51,7 +51,7 @@ pub fn decompress_bounded(codec: Compression, compressed: &[u8], limit: usize) -
 /// stream (default level), snappy in xerial framing (32 KiB blocks), LZ4 frame (64 KiB
 /// independent blocks, no checksums, as Kafka's `Lz4BlockOutputStream`), zstd frame
 /// (level 3, Kafka's default). `Compression::None` returns the bytes unchanged; `None`
-/// for an unknown codec or an encoder failure. Matches [`moldau_storage::Compress`]
+/// for an unknown codec or an encoder failure. Has the shape of `moldau_storage::Compress`
 /// (the log cleaner recompresses the batches it rewrites with it).
 pub fn compress(codec: Compression, raw: &[u8]) -> Option<Vec<u8>> {
     match codec {

@@ -83,7 +83,7 @@ fn group_config(group: &str) -> ConsumerConfig {
         auto_offset_reset: AutoOffsetReset::Earliest,
         enable_auto_commit: false,
         session_timeout: Duration::from_secs(6),
-        rebalance_timeout: Duration::from_secs(20),
+        max_poll_interval: Duration::from_secs(20),
         heartbeat_interval: Duration::from_millis(300),
         fetch: FetchOptions {
             max_wait_ms: 200,

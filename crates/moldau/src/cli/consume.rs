@@ -155,7 +155,10 @@ async fn consume(consumer: &mut Consumer, ctx: &Context, args: &ConsumeArgs) -> 
 }
 
 /// Commits, for a group, the offsets after the records printed (exactly what was shown,
-/// never what was fetched and not shown).
+/// never what was fetched and not shown). A commit refused because the group is
+/// rebalancing or this member was expelled is reported and consumption goes on (the
+/// consumer rejoins; records since the last commit may be printed again, at least once
+/// as `kafka-console-consumer.sh`).
 async fn commit(
     consumer: &mut Consumer,
     args: &ConsumeArgs,
@@ -168,29 +171,51 @@ async fn commit(
         .iter()
         .map(|(p, o)| (args.topic.clone(), *p, o + 1))
         .collect();
-    consumer.commit_offsets(&offsets).await?;
-    Ok(())
+    match consumer.commit_offsets(&offsets).await {
+        Ok(()) => Ok(()),
+        Err(e) if rebalancing(&e) => {
+            eprintln!("moldau: warning: commit not accepted ({e}); rejoining the group");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn rebalancing(e: &moldau_client::Error) -> bool {
+    use moldau_client::kafka_protocol::error::ResponseError::*;
+    matches!(
+        e.kafka_code(),
+        Some(RebalanceInProgress | IllegalGeneration | UnknownMemberId | FencedInstanceId)
+    )
 }
 
 fn text(bytes: Option<&bytes::Bytes>) -> String {
     bytes.map_or_else(String::new, |b| String::from_utf8_lossy(b).into_owned())
 }
 
-/// One record as a JSON object: values as UTF-8 text, or base64 (with
-/// `"value_encoding": "base64"`) when they are not UTF-8.
+/// One record as a JSON object. Keys, values and header values are UTF-8 text; a field
+/// that is not UTF-8 is base64 instead, and named in `"base64": ["value", …]` so a
+/// script knows which fields to decode.
 fn record_json(r: &ConsumerRecord) -> serde_json::Value {
-    let encode = |b: Option<&bytes::Bytes>| match b {
-        None => (serde_json::Value::Null, false),
+    let mut base64_fields: Vec<String> = Vec::new();
+    let mut encode = |field: String, b: Option<&bytes::Bytes>| match b {
+        None => serde_json::Value::Null,
         Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => (json!(s), false),
-            Err(_) => (
-                json!(base64::engine::general_purpose::STANDARD.encode(b)),
-                true,
-            ),
+            Ok(s) => json!(s),
+            Err(_) => {
+                base64_fields.push(field);
+                json!(base64::engine::general_purpose::STANDARD.encode(b))
+            }
         },
     };
-    let (key, key_b64) = encode(r.key.as_ref());
-    let (value, value_b64) = encode(r.value.as_ref());
+    let key = encode("key".into(), r.key.as_ref());
+    let value = encode("value".into(), r.value.as_ref());
+    let headers: Vec<serde_json::Value> = r
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| json!({"key": h.key, "value": encode(format!("headers[{i}]"), h.value.as_ref())}))
+        .collect();
     let mut v = json!({
         "topic": r.topic,
         "partition": r.partition,
@@ -198,10 +223,10 @@ fn record_json(r: &ConsumerRecord) -> serde_json::Value {
         "timestamp": r.timestamp_ms,
         "key": key,
         "value": value,
-        "headers": r.headers.iter().map(|h| json!({"key": h.key, "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())})).collect::<Vec<_>>(),
+        "headers": headers,
     });
-    if key_b64 || value_b64 {
-        v["encoding"] = json!("base64");
+    if !base64_fields.is_empty() {
+        v["base64"] = json!(base64_fields);
     }
     v
 }
@@ -257,6 +282,33 @@ pub fn format_record(format: &str, r: &ConsumerRecord) -> Vec<u8> {
 mod tests {
     use super::*;
     use moldau_client::Header;
+
+    #[test]
+    fn json_names_exactly_the_fields_it_base64_encoded() {
+        let r = ConsumerRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            timestamp_ms: 5,
+            key: Some("user-1".into()),
+            value: Some(bytes::Bytes::from_static(&[0, 0xff])),
+            headers: vec![Header {
+                key: "h".into(),
+                value: Some(bytes::Bytes::from_static(&[0xfe])),
+            }],
+        };
+        let v = record_json(&r);
+        assert_eq!(v["key"], "user-1");
+        assert_eq!(v["value"], "AP8=");
+        assert_eq!(v["headers"][0]["value"], "/g==");
+        assert_eq!(v["base64"], json!(["value", "headers[0]"]));
+        let text = ConsumerRecord {
+            value: Some("plain".into()),
+            headers: vec![],
+            ..r
+        };
+        assert!(record_json(&text).get("base64").is_none());
+    }
 
     #[test]
     fn kcat_style_format() {

@@ -38,11 +38,7 @@ pub async fn run(ctx: &Context, command: GroupsCommand) -> anyhow::Result<()> {
             }
         }
         GroupsCommand::Describe { group } => {
-            let g = admin.describe_group(&group).await?;
-            let lag = admin.group_lag(&group).await?;
-            if g.state == "Dead" && g.members.is_empty() && lag.is_empty() {
-                anyhow::bail!("GROUP_ID_NOT_FOUND: group '{group}' does not exist");
-            }
+            let (g, lag) = admin.describe_group_lag(&group).await?;
             let owner = |topic: &str, partition: i32| {
                 g.members.iter().find(|m| {
                     m.assignment
