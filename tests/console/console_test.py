@@ -8,7 +8,8 @@ Usage: console_test.py PATH_TO_MOLDAU_BINARY
 Starts the broker with a fresh data directory and OS-chosen ports, reads the HTTP address
 from its 'Moldau broker started' log line, then walks the console: overview, create a
 topic, produce a record and find it in the record browser, the TOPIC_ALREADY_EXISTS error,
-the groups page. Prints one line per step and a closing PASS/FAIL line; on failure saves a
+a consumer group (made with the moldau CLI) with its committed offset and lag on the
+group pages. Prints one line per step and a closing PASS/FAIL line; on failure saves a
 screenshot and exits non-zero. Every wait is bounded, so a failure never hangs.
 
 Needs the `playwright` pip package and Chromium at $CHROMIUM (default /usr/bin/chromium);
@@ -37,6 +38,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 HTTP_ADDR = re.compile(r"http=([0-9.]+:[0-9]+)")
+KAFKA_ADDR = re.compile(r"listener=([0-9.]+:[0-9]+)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -46,6 +48,8 @@ class Broker:
     def __init__(self, binary, workdir):
         self.log_path = os.path.join(workdir, "broker.log")
         self.http_addr = None
+        self.kafka_addr = None
+        self.binary = binary
         self.started = threading.Event()
         env = dict(os.environ, MOLDAU_LOG="info", NO_COLOR="1")
         self.proc = subprocess.Popen(
@@ -71,9 +75,12 @@ class Broker:
                 log.write(line)
                 log.flush()
                 if not self.started.is_set() and "Moldau broker started" in line:
-                    m = HTTP_ADDR.search(ANSI.sub("", line))
-                    if m:
+                    plain = ANSI.sub("", line)
+                    m = HTTP_ADDR.search(plain)
+                    k = KAFKA_ADDR.search(plain)
+                    if m and k:
                         self.http_addr = m.group(1)
+                        self.kafka_addr = k.group(1)
                         self.started.set()
 
     def stop(self):
@@ -118,8 +125,10 @@ class Steps:
         print(f"ok    {name} ({time.time() - started:.1f}s)", flush=True)
 
 
-def walk_console(page, base, steps):
-    """The console checks proper; `page` is a fresh page, `base` like http://host:port."""
+def walk_console(page, base, steps, broker=None):
+    """The console checks proper; `page` is a fresh page, `base` like http://host:port;
+    with `broker` (not with --url) a consumer group is made with the moldau CLI and its
+    lag is checked on the group page."""
     topic = "console-" + uuid.uuid4().hex[:8]
     page_errors = []
     page.on("pageerror", lambda e: page_errors.append(str(e)))
@@ -185,9 +194,30 @@ def walk_console(page, base, steps):
         assert page.url.endswith("#/topics"), page.url
 
     def groups():
+        group = "console-readers"
+        if broker is not None:
+            # A group that read the one record on partition 1 and committed, then one
+            # more record behind it: lag 1.
+            subprocess.run([broker.binary, "-b", broker.kafka_addr, "consume", topic,
+                            "--group", group, "--from-beginning", "--max-messages", "1"],
+                           check=True, timeout=60, stdout=subprocess.DEVNULL)
+            req = urllib.request.Request(
+                f"{base}/api/topics/{topic}/records", method="POST",
+                data=json.dumps({"records": [{"value": "second", "partition": 1}]}).encode(),
+                headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=TIMEOUT_MS / 1000).read()
         page.click("nav a[data-nav=groups]")
         expect(page.locator("#groups-table")).to_be_attached()
         expect(page.locator("main .error")).to_have_count(0)
+        if broker is None:
+            return
+        page.locator("#groups-table a", has_text=group).click()
+        expect(page.locator("#group-id")).to_have_text(group)
+        expect(page.locator("#group-total-lag")).to_have_text("1")
+        row = page.locator("#offsets-table tbody tr", has_text=topic)
+        expect(row).to_have_count(1)
+        cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+        assert cells == [topic, "1", "1", "2", "1"], cells
 
     def no_script_errors():
         assert not page_errors, page_errors
@@ -196,7 +226,7 @@ def walk_console(page, base, steps):
     steps.run(f"create topic {topic} with 2 partitions from the form", create_topic)
     steps.run("produce a JSON record and see it in the record browser", produce_and_browse)
     steps.run("creating it again shows TOPIC_ALREADY_EXISTS", duplicate_topic_error)
-    steps.run("groups page renders", groups)
+    steps.run("a consumer group's committed offset and lag on the groups pages", groups)
     steps.run("no uncaught script errors", no_script_errors)
 
 
@@ -228,7 +258,7 @@ def main():
                 page.set_default_timeout(TIMEOUT_MS)
                 expect.set_options(timeout=TIMEOUT_MS)
                 try:
-                    walk_console(page, base, steps)
+                    walk_console(page, base, steps, broker)
                 except Exception:  # noqa: BLE001 - already reported by Steps
                     failed = True
                     shot = os.path.join(workdir, "console-failure.png")
