@@ -198,6 +198,8 @@ struct Inner {
     config: ClientConfig,
     /// Connections by node id; bootstrap connections live under negative ids.
     connections: tokio::sync::Mutex<HashMap<i32, Arc<Connection>>>,
+    /// Serialises connecting to one broker (the map's lock is not held meanwhile).
+    connecting: parking_lot::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     brokers: RwLock<HashMap<i32, BrokerInfo>>,
     topics: RwLock<HashMap<String, Arc<TopicInfo>>>,
     /// Coordinator node per `(key type, key)`.
@@ -244,6 +246,7 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 connections: Default::default(),
+                connecting: Default::default(),
                 brokers: Default::default(),
                 topics: Default::default(),
                 coordinators: Default::default(),
@@ -469,9 +472,24 @@ impl Client {
 
     /// A connection to broker `node_id`, opened (or reopened) as needed.
     pub async fn broker(&self, node_id: i32) -> Result<Arc<Connection>> {
-        let mut conns = self.inner.connections.lock().await;
-        if let Some(c) = conns.get(&node_id).filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
+        let alive = |conns: &HashMap<i32, Arc<Connection>>| {
+            conns.get(&node_id).filter(|c| !c.is_closed()).cloned()
+        };
+        if let Some(c) = alive(&*self.inner.connections.lock().await) {
+            return Ok(c);
+        }
+        // One connect per broker at a time, and none under the map's lock: a broker that
+        // does not answer delays only the requests meant for it.
+        let gate = self
+            .inner
+            .connecting
+            .lock()
+            .entry(node_id)
+            .or_default()
+            .clone();
+        let _connecting = gate.lock().await;
+        if let Some(c) = alive(&*self.inner.connections.lock().await) {
+            return Ok(c);
         }
         let info = self
             .inner
@@ -484,7 +502,11 @@ impl Client {
                 message: Some(format!("broker {node_id} is not in the metadata")),
             })?;
         let c = Arc::new(self.open(&format!("{}:{}", info.host, info.port)).await?);
-        conns.insert(node_id, c.clone());
+        self.inner
+            .connections
+            .lock()
+            .await
+            .insert(node_id, c.clone());
         Ok(c)
     }
 
