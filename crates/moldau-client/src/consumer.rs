@@ -44,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::group::{self, CoordinatorLink, Membership, MembershipTimeouts};
 use crate::record::{ConsumerRecord, IsolationLevel};
 use kafka_protocol::error::ResponseError;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -96,6 +96,10 @@ pub struct ConsumerConfig {
     pub fetch: FetchOptions,
     /// `max.poll.records` (default 500): most records one [`Consumer::poll`] returns.
     pub max_poll_records: usize,
+    /// `metadata.max.age.ms` (default 5 min): how often a subscribed member reads the
+    /// partition counts of its topics again; a change (partitions added, a subscribed
+    /// topic created or deleted) makes it rejoin, so the new partitions get assigned.
+    pub metadata_max_age: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -111,6 +115,7 @@ impl Default for ConsumerConfig {
             isolation: IsolationLevel::ReadUncommitted,
             fetch: FetchOptions::default(),
             max_poll_records: 500,
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -184,6 +189,8 @@ pub struct Consumer {
     group: Option<GroupHandle>,
     /// The subscription changed while a member: rejoin at the next poll.
     subscription_changed: bool,
+    /// Partition counts of the subscribed topics when last looked at, and when.
+    topic_partitions: Option<(BTreeMap<String, usize>, Instant)>,
     assignment: BTreeSet<Tp>,
     positions: HashMap<Tp, i64>,
     inflight: HashMap<Tp, (u64, AbortHandle)>,
@@ -255,6 +262,7 @@ impl Consumer {
             mode: Mode::Idle,
             group: None,
             subscription_changed: false,
+            topic_partitions: None,
             assignment: BTreeSet::new(),
             positions: HashMap::new(),
             inflight: HashMap::new(),
@@ -340,6 +348,7 @@ impl Consumer {
                 return Ok(());
             }
             self.subscription_changed = true;
+            self.topic_partitions = None;
         }
         self.mode = Mode::Subscribed(topics);
         if self.group.is_none() {
@@ -651,7 +660,7 @@ impl Consumer {
                 Ok(m) => m.needs_join(),
                 Err(_) => false, // only a join holds it, and none is under way
             };
-            if !self.subscription_changed && !needs_join {
+            if !self.subscription_changed && !needs_join && !self.metadata_changed(&topics).await {
                 return Ok(true);
             }
             if self.config.enable_auto_commit
@@ -694,6 +703,36 @@ impl Consumer {
         );
         self.assignment = assigned.into_iter().collect();
         Ok(true)
+    }
+
+    /// Whether the subscribed topics' partition counts differ from the last look, which
+    /// happens at most every `metadata.max.age.ms` (the first look only records them).
+    /// Errors reading metadata count as no change; the next look tries again.
+    async fn metadata_changed(&mut self, topics: &[String]) -> bool {
+        if let Some((_, at)) = &self.topic_partitions {
+            if at.elapsed() < self.config.metadata_max_age {
+                return false;
+            }
+        }
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let Ok(meta) = self.client.metadata(Some(&names), false).await else {
+            return false;
+        };
+        let counts: BTreeMap<String, usize> = meta
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.partitions.len()))
+            .collect();
+        let before = self
+            .topic_partitions
+            .replace((counts.clone(), Instant::now()));
+        match before {
+            Some((old, _)) if old != counts => {
+                tracing::info!(before = ?old, now = ?counts, "subscribed topics changed; rejoining");
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Looks up starting positions of assigned partitions that have none: the group's

@@ -760,3 +760,74 @@ async fn misuse_and_missing_partitions_fail_promptly() {
     ));
     lenient.close().await.expect("close");
 }
+
+/// Partitions added to a subscribed topic are noticed within `metadata.max.age.ms`: the
+/// member rejoins, gets them, and reads what is written there.
+#[tokio::test]
+async fn partitions_added_to_a_subscribed_topic_get_assigned() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let broker = broker();
+    create_topic(&broker.addr, "growing", 2).await;
+    let mut consumer = Consumer::new(
+        client(&broker.addr).await,
+        ConsumerConfig {
+            metadata_max_age: Duration::from_millis(500),
+            ..group_config("growers")
+        },
+    )
+    .expect("consumer");
+    consumer.subscribe(&["growing".into()]).expect("subscribe");
+    let deadline = Instant::now() + WAIT;
+    while consumer.assignment().len() < 2 {
+        assert!(Instant::now() < deadline, "never assigned");
+        consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .expect("poll");
+    }
+
+    let admin: AdminClient<DefaultClientContext> = RdConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .expect("admin");
+    let grown = admin
+        .create_partitions(&[NewPartitions::new("growing", 4)], &AdminOptions::new())
+        .await
+        .expect("create_partitions");
+    assert!(grown.iter().all(|r| r.is_ok()), "{grown:?}");
+    let producer: FutureProducer = RdConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("topic.metadata.refresh.interval.ms", "200")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::<(), _>::to("growing")
+                .partition(3)
+                .payload("on a new partition"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("produced to partition 3");
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "partition 3 never read; assignment {:?}",
+            consumer.assignment()
+        );
+        let records = consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .expect("poll");
+        if let Some(r) = records.iter().find(|r| r.partition == 3) {
+            assert_eq!(r.value.as_deref(), Some(&b"on a new partition"[..]));
+            break;
+        }
+    }
+    let assigned: BTreeSet<i32> = consumer.assignment().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(assigned, (0..4).collect());
+    consumer.close().await.expect("close");
+}
