@@ -330,6 +330,10 @@ async fn read_responses(mut rd: OwnedReadHalf, pending: PendingMap) -> String {
     }
 }
 
+/// Bytes read per step of a large frame: memory grows with what actually arrives, not
+/// with what the size prefix claims.
+const READ_CHUNK: usize = 64 * 1024;
+
 async fn read_frame(rd: &mut OwnedReadHalf) -> Result<Bytes, String> {
     let size = rd
         .read_i32()
@@ -339,9 +343,20 @@ async fn read_frame(rd: &mut OwnedReadHalf) -> Result<Bytes, String> {
         .ok()
         .filter(|s| *s <= MAX_RESPONSE_BYTES)
         .ok_or_else(|| format!("response size {size} out of range"))?;
-    let mut buf = vec![0u8; size];
-    rd.read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("read failed inside a {size}-byte response: {e}"))?;
-    Ok(Bytes::from(buf))
+    let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK));
+    while buf.len() < size {
+        if buf.capacity() == buf.len() {
+            buf.reserve((size - buf.len()).min(buf.len().max(READ_CHUNK)));
+        }
+        let want = (size - buf.len()) as u64;
+        let read = (&mut *rd)
+            .take(want)
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("read failed inside a {size}-byte response: {e}"))?;
+        if read == 0 {
+            return Err(format!("connection closed inside a {size}-byte response"));
+        }
+    }
+    Ok(buf.freeze())
 }
