@@ -151,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/{file}", get(console::asset))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::map_response(ops::json_errors))
         // The handlers read bodies as bytes and check the cap themselves, so the error
         // is JSON; this layer only stops axum's own smaller default from applying first.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))

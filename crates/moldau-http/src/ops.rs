@@ -61,3 +61,30 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiErro
     ApiError::invalid(format!("{method} is not allowed on {}", uri.path()))
         .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
+
+/// Turns an error response that is not JSON (axum's own rejections: a path segment that
+/// is not UTF-8, a query that does not parse, a body of the wrong content type) into the
+/// API's JSON error with the same status, so every error a client sees has one shape.
+pub async fn json_errors(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    ApiError::invalid(message)
+        .with_status(status)
+        .into_response()
+}

@@ -1459,7 +1459,7 @@ fn produce_to_an_invalid_topic_name_is_invalid_topic_exception() {
     }
 }
 
-/// Every error is JSON, a known path with the wrong method too.
+/// Every error is JSON: a known path with the wrong method, axum's own rejections.
 #[test]
 fn wrong_method_is_a_json_error() {
     let broker = TestBroker::start();
@@ -1478,6 +1478,14 @@ fn wrong_method_is_a_json_error() {
         let body: Value = serde_json::from_str(&body).expect("JSON body");
         assert_error(&(status, body), 405, "INVALID_REQUEST", INVALID_REQUEST);
     }
+    // axum's own rejections too: a path segment that is not UTF-8.
+    let (status, content_type, body) = http.raw("GET", "/api/topics/%FF", None);
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type:?} {body:?}"
+    );
+    let body: Value = serde_json::from_str(&body).expect("JSON body");
+    assert_error(&(status, body), 400, "INVALID_REQUEST", INVALID_REQUEST);
 }
 
 /// An open transaction is visible in the HTTP API and the CLI (state, producer id, open
