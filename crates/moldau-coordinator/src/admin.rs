@@ -27,6 +27,12 @@ impl<R> GroupShard<R> {
         out
     }
 
+    /// How many members `group_id` has (0 for an unknown group): the cheap count for
+    /// metrics, without copying [`GroupShard::describe_group`]'s metadata and assignments.
+    pub fn member_count(&self, group_id: &str) -> usize {
+        self.groups.get(group_id).map_or(0, |g| g.members.len())
+    }
+
     /// A group's description (DescribeGroups); an unknown group is `Dead`.
     pub fn describe_group(&self, group_id: &str) -> GroupDescription {
         let Some(g) = self.groups.get(group_id) else {

@@ -6,8 +6,9 @@
 //! family's samples together); the HTTP layer serves it at `GET /metrics` with content
 //! type `text/plain; version=0.0.4`.
 //!
-//! Recording costs one or two relaxed atomic additions and, per request, two reads of
-//! the monotonic clock; no lock is taken. Counters live in fixed arrays indexed by api
+//! Recording a request costs about five relaxed atomic additions (count, bytes in and
+//! out, histogram bucket, latency sum) on counters every connection shares, and two
+//! reads of the monotonic clock; no lock is taken. Counters live in fixed arrays indexed by api
 //! key, sized by [`moldau_protocol::apis::SUPPORTED`]. Histogram buckets are stored
 //! per bucket (not cumulative) and summed when rendered, so `_count` always equals the
 //! `+Inf` bucket even while requests complete during a scrape.
@@ -419,7 +420,7 @@ fn group_samples(broker: &Broker) -> Vec<GroupSample> {
     for shard in broker.groups.shards() {
         broker.groups.with(&shard, |state, _now| {
             for listing in state.list_groups(&[], &[]) {
-                let members = state.describe_group(&listing.group_id).members.len();
+                let members = state.member_count(&listing.group_id);
                 let offsets = state.fetch_offsets(&listing.group_id, None);
                 groups.push((listing.group_id, members, offsets));
             }
