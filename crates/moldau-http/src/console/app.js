@@ -311,10 +311,13 @@ const browseState = new Map();
  * producing so the new record shows up).
  */
 function recordBrowser(topic, partitions) {
+  // Start on the first partition that holds records (an empty partition 0 would show
+  // nothing on a topic that has data).
+  const first = partitions.find((p) => (p.high_watermark ?? 0) > (p.log_start_offset ?? 0)) || partitions[0];
   const saved = browseState.get(topic) || {
-    partition: partitions.length ? String(partitions[0].partition) : '0',
+    partition: first ? String(first.partition) : '0',
     mode: 'offset',
-    offset: String(partitions.length ? partitions[0].log_start_offset : 0),
+    offset: String(first ? first.log_start_offset ?? 0 : 0),
     timestamp: '',
     limit: '50',
     encoding: 'utf8',
