@@ -295,7 +295,10 @@ function produceForm(topic, partitions, browser) {
     };
     const res = await api('POST', `${topicPath(topic)}/records`, { records: [record], encoding: 'utf8' });
     const written = res.offsets[0];
-    await browser.load(written.partition);
+    // Show the new record: the current query on its partition, or the latest records when
+    // the new offset falls outside the current query's range.
+    const shown = await browser.load(written.partition);
+    if (shown && !shown.some((r) => r.offset === written.offset)) await browser.latest();
     return h('p', { class: 'ok', id: 'produce-result' },
       `Written to partition ${written.partition} at offset ${written.offset}.`);
   });
@@ -307,8 +310,8 @@ const browseState = new Map();
 
 /**
  * The record browser of one topic: a query form and a results table. `load(partition)`
- * re-runs the current query, first switching to `partition` when given (used after
- * producing so the new record shows up).
+ * re-runs the current query, first switching to `partition` when given, and returns the
+ * records shown (null on error); `latest()` switches to the "latest" mode and loads.
  */
 function recordBrowser(topic, partitions) {
   // Start on the first partition that holds records (an empty partition 0 would show
@@ -380,7 +383,7 @@ function recordBrowser(topic, partitions) {
     } catch (err) {
       results.replaceChildren();
       status.replaceChildren(errorBox(err));
-      return;
+      return null;
     }
     results.replaceChildren(recordsTable(res.records),
       h('p', { class: 'muted', id: 'records-summary' },
@@ -388,6 +391,7 @@ function recordBrowser(topic, partitions) {
         res.next_offset < res.high_watermark
           ? h('button', { type: 'button', class: 'link', id: 'records-next', onclick: () => nextPage(res.next_offset) }, 'Next page →')
           : null));
+    return res.records;
   }
 
   function nextPage(offset) {
@@ -397,7 +401,13 @@ function recordBrowser(topic, partitions) {
     return load();
   }
 
-  return { el: h('div', {}, form, results), load };
+  function latest() {
+    modeSelect.value = 'latest';
+    showModeFields();
+    return load();
+  }
+
+  return { el: h('div', {}, form, results), load, latest };
 }
 
 function recordsTable(records) {
