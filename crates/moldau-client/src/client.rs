@@ -676,11 +676,11 @@ impl Client {
                         })
                         .collect()
                 });
-            let records =
+            let decoded =
                 decode_records(topic, partition, &records_bytes, offset, aborted.as_deref())?;
             Ok(FetchedPartition {
-                next_offset: next_offset(&records_bytes, offset),
-                records,
+                next_offset: decoded.next_offset,
+                records: decoded.records,
                 high_watermark: p.high_watermark,
                 last_stable_offset: p.last_stable_offset,
                 log_start_offset: p.log_start_offset,
@@ -752,16 +752,4 @@ impl Client {
             log_append_time_ms: p.log_append_time_ms,
         })
     }
-}
-
-/// One past the last whole batch in `records`, or `from` if there is none.
-fn next_offset(records: &Bytes, from: i64) -> i64 {
-    let mut next = from;
-    for header in moldau_protocol::batch::BatchIter::new(records) {
-        match header {
-            Ok((_, h)) => next = next.max(h.next_offset()),
-            Err(_) => break,
-        }
-    }
-    next
 }

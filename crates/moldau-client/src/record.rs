@@ -133,8 +133,19 @@ pub struct AbortedTxn {
     pub first_offset: i64,
 }
 
+/// What [`decode_records`] found in one fetched partition.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// Records at offsets `>= from_offset`, in order.
+    pub records: Vec<ConsumerRecord>,
+    /// One past the last whole batch (control and aborted batches included), or
+    /// `from_offset` when there was none: where the next fetch starts.
+    pub next_offset: i64,
+}
+
 /// Decodes the record batches of one fetched partition into records at offsets
-/// `>= from_offset` (a fetch may start inside a batch).
+/// `>= from_offset` (a fetch may start inside a batch), in one pass that also finds the
+/// next fetch offset.
 ///
 /// Control batches are skipped. With `aborted` (read_committed), records of aborted
 /// transactions are dropped as Kafka's consumer does: a producer's transactional
@@ -147,8 +158,9 @@ pub fn decode_records(
     records: &Bytes,
     from_offset: i64,
     aborted: Option<&[AbortedTxn]>,
-) -> Result<Vec<ConsumerRecord>> {
+) -> Result<Decoded> {
     let mut out = Vec::new();
+    let mut next_offset = from_offset;
     let mut aborted: Vec<AbortedTxn> = aborted.map(<[_]>::to_vec).unwrap_or_default();
     aborted.sort_by_key(|a| std::cmp::Reverse(a.first_offset));
     let mut aborting: HashSet<i64> = HashSet::new();
@@ -170,6 +182,7 @@ pub fn decode_records(
         pos += size;
         batch::validate(bytes)
             .map_err(|e| corrupt(format!("batch at {}: {e}", header.base_offset)))?;
+        next_offset = next_offset.max(header.next_offset());
         while aborted
             .last()
             .is_some_and(|a| a.first_offset <= header.last_offset())
@@ -243,7 +256,10 @@ pub fn decode_records(
             });
         }
     }
-    Ok(out)
+    Ok(Decoded {
+        records: out,
+        next_offset,
+    })
 }
 
 #[cfg(test)]
@@ -290,7 +306,12 @@ mod tests {
             producer_id: 7,
             first_offset: 3,
         }];
-        let got = decode_records("t", 0, &bytes, 1, Some(&aborted)).expect("decode");
+        let decoded = decode_records("t", 0, &bytes, 1, Some(&aborted)).expect("decode");
+        assert_eq!(
+            decoded.next_offset, 6,
+            "past the last whole batch, not the torn one"
+        );
+        let got = decoded.records;
         let offsets: Vec<(i64, &[u8])> = got
             .iter()
             .map(|r| (r.offset, r.value.as_deref().unwrap_or_default()))
@@ -298,7 +319,9 @@ mod tests {
         assert_eq!(offsets, vec![(1, &b"b"[..]), (2, b"c"), (5, b"d")]);
         assert_eq!(got[0].timestamp_ms, 1_001);
         assert_eq!(got[0].headers[0].key, "h");
-        let uncommitted = decode_records("t", 0, &bytes, 0, None).expect("decode");
+        let uncommitted = decode_records("t", 0, &bytes, 0, None)
+            .expect("decode")
+            .records;
         assert_eq!(uncommitted.len(), 5);
         let mut bad = bytes.to_vec();
         bad[70] ^= 0xff;
