@@ -16,15 +16,15 @@
 
 use crate::client::{Client, ClusterMetadata, OffsetSpec, TopicInfo};
 use crate::error::{Error, Result};
+use crate::names::{group_id, str_bytes, topic_name, transactional_id as transactional_id_of};
 use crate::record::IsolationLevel;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     create_topics_request, describe_configs_request, incremental_alter_configs_request,
     offset_fetch_request, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest,
-    ListGroupsRequest, OffsetFetchRequest, TopicName,
+    DescribeConfigsRequest, DescribeGroupsRequest, IncrementalAlterConfigsRequest,
+    ListGroupsRequest, OffsetFetchRequest,
 };
-use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 
 /// A topic to create (CreateTopics API).
@@ -193,21 +193,6 @@ pub struct Admin {
     client: Client,
 }
 
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
-fn text(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_owned())
-}
-
-fn kafka_error(code: i16, message: Option<&StrBytes>) -> Result<()> {
-    match Error::from_code(code, message.map(|m| m.to_string())) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
 impl Admin {
     /// An admin over `client`.
     pub fn new(client: Client) -> Admin {
@@ -248,14 +233,14 @@ impl Admin {
                         .iter()
                         .map(|(k, v)| {
                             create_topics_request::CreatableTopicConfig::default()
-                                .with_name(text(k))
-                                .with_value(Some(text(v)))
+                                .with_name(str_bytes(k))
+                                .with_value(Some(str_bytes(v)))
                         })
                         .collect(),
                 )]);
         let response = self.controller_call(request).await?;
         for t in &response.topics {
-            kafka_error(t.error_code, t.error_message.as_ref())?;
+            Error::check_message(t.error_code, t.error_message.as_ref())?;
         }
         self.client.invalidate_topic(&topic.name);
         Ok(())
@@ -268,7 +253,7 @@ impl Admin {
             .with_topic_names(vec![topic_name(topic)]);
         let response = self.controller_call(request).await?;
         for t in &response.responses {
-            kafka_error(t.error_code, t.error_message.as_ref())?;
+            Error::check_message(t.error_code, t.error_message.as_ref())?;
         }
         self.client.invalidate_topic(topic);
         Ok(())
@@ -329,7 +314,7 @@ impl Admin {
         let request = DescribeConfigsRequest::default().with_resources(vec![
             describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(kind)
-                .with_resource_name(text(&name))
+                .with_resource_name(str_bytes(&name))
                 .with_configuration_keys(None),
         ]);
         let response = self
@@ -344,7 +329,7 @@ impl Admin {
             .await?;
         let mut out = Vec::new();
         for r in response.results {
-            kafka_error(r.error_code, r.error_message.as_ref())?;
+            Error::check_message(r.error_code, r.error_message.as_ref())?;
             out.extend(r.configs.into_iter().map(|c| ConfigEntry {
                 name: c.name.to_string(),
                 value: c.value.map(|v| v.to_string()),
@@ -368,22 +353,22 @@ impl Admin {
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
             incremental_alter_configs_request::AlterConfigsResource::default()
                 .with_resource_type(kind)
-                .with_resource_name(text(&name))
+                .with_resource_name(str_bytes(&name))
                 .with_configs(
                     changes
                         .iter()
                         .map(|(k, v)| {
                             incremental_alter_configs_request::AlterableConfig::default()
-                                .with_name(text(k))
+                                .with_name(str_bytes(k))
                                 .with_config_operation(if v.is_some() { 0 } else { 1 })
-                                .with_value(v.as_deref().map(text))
+                                .with_value(v.as_deref().map(str_bytes))
                         })
                         .collect(),
                 ),
         ]);
         let response = self.controller_call(request).await?;
         for r in &response.responses {
-            kafka_error(r.error_code, r.error_message.as_ref())?;
+            Error::check_message(r.error_code, r.error_message.as_ref())?;
         }
         Ok(())
     }
@@ -395,7 +380,7 @@ impl Admin {
         for b in meta.brokers {
             let conn = self.client.broker(b.node_id).await?;
             let response = conn.send(ListGroupsRequest::default()).await?;
-            kafka_error(response.error_code, None)?;
+            Error::check_message(response.error_code, None)?;
             out.extend(response.groups.into_iter().map(|g| GroupListing {
                 group_id: g.group_id.0.to_string(),
                 state: g.group_state.to_string(),
@@ -410,7 +395,7 @@ impl Admin {
     /// One group's state and members (DescribeGroups at its coordinator). A group that
     /// does not exist comes back in state `Dead` with no members, as Kafka reports it.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
-        let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(text(group))]);
+        let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
         let response = self
             .group_call(
                 group,
@@ -424,7 +409,7 @@ impl Admin {
             code: ResponseError::GroupIdNotFound,
             message: None,
         })?;
-        kafka_error(g.error_code, g.error_message.as_ref())?;
+        Error::check_message(g.error_code, g.error_message.as_ref())?;
         let consumer = g.protocol_type.as_str() == "consumer";
         Ok(GroupDescription {
             group_id: g.group_id.0.to_string(),
@@ -481,13 +466,13 @@ impl Admin {
                 group,
                 || {
                     OffsetFetchRequest::default()
-                        .with_group_id(GroupId(text(group)))
+                        .with_group_id(group_id(group))
                         .with_topics(None::<Vec<offset_fetch_request::OffsetFetchRequestTopic>>)
                 },
                 |r: &kafka_protocol::messages::OffsetFetchResponse| r.error_code,
             )
             .await?;
-        kafka_error(response.error_code, None)?;
+        Error::check_message(response.error_code, None)?;
         let mut out = Vec::new();
         for t in response.topics {
             for p in t.partitions {
@@ -550,14 +535,14 @@ impl Admin {
         let response = self
             .group_call(
                 group,
-                || DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text(group))]),
+                || DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]),
                 |r: &kafka_protocol::messages::DeleteGroupsResponse| {
                     r.results.first().map_or(0, |g| g.error_code)
                 },
             )
             .await?;
         for r in &response.results {
-            kafka_error(r.error_code, None)?;
+            Error::check_message(r.error_code, None)?;
         }
         Ok(())
     }
@@ -571,7 +556,7 @@ impl Admin {
             let response = conn
                 .send(kafka_protocol::messages::ListTransactionsRequest::default())
                 .await?;
-            kafka_error(response.error_code, None)?;
+            Error::check_message(response.error_code, None)?;
             out.extend(
                 response
                     .transaction_states
@@ -594,7 +579,7 @@ impl Admin {
         &self,
         transactional_id: &str,
     ) -> Result<TransactionDescription> {
-        let id = kafka_protocol::messages::TransactionalId(text(transactional_id));
+        let id = transactional_id_of(transactional_id);
         let response = self
             .client
             .retry(None, || async {
@@ -626,7 +611,7 @@ impl Admin {
                 code: ResponseError::TransactionalIdNotFound,
                 message: None,
             })?;
-        kafka_error(t.error_code, None)?;
+        Error::check_message(t.error_code, None)?;
         Ok(TransactionDescription {
             transactional_id: t.transactional_id.0.to_string(),
             state: t.transaction_state.to_string(),

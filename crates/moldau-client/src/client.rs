@@ -4,13 +4,13 @@
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::names::topic_name;
 use crate::record::{decode_records, AbortedTxn, ConsumerRecord, IsolationLevel};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     fetch_request, list_offsets_request, produce_request, BrokerId, FetchRequest,
     FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
-    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::RwLock;
@@ -230,10 +230,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
 impl Client {
     /// Connects to the first reachable bootstrap server and reads the cluster's brokers.
     /// Errors: [`Error::Invalid`] for an empty bootstrap list, else the last server's
@@ -303,7 +299,7 @@ impl Client {
                 ts.iter()
                     .map(|t| {
                         kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                            .with_name(Some(name(t)))
+                            .with_name(Some(topic_name(t)))
                     })
                     .collect()
             }))
@@ -607,7 +603,7 @@ impl Client {
                 .with_replica_id(BrokerId(-1))
                 .with_isolation_level(isolation.code())
                 .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-                    .with_name(name(topic))
+                    .with_name(topic_name(topic))
                     .with_partitions(vec![
                         list_offsets_request::ListOffsetsPartition::default()
                             .with_partition_index(partition)
@@ -647,7 +643,7 @@ impl Client {
                 .with_isolation_level(options.isolation.code())
                 .with_session_epoch(-1)
                 .with_topics(vec![fetch_request::FetchTopic::default()
-                    .with_topic(name(topic))
+                    .with_topic(topic_name(topic))
                     .with_partitions(vec![fetch_request::FetchPartition::default()
                         .with_partition(partition)
                         .with_fetch_offset(offset)
@@ -709,7 +705,7 @@ impl Client {
             .with_acks(acks)
             .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
             .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
+                .with_name(topic_name(topic))
                 .with_partition_data(vec![
                     produce_request::PartitionProduceData::default()
                         .with_index(partition)

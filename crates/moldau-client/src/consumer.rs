@@ -220,13 +220,6 @@ impl Drop for Consumer {
     }
 }
 
-fn kafka(code: ResponseError, message: impl Into<String>) -> Error {
-    Error::Kafka {
-        code,
-        message: Some(message.into()),
-    }
-}
-
 /// Events a waiting poll reacts to.
 enum Wake {
     Fetched(Option<FetchDone>),
@@ -546,7 +539,7 @@ impl Consumer {
             Mode::Subscribed(_) => match (self.generation(), self.member_id()) {
                 (Some(g), Some(m)) => (g, m),
                 _ => {
-                    return Err(kafka(
+                    return Err(Error::kafka(
                         ResponseError::RebalanceInProgress,
                         format!("not a member of a generation of group {group_id}; poll first"),
                     ))
@@ -756,7 +749,7 @@ impl Consumer {
                 .filter(|(t, _)| t == topic)
                 .find(|(_, p)| !info.partitions.iter().any(|i| i.partition == *p))
             {
-                return Err(kafka(
+                return Err(Error::kafka(
                     ResponseError::UnknownTopicOrPartition,
                     format!("{t} has no partition {p}"),
                 ));
@@ -784,7 +777,7 @@ impl Consumer {
             AutoOffsetReset::Earliest => OffsetSpec::Earliest,
             AutoOffsetReset::Latest => OffsetSpec::Latest,
             AutoOffsetReset::None => {
-                return Err(kafka(
+                return Err(Error::kafka(
                     ResponseError::OffsetOutOfRange,
                     format!("{}-{} {why} and auto.offset.reset is none", tp.0, tp.1),
                 ))

@@ -63,6 +63,25 @@ impl Error {
         ResponseError::try_from_code(code).map(|code| Error::Kafka { code, message })
     }
 
+    /// A [`Error::Kafka`] for `code` with a message.
+    pub fn kafka(code: ResponseError, message: impl Into<String>) -> Error {
+        Error::Kafka {
+            code,
+            message: Some(message.into()),
+        }
+    }
+
+    /// `Err` for a non-zero error code, with the broker's error message when it sent one.
+    pub fn check_message(
+        code: i16,
+        message: Option<&kafka_protocol::protocol::StrBytes>,
+    ) -> Result<()> {
+        match Error::from_code(code, message.map(|m| m.to_string())) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// `Err` for a non-zero error code.
     pub fn check(code: i16) -> Result<()> {
         match Error::from_code(code, None) {

@@ -25,6 +25,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod group;
+mod names;
 pub mod partitioner;
 pub mod producer;
 pub mod record;

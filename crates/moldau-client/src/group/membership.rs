@@ -3,18 +3,19 @@
 
 use super::assignor::{range_assign, MemberSubscription};
 use super::protocol::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription, str_bytes,
-    topic_name, Subscription, TopicPartitions, PROTOCOL_TYPE, RANGE_PROTOCOL,
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Subscription,
+    TopicPartitions, PROTOCOL_TYPE, RANGE_PROTOCOL,
 };
 use crate::client::Client;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::names::{group_id, str_bytes, topic_name};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     join_group_request, join_group_response::JoinGroupResponseMember, leave_group_request,
     offset_commit_request, offset_fetch_request, sync_group_request, ApiKey,
-    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
     OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -187,17 +188,6 @@ fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
-fn group_id(s: &str) -> GroupId {
-    GroupId(str_bytes(s))
-}
-
-fn kafka(code: ResponseError, message: impl Into<String>) -> Error {
-    Error::Kafka {
-        code,
-        message: Some(message.into()),
-    }
-}
-
 impl Membership {
     /// A membership of the group `link` leads to, not joined yet.
     pub fn new(link: CoordinatorLink, timeouts: MembershipTimeouts) -> Membership {
@@ -284,7 +274,7 @@ impl Membership {
         loop {
             steps += 1;
             if steps > 100 {
-                return Err(kafka(
+                return Err(Error::kafka(
                     ResponseError::RebalanceInProgress,
                     format!(
                         "group {} did not settle after 100 join attempts",
@@ -360,7 +350,7 @@ impl Membership {
         let generation = response.generation_id;
         let protocol = response.protocol_name.as_ref().map(|p| p.to_string());
         if protocol.as_deref().is_some_and(|p| p != RANGE_PROTOCOL) {
-            return Err(kafka(
+            return Err(Error::kafka(
                 ResponseError::InconsistentGroupProtocol,
                 format!("the group chose protocol {protocol:?}; this consumer speaks range"),
             ));

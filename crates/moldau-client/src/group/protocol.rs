@@ -2,12 +2,13 @@
 //! assignments (Kafka `ConsumerProtocol`), read with a bounds-checked reader.
 
 use crate::error::{Error, Result};
+use crate::names::{str_bytes, topic_name};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     consumer_protocol_assignment, consumer_protocol_subscription, ConsumerProtocolAssignment,
-    ConsumerProtocolSubscription, TopicName,
+    ConsumerProtocolSubscription,
 };
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::Encodable;
 
 /// `protocol_type` of consumer groups in JoinGroup.
 pub const PROTOCOL_TYPE: &str = "consumer";
@@ -186,14 +187,6 @@ impl Reader<'_> {
     fn topic_partitions(&mut self) -> Result<(String, Vec<i32>), &'static str> {
         Ok((self.string()?, self.array(4, Self::i32)?))
     }
-}
-
-pub(crate) fn str_bytes(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_owned())
-}
-
-pub(crate) fn topic_name(s: &str) -> TopicName {
-    TopicName(str_bytes(s))
 }
 
 #[cfg(test)]
