@@ -1,5 +1,8 @@
 //! Kafka's offset checkpoint files (`recovery-point-offset-checkpoint`,
-//! `log-start-offset-checkpoint`, `replication-offset-checkpoint` in each log dir).
+//! `log-start-offset-checkpoint`, `replication-offset-checkpoint` in each log dir), and
+//! the text-file layout and atomic replacement they share with the partition's
+//! `leader-epoch-checkpoint` (entries and rules at `LeaderEpochCache` in
+//! `leader_epoch.rs`).
 //!
 //! Format (Kafka `CheckpointFile` with `OffsetCheckpointFile`'s formatter), UTF-8 text,
 //! `\n` line ends:
@@ -17,8 +20,9 @@
 //! file means "no entries"; a malformed one is an error, never a guess.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StorageError};
@@ -36,10 +40,26 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// docs). Topic names must not contain whitespace (Kafka topic names cannot). Errors:
 /// [`StorageError::Io`].
 pub fn write(path: &Path, entries: &[(String, i32, i64)]) -> Result<()> {
+    write_with(path, entries, |out, (topic, partition, offset)| {
+        let _ = write!(out, "{topic} {partition} {offset}");
+    })
+}
+
+/// Writes a checkpoint file in Kafka's `CheckpointFile` layout (version line, entry
+/// count, one line per entry) atomically, as described in the module docs: `line`
+/// appends the text of one entry (without the line end) to the buffer. Shared by the
+/// offset checkpoints and the `leader-epoch-checkpoint` (`leader_epoch.rs`). Errors:
+/// [`StorageError::Io`].
+pub(crate) fn write_with<T>(
+    path: &Path,
+    entries: &[T],
+    mut line: impl FnMut(&mut String, &T),
+) -> Result<()> {
     let mut text = String::with_capacity(16 + entries.len() * 32);
-    text.push_str(&format!("{VERSION}\n{}\n", entries.len()));
-    for (topic, partition, offset) in entries {
-        text.push_str(&format!("{topic} {partition} {offset}\n"));
+    let _ = write!(text, "{VERSION}\n{}\n", entries.len());
+    for entry in entries {
+        line(&mut text, entry);
+        text.push('\n');
     }
     let tmp = tmp_path(path);
     let mut file = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
@@ -59,16 +79,58 @@ pub fn write(path: &Path, entries: &[(String, i32, i64)]) -> Result<()> {
 /// gives an empty map. Errors: [`StorageError::CorruptCheckpoint`] for a wrong version,
 /// a bad count or entry line, or an entry count that does not match; [`StorageError::Io`].
 pub fn read(path: &Path) -> Result<HashMap<(String, i32), i64>> {
-    let text = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(StorageError::io(format!("read {}", path.display()), e)),
+    let entries = read_with(path, u64::MAX, |line| {
+        let mut fields = line.split(' ');
+        let (Some(topic), Some(partition), Some(offset), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!(
+                "expected \"<topic> <partition> <offset>\", got {line:?}"
+            ));
+        };
+        let partition: i32 = partition
+            .parse()
+            .map_err(|_| format!("bad partition {partition:?}"))?;
+        let offset: i64 = offset
+            .parse()
+            .map_err(|_| format!("bad offset {offset:?}"))?;
+        if topic.is_empty() {
+            return Err("empty topic".into());
+        }
+        Ok(((topic.to_owned(), partition), offset))
+    })?;
+    Ok(entries.unwrap_or_default().into_iter().collect())
+}
+
+/// Reads a checkpoint file in Kafka's `CheckpointFile` layout: checks the version line
+/// and the entry count, and parses each non-blank entry line with `parse` (which
+/// returns the reason on failure). `None` if the file does not exist. Reads at most
+/// `max_bytes` bytes: a longer file is corrupt (nothing is allocated for what a corrupt
+/// file claims). Errors: [`StorageError::CorruptCheckpoint`] (a wrong version, a bad
+/// count, an entry `parse` rejects, a count that does not match, a file over
+/// `max_bytes` or not UTF-8); [`StorageError::Io`].
+pub(crate) fn read_with<T>(
+    path: &Path,
+    max_bytes: u64,
+    mut parse: impl FnMut(&str) -> std::result::Result<T, String>,
+) -> Result<Option<Vec<T>>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io(format!("open {}", path.display()), e)),
     };
     let bad = |line: usize, reason: String| StorageError::CorruptCheckpoint {
         path: path.to_path_buf(),
         line,
         reason,
     };
+    let mut text = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut text)
+        .ctx(|| format!("read {}", path.display()))?;
+    if text.len() as u64 > max_bytes {
+        return Err(bad(0, format!("larger than {max_bytes} bytes")));
+    }
     let text = std::str::from_utf8(&text).map_err(|e| bad(0, format!("not UTF-8: {e}")))?;
     let mut lines = text.lines();
     let version = lines
@@ -85,38 +147,21 @@ pub fn read(path: &Path) -> Result<HashMap<(String, i32), i64>> {
         .parse()
         .map_err(|_| bad(2, format!("bad entry count {count_line:?}")))?;
     // Do not trust `count` for allocation: a corrupt file could claim 2^60 entries.
-    let mut map = HashMap::new();
-    let mut seen = 0usize;
+    let mut entries = Vec::new();
     for (i, line) in lines.enumerate() {
         let line_no = i + 3;
         if line.trim().is_empty() {
             continue;
         }
-        let mut fields = line.split(' ');
-        let (Some(topic), Some(partition), Some(offset), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad(
-                line_no,
-                format!("expected \"<topic> <partition> <offset>\", got {line:?}"),
-            ));
-        };
-        let partition: i32 = partition
-            .parse()
-            .map_err(|_| bad(line_no, format!("bad partition {partition:?}")))?;
-        let offset: i64 = offset
-            .parse()
-            .map_err(|_| bad(line_no, format!("bad offset {offset:?}")))?;
-        if topic.is_empty() {
-            return Err(bad(line_no, "empty topic".into()));
-        }
-        map.insert((topic.to_owned(), partition), offset);
-        seen += 1;
+        entries.push(parse(line).map_err(|reason| bad(line_no, reason))?);
     }
-    if seen != count {
-        return Err(bad(2, format!("header says {count} entries, found {seen}")));
+    if entries.len() != count {
+        return Err(bad(
+            2,
+            format!("header says {count} entries, found {}", entries.len()),
+        ));
     }
-    Ok(map)
+    Ok(Some(entries))
 }
 
 #[cfg(test)]

@@ -191,9 +191,13 @@ impl Log {
         }
         steps.step()?;
         sync_dir(&dir)?;
-        // Replace from the back so earlier positions stay valid.
+        // Replace from the back so earlier positions stay valid. The leader-epoch cache
+        // is left alone, as Kafka's cleaner does: a clean keeps every retained batch's
+        // offsets and `partitionLeaderEpoch` (whole batches are dropped or rewritten
+        // around their header) and moves neither the log start nor the log end.
         for (out, range) in cleaned.outputs.iter().zip(positions).rev() {
-            let opened = Segment::open(&dir, out.base_offset, false, cleaned.interval)?;
+            let opened =
+                Segment::open(&dir, out.base_offset, false, cleaned.interval, &mut |_| {})?;
             if opened.truncated_bytes > 0 || opened.segment.next_offset != out.next_offset {
                 return Err(crate::records::corrupt(
                     &opened.segment.log_path,

@@ -2,8 +2,8 @@
 //!
 //! A partition is a directory (`<log.dirs>/<topic>-<partition>`) of segments, each three
 //! or four files named by the segment's base offset zero-padded to 20 digits, plus
-//! producer snapshots, all byte-compatible with Apache Kafka's so operators and tools
-//! recognise them:
+//! producer snapshots and the leader-epoch cache, all byte-compatible with Apache
+//! Kafka's so operators and tools recognise them:
 //!
 //! - `00000000000000000000.log`: v2 record batches exactly as appended (offsets
 //!   assigned); format and recovery rule documented at `Segment` in `segment.rs`;
@@ -14,7 +14,9 @@
 //! - `.txnindex`: the aborted transactions whose abort marker is in the segment, only
 //!   once there is one (at `TxnIndex` in `txn_index.rs`);
 //! - `<offset>.snapshot`: the producer state as of that offset, written at each roll and
-//!   on close (format and recovery rule in `producer_snapshot.rs`).
+//!   on close (format and recovery rule in `producer_snapshot.rs`);
+//! - `leader-epoch-checkpoint`: the start offset of each leader epoch (KIP-101,
+//!   KIP-279; format and recovery rule at [`LeaderEpochCache`] in `leader_epoch.rs`).
 //!
 //! Layout of the crate:
 //!
@@ -26,6 +28,9 @@
 //!   `producer_snapshot.rs`, the aborted-transaction index in `txn_index.rs`
 //!   ([`AbortedTxn`]), and the `Log` side (LSO, aborted transactions, DescribeProducers,
 //!   expiration, replay) in `log_producers.rs`;
+//! - the leader-epoch cache ([`LeaderEpochCache`], `leader_epoch.rs`): kept by the
+//!   appends, truncation, retention and DeleteRecords of [`Log`], read by
+//!   OffsetForLeaderEpoch through [`Log::end_offset_for_epoch`];
 //! - `segment.rs`: one segment and its recovery; `records.rs`: reading batches back
 //!   (chunked header scan, validating scan, record walk);
 //! - the log cleaner for `cleanup.policy=compact` (`clean_plan.rs`, `cleaner.rs`, key
@@ -53,6 +58,7 @@ mod config;
 mod error;
 mod flush;
 mod index;
+mod leader_epoch;
 mod log;
 mod log_load;
 mod log_producers;
@@ -73,6 +79,7 @@ pub use cleaner::{CleanOutcome, CleanStats, CleanedLog, Compress};
 pub use config::{CleanupPolicy, InvalidCleanupPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use flush::FlushTarget;
+pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{FetchDataInfo, Log, LogAppendInfo};
 pub use producer_state::{
     AppendOrigin, BatchMetadata, ProducerSnapshotView, ProducerStateEntry, NUM_BATCHES_TO_RETAIN,

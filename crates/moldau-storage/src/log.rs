@@ -9,6 +9,7 @@ use moldau_protocol::batch::{self, BatchError, BatchHeader};
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result, StorageError};
 use crate::flush::FlushTarget;
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{
     AppendOrigin, BatchInfo, Origin, ProducerStateManager, ProducerUpdate,
 };
@@ -88,6 +89,8 @@ pub struct Log {
     /// Offset of the snapshot that holds exactly the current producer state, if any
     /// (so [`Log::take_producer_snapshot`] can skip rewriting it).
     pub(crate) snapshot_offset: Option<i64>,
+    /// The start offset of each leader epoch (KIP-101), `leader-epoch-checkpoint`.
+    pub(crate) epochs: LeaderEpochCache,
 }
 
 /// Per-append summary gathered while walking the batches.
@@ -214,7 +217,9 @@ impl Log {
     /// `leader_epoch` into `partitionLeaderEpoch`, and with `Some(t)` marks the batches
     /// `LogAppendTime` with `maxTimestamp = t` (CRC recomputed). Then rolls if needed and
     /// writes the bytes with one write to the active `.log` (page cache, no fsync unless
-    /// `flush.messages` is exceeded). Never copies or decompresses the batches.
+    /// `flush.messages` is exceeded). Never copies or decompresses the batches. If
+    /// `leader_epoch` is new to the leader-epoch cache, it is assigned the first offset
+    /// of the append (KIP-101; `leader-epoch-checkpoint` is written only then).
     ///
     /// Empty `batches` appends nothing (`record_count == 0`, `last_offset ==
     /// first_offset - 1`). Errors: [`StorageError::Poisoned`], [`StorageError::InvalidBatch`]
@@ -334,13 +339,26 @@ impl Log {
             walk.record_count += u64::try_from(header.records_count).unwrap_or(0);
             pos += size;
         }
-        self.write_batches(
+        let info = self.write_batches(
             batches,
             walk,
             log_append_time_ms.unwrap_or(-1),
             now_ms,
             update,
-        )
+        )?;
+        // Every batch now carries `leader_epoch`: one entry at the first offset if the
+        // epoch is new (a comparison, no allocation, when it is not).
+        if count > 0
+            && self
+                .epochs
+                .is_update_needed(leader_epoch, info.first_offset)
+        {
+            if let Err(e) = self.epochs.assign(leader_epoch, info.first_offset) {
+                self.poison();
+                return Err(e);
+            }
+        }
+        Ok(info)
     }
 
     /// Follower append (Kafka `UnifiedLog.appendAsFollower`): `batches` already carry the
@@ -348,7 +366,10 @@ impl Log {
     /// at or above the log end offset and base offsets must not go backwards (gaps are
     /// allowed, as left by compaction on the leader). The producer state follows the
     /// batches without any check (Kafka's replication origin), and abort markers add
-    /// `.txnindex` entries as on the leader. Errors: [`StorageError::Poisoned`],
+    /// `.txnindex` entries as on the leader. Each batch's `partitionLeaderEpoch` is
+    /// assigned its `baseOffset` in the leader-epoch cache (KIP-101; the cache and its
+    /// file change only when a batch brings a new epoch; a failed write of the file is
+    /// [`StorageError::Io`] and poisons the log). Errors: [`StorageError::Poisoned`],
     /// [`StorageError::InvalidBatch`], [`StorageError::RecordSetTooLarge`],
     /// [`StorageError::Io`], [`StorageError::UnexpectedAppendOffset`].
     pub fn append_as_follower(&mut self, batches: &[u8], now_ms: i64) -> Result<LogAppendInfo> {
@@ -361,7 +382,11 @@ impl Log {
         };
         let mut first = true;
         let mut producer_batches = Vec::new();
+        // Whether some batch brings an epoch the cache does not have yet (rare).
+        let mut new_epoch = false;
+        let epochs = &self.epochs;
         for_each_batch(batches, |pos, header| {
+            new_epoch |= epochs.is_update_needed(header.partition_leader_epoch, header.base_offset);
             if header.base_offset <= walk.last_offset {
                 return Err(StorageError::UnexpectedAppendOffset {
                     first_offset: header.base_offset,
@@ -388,7 +413,20 @@ impl Log {
         let update = self
             .producers
             .prepare(&producer_batches, Origin::Replication)?;
-        self.write_batches(batches, walk, -1, now_ms, Some(update))
+        let info = self.write_batches(batches, walk, -1, now_ms, Some(update))?;
+        if new_epoch {
+            let epochs = &mut self.epochs;
+            let assigned = for_each_batch(batches, |_, header| {
+                epochs.assign_in_memory(header.partition_leader_epoch, header.base_offset);
+                Ok(())
+            })
+            .and_then(|()| epochs.flush());
+            if let Err(e) = assigned {
+                self.poison();
+                return Err(e);
+            }
+        }
+        Ok(info)
     }
 
     /// The shared write path: roll if needed, one write, index bookkeeping, the
@@ -604,6 +642,7 @@ impl Log {
         if n > 0 {
             crate::producer_snapshot::delete_where(&self.dir, |o| o < first)?;
         }
+        self.epochs.truncate_from_start(self.log_start_offset)?;
         Ok(n)
     }
 
@@ -619,7 +658,8 @@ impl Log {
     /// - `retention.bytes >= 0` and the log without the segment is still `>=
     ///   retention.bytes` bytes.
     ///
-    /// Advances the log start offset to the new first segment's base offset. Returns the
+    /// Advances the log start offset to the new first segment's base offset, and the
+    /// leader-epoch cache with it (Kafka `truncateFromStart`). Returns the
     /// number of segments deleted. A segment's largest timestamp is the largest batch
     /// `maxTimestamp` it holds; a segment with no timestamped batch counts as -1 and so
     /// expires at once (Kafka falls back to the file's modification time instead).
@@ -681,8 +721,10 @@ impl Log {
 
     /// DeleteRecords (KIP-107, Kafka `UnifiedLog.maybeIncrementLogStartOffset`): raises
     /// the log start offset to `offset` and deletes segments entirely below it (rolling a
-    /// non-empty active segment first when `offset` is the log end offset). The caller
-    /// checks `offset` against the high watermark. Returns the new log start offset.
+    /// non-empty active segment first when `offset` is the log end offset), and moves
+    /// the start of the leader-epoch cache to `offset` (Kafka `truncateFromStart`). The
+    /// caller checks `offset` against the high watermark. Returns the new log start
+    /// offset.
     /// Errors: [`StorageError::OffsetOutOfRange`] if `offset > log_end_offset`,
     /// [`StorageError::Poisoned`], [`StorageError::Io`].
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
@@ -723,7 +765,9 @@ impl Log {
     /// deleted, the newest one at or below it is loaded and the remaining batches are
     /// replayed (Kafka `ProducerStateManager.truncateAndReload`); `.txnindex` entries of
     /// removed markers go with them; emptying the log clears the state and all
-    /// snapshots. Errors: [`StorageError::Poisoned`], [`StorageError::Io`] (poisons).
+    /// snapshots. The leader-epoch cache drops the epochs starting at or above the new
+    /// log end offset (Kafka `truncateFromEnd`), or is cleared when the log is emptied.
+    /// Errors: [`StorageError::Poisoned`], [`StorageError::Io`] (poisons).
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         self.check_writable()?;
         if offset >= self.log_end_offset() {
@@ -734,6 +778,36 @@ impl Log {
             self.poison();
         }
         result
+    }
+
+    /// Empties the log and restarts it at `offset` (Kafka `truncateFullyAndStartAt`): a
+    /// follower whose fetch offset fell below the leader's log start, or a Raft log
+    /// that installed a snapshot past its end. `offset` may be above the log end offset.
+    /// Producer state, snapshots and the leader-epoch cache are cleared; the change is
+    /// fsynced. Errors: [`StorageError::Poisoned`], [`StorageError::Io`] (poisons).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        self.check_writable()?;
+        let offset = offset.max(0);
+        // `try_truncate_to` empties the log whenever the target is below the log start.
+        self.log_start_offset = self.log_start_offset.max(offset + 1);
+        let result = self.try_truncate_to(offset);
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
+    /// Records that leader epoch `epoch` starts at the log end offset (Kafka
+    /// `maybeAssignEpochStartOffset`, done when a replica becomes leader), so
+    /// OffsetForLeaderEpoch and divergence checks know the epoch before its first
+    /// append. No-op when the latest cached epoch is already `epoch` or newer. Errors:
+    /// [`StorageError::Io`] writing the `leader-epoch-checkpoint`.
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<()> {
+        if self.epochs.latest_epoch().is_some_and(|e| e >= epoch) {
+            return Ok(());
+        }
+        let leo = self.log_end_offset();
+        self.epochs.assign(epoch, leo)
     }
 
     fn try_truncate_to(&mut self, offset: i64) -> Result<()> {
@@ -761,10 +835,12 @@ impl Log {
             active.sync()?;
             sync_dir(&self.dir)?;
             self.log_start_offset = offset;
-            // Kafka `truncateFullyAndStartAt`: no producer state survives.
+            // Kafka `truncateFullyAndStartAt`: no producer state and no leader epoch
+            // survives.
             crate::producer_snapshot::delete_where(&self.dir, |_| true)?;
             self.producers = ProducerStateManager::default();
             self.snapshot_offset = None;
+            self.epochs.clear()?;
         } else {
             let keep = self
                 .segments
@@ -782,6 +858,7 @@ impl Log {
                 sync_dir(&self.dir)?;
             }
             let leo = self.log_end_offset();
+            self.epochs.truncate_from_end(leo)?;
             crate::producer_snapshot::delete_where(&self.dir, |o| o > leo)?;
             self.rebuild_producer_state(leo, i64::MAX)?;
         }

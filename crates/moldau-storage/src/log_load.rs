@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::cleaner::{remove_if_exists, segment_path, SEGMENT_EXTS, SWAP_SUFFIX};
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result};
+use crate::leader_epoch::{FileState, LeaderEpochCache};
 use crate::log::{sync_dir, Log};
 use crate::producer_snapshot::SNAPSHOT_TMP_SUFFIX;
 use crate::producer_state::ProducerStateManager;
@@ -195,8 +196,8 @@ impl Log {
     /// - Completes a log clean that committed before a crash (`*.swap` files; rule at
     ///   `PendingSwap` in `log_load.rs`), then removes leftover `*.deleted`,
     ///   `*.cleaned` files (a clean that did not commit), `*.snapshot.tmp` files and
-    ///   `.index` / `.timeindex` / `.txnindex` files without a `.log`. Other files (e.g. `leader-epoch-checkpoint`) are left
-    ///   alone.
+    ///   `.index` / `.timeindex` / `.txnindex` files without a `.log`. Other files are
+    ///   left alone.
     /// - If `!clean_shutdown`: every segment from the one containing `recovery_point` on
     ///   is recovered batch by batch (header, length, CRC-32C, monotonic base offsets); the
     ///   log is truncated at the first torn or corrupt batch, later segments are deleted,
@@ -212,6 +213,14 @@ impl Log {
     ///   and the batches after it are replayed (rules at `producer_snapshot.rs`); the
     ///   `.txnindex` of each segment recovery scanned is rebuilt by that replay, the
     ///   others are loaded (rule at `TxnIndex` in `txn_index.rs`).
+    /// - The leader-epoch cache (KIP-101, KIP-279) is loaded from
+    ///   `leader-epoch-checkpoint` and learns the epoch of every batch recovery
+    ///   re-validated; a missing file (with batches in the log) or a corrupt one is
+    ///   rebuilt from the batch headers of all segments, with a warning for a corrupt
+    ///   one. The cache is then cut at the log end offset and advanced to the log start
+    ///   offset (cleared if the log restarted empty), and written if that changed it
+    ///   (rules at `LeaderEpochCache` in `leader_epoch.rs`). After a clean shutdown with
+    ///   a valid file nothing is scanned for it.
     /// - The recovery point is the log end offset afterwards (everything is durable).
     /// - `now_ms` starts the `segment.ms` clock of the active segment if its first batch
     ///   carries no timestamp; otherwise that timestamp does (as Kafka).
@@ -264,6 +273,7 @@ impl Log {
             }
         }
 
+        let (mut epochs, epoch_file) = LeaderEpochCache::load(dir)?;
         let bases: Vec<i64> = bases.into_iter().collect();
         let first_recovered = if clean_shutdown {
             bases.len()
@@ -278,7 +288,9 @@ impl Log {
             let overlaps = segments.last().is_some_and(|prev| base < prev.next_offset);
             let mut stop = overlaps;
             if !overlaps {
-                let opened = Segment::open(dir, base, i >= first_recovered, interval)?;
+                let opened = Segment::open(dir, base, i >= first_recovered, interval, &mut |h| {
+                    epochs.assign_recovered(h.partition_leader_epoch, h.base_offset)
+                })?;
                 if opened.recovered {
                     opened.segment.sync()?;
                 }
@@ -311,8 +323,21 @@ impl Log {
         if let Some(first) = segments.first() {
             log_start = log_start.max(first.base_offset);
         }
+        match &epoch_file {
+            FileState::Valid => {}
+            FileState::Missing if segments.iter().all(|s| s.size == 0) => {}
+            FileState::Missing => {
+                tracing::info!(dir = %dir.display(), "no leader-epoch-checkpoint; rebuilding it from the segments");
+                epochs.rebuild(&segments)?;
+            }
+            FileState::Corrupt(reason) => {
+                tracing::warn!(dir = %dir.display(), %reason, "corrupt leader-epoch-checkpoint; rebuilding it from the segments");
+                epochs.rebuild(&segments)?;
+            }
+        }
         let leo = segments.last().map_or(log_start, |s| s.next_offset);
-        if segments.is_empty() || log_start > leo {
+        let restarted_empty = segments.is_empty() || log_start > leo;
+        if restarted_empty {
             if !segments.is_empty() {
                 tracing::warn!(
                     log_start,
@@ -347,7 +372,11 @@ impl Log {
             rewrite_epoch: 0,
             producers: ProducerStateManager::default(),
             snapshot_offset: None,
+            epochs,
         };
+        let leo = log.log_end_offset();
+        log.epochs
+            .finish_load(log.log_start_offset, leo, restarted_empty)?;
         log.load_producer_state(rebuild_from)?;
         log.recovery_point = log.log_end_offset();
         let first_ts = log.active().first_batch_timestamp()?;

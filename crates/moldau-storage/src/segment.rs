@@ -178,11 +178,15 @@ impl Segment {
     /// Opens the segment at `base_offset` in `dir`. With `recover`, runs full recovery;
     /// otherwise trusts the `.log`, sanity-checks the indexes and scans only the batches
     /// after the last `.index` entry, falling back to recovery if anything is off.
+    /// `on_recovered` sees the header of every batch a recovery validated, in order
+    /// (the leader-epoch cache learns the epochs of recovered data from it, as in
+    /// Kafka `LogSegment.recover`).
     pub(crate) fn open(
         dir: &Path,
         base_offset: i64,
         recover: bool,
         interval: u64,
+        on_recovered: &mut dyn FnMut(&BatchHeader),
     ) -> Result<Opened> {
         let log_path = dir.join(file_name(base_offset, "log"));
         let log = open_log_file(&log_path, false)?;
@@ -229,7 +233,7 @@ impl Segment {
         if !recover {
             tracing::warn!(path = %segment.log_path.display(), "index failed sanity check; rebuilding");
         }
-        let truncated_bytes = segment.recover(interval)?;
+        let truncated_bytes = segment.recover(interval, on_recovered)?;
         segment.txn = TxnIndex::load(&txn_path, base_offset, segment.next_offset)?;
         Ok(Opened {
             segment,
@@ -289,8 +293,13 @@ impl Segment {
         Ok(true)
     }
 
-    /// Full recovery (see the type docs). Returns the number of bytes cut from `.log`.
-    pub(crate) fn recover(&mut self, interval: u64) -> Result<u64> {
+    /// Full recovery (see the type docs), calling `on_batch` for each valid batch.
+    /// Returns the number of bytes cut from `.log`.
+    pub(crate) fn recover(
+        &mut self,
+        interval: u64,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<u64> {
         self.ix.clear()?;
         let file_len = self
             .log
@@ -303,7 +312,10 @@ impl Segment {
             &self.log_path,
             file_len,
             self.base_offset,
-            |pos, h| ix.track(pos, h, interval),
+            |pos, h| {
+                ix.track(pos, h, interval);
+                on_batch(h);
+            },
         )?;
         let truncated = file_len - scan.valid_bytes;
         if let Some(reason) = &scan.stopped {

@@ -1,11 +1,20 @@
 //! OffsetForLeaderEpoch (key 23), versions 2–4 (KIP-101, KIP-279, KIP-320).
 //!
-//! Clients call it after a leader change to detect log truncation. With one node every
-//! partition has had one leader epoch since creation (the one in the metadata image), so
-//! the end offset of the requested epoch is the log end offset when the epoch is the
-//! current one, and `-1`/`UNDEFINED_EPOCH` for a later epoch. A stale
-//! `current_leader_epoch` gets `FENCED_LEADER_EPOCH`, a newer one `UNKNOWN_LEADER_EPOCH`.
-//! The leader-epoch cache that replication needs for past epochs comes with replication.
+//! Followers call it to find where their log diverges from the leader's, and consumers
+//! after a leader change to detect log truncation. A stale `current_leader_epoch` gets
+//! `FENCED_LEADER_EPOCH`, a newer one `UNKNOWN_LEADER_EPOCH` (KIP-320). Otherwise the
+//! answer comes from the partition log's leader-epoch cache
+//! (`moldau_storage::Log::end_offset_for_epoch`, Kafka `LeaderEpochFileCache.endOffsetFor`
+//! via `Partition.lastOffsetForLeaderEpoch`): for the latest epoch the log end offset,
+//! for an older one the largest known epoch at or below it and the start offset of the
+//! next epoch (KIP-279), and `-1`/`UNDEFINED_EPOCH` with end offset `-1` for an epoch
+//! above every known one or for `UNDEFINED_EPOCH` itself, without an error code.
+//!
+//! Kafka's new leader also records its epoch at the log end offset when elected
+//! (`Partition.makeLeader`); here the cache learns an epoch from the first batch
+//! appended in it, so until then the current epoch is answered `-1`/`-1` like any
+//! unknown one. Clients ask for epochs they read from stored batches, which the cache
+//! holds.
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -45,12 +54,9 @@ pub async fn handle(
                     if p.current_leader_epoch > current {
                         return result.with_error_code(ResponseError::UnknownLeaderEpoch.code());
                     }
-                    if p.leader_epoch > current {
-                        return result;
-                    }
-                    result
-                        .with_leader_epoch(current)
-                        .with_end_offset(partition.offsets().log_end_offset)
+                    let (epoch, end_offset) =
+                        partition.with_log(|log| log.end_offset_for_epoch(p.leader_epoch));
+                    result.with_leader_epoch(epoch).with_end_offset(end_offset)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

@@ -4,6 +4,7 @@
 
 mod compaction;
 mod compaction_recovery;
+mod leader_epoch;
 mod maintenance;
 mod producer_state;
 mod proptests;
