@@ -73,7 +73,7 @@ impl ControllerError {
 pub type ControllerResult<T> = Result<T, ControllerError>;
 
 /// A CreateTopics entry after defaults are resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     /// Topic name.
     pub name: String,
@@ -89,8 +89,9 @@ pub struct NewTopic {
 }
 
 /// Validates a new topic and returns its records: `Topic`, one `Partition` per
-/// partition (replicas placed round-robin over the registered brokers, leader = first
-/// replica, ISR = all replicas, leader epoch 0), then one `Config` per override.
+/// partition (replicas placed by [`place_replicas`] over the active brokers, or as
+/// assigned; ISR = the active replicas, leader = the first of them, leader epoch 0),
+/// then one `Config` per override.
 ///
 /// Errors: `TOPIC_ALREADY_EXISTS`, `INVALID_TOPIC_EXCEPTION`, `INVALID_PARTITIONS`,
 /// `INVALID_REPLICATION_FACTOR`, `INVALID_CONFIG`.
@@ -140,7 +141,7 @@ pub fn create_topic(
                     "Number of partitions must be larger than 0.",
                 ));
             }
-            round_robin(
+            place_replicas(
                 image,
                 topic_id,
                 0,
@@ -157,7 +158,7 @@ pub fn create_topic(
         name: topic.name.clone(),
         topic_id,
     }];
-    records.extend(partition_records(topic_id, 0, assignments));
+    records.extend(partition_records(image, topic_id, 0, assignments)?);
     records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
         resource: ConfigResource::Topic,
         resource_name: topic.name.clone(),
@@ -194,55 +195,101 @@ fn validate_assignment(
     Ok(())
 }
 
-/// Replicas for partitions `first..end`, placed round-robin over the registered
-/// brokers, starting at a topic-dependent broker so leaders spread across topics.
-/// Errors: `INVALID_REPLICATION_FACTOR` when there are too few brokers.
-fn round_robin(
+/// Replicas for partitions `first..end`, placed over the active (unfenced, not shutting
+/// down) brokers: brokers are ordered so that consecutive ones sit on different racks
+/// where `broker.rack` is set (racks taken in turn), then partition `p` takes
+/// `replication_factor` consecutive brokers starting at `start + p`, with `start`
+/// derived from the topic id. Replicas of a partition therefore spread over racks, and
+/// leaders (first replicas) rotate over every broker, so they balance across topics and
+/// partitions (Kafka's `StripedReplicaPlacer` serves the same two goals).
+///
+/// Errors: `INVALID_REPLICATION_FACTOR` when there are fewer active brokers than the
+/// replication factor (Kafka's rule; a fenced broker cannot take a new replica).
+fn place_replicas(
     image: &MetadataImage,
     topic_id: Uuid,
     first: i32,
     end: i32,
     replication_factor: i16,
 ) -> ControllerResult<Vec<Vec<i32>>> {
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers = rack_interleaved(image);
     if replication_factor < 1 || replication_factor as usize > brokers.len() {
         return Err(ControllerError::new(
             ResponseError::InvalidReplicationFactor,
             format!(
-                "Replication factor {replication_factor} is invalid with {} registered broker(s).",
+                "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered and unfenced.",
                 brokers.len()
             ),
         ));
     }
-    let start = (topic_id.as_u128() % brokers.len() as u128) as usize;
+    let n = brokers.len();
+    let start = (topic_id.as_u128() % n as u128) as usize;
     Ok((first..end)
         .map(|p| {
             (0..replication_factor as usize)
-                .map(|r| brokers[(start + p as usize + r) % brokers.len()])
+                .map(|r| brokers[(start + p as usize + r) % n])
                 .collect()
         })
         .collect())
 }
 
-/// `Partition` records for new partitions numbered from `first`: leader = first
-/// replica, ISR = all replicas, epochs 0.
+/// Active broker ids, racks interleaved: the first broker of each rack (racks in name
+/// order, brokers without a rack as one more rack), then the second of each, and so on.
+fn rack_interleaved(image: &MetadataImage) -> Vec<i32> {
+    let mut racks: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for b in image.brokers.values().filter(|b| b.is_active()) {
+        racks
+            .entry(b.rack.as_deref())
+            .or_default()
+            .push(b.broker_id);
+    }
+    let deepest = racks.values().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for i in 0..deepest {
+        for ids in racks.values() {
+            if let Some(id) = ids.get(i) {
+                out.push(*id);
+            }
+        }
+    }
+    out
+}
+
+/// `Partition` records for new partitions numbered from `first`: ISR = the active
+/// replicas, leader = the first of them, epochs 0. Errors:
+/// `INVALID_REPLICA_ASSIGNMENT` when no replica of a partition is active.
 fn partition_records(
+    image: &MetadataImage,
     topic_id: Uuid,
     first: i32,
     assignments: Vec<Vec<i32>>,
-) -> impl Iterator<Item = MetadataRecord> {
+) -> ControllerResult<Vec<MetadataRecord>> {
     assignments
         .into_iter()
         .zip(first..)
-        .map(move |(replicas, partition)| MetadataRecord::Partition {
-            topic_id,
-            partition,
-            leader: replicas[0],
-            isr: replicas.clone(),
-            replicas,
-            leader_epoch: 0,
-            partition_epoch: 0,
+        .map(|(replicas, partition)| {
+            let isr: Vec<i32> = replicas
+                .iter()
+                .copied()
+                .filter(|r| image.brokers.get(r).is_some_and(|b| b.is_active()))
+                .collect();
+            let Some(&leader) = isr.first() else {
+                return Err(ControllerError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("All brokers in the assignment of partition {partition} are fenced or shutting down."),
+                ));
+            };
+            Ok(MetadataRecord::Partition {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            })
         })
+        .collect()
 }
 
 /// Producer ids per block handed to a broker (Kafka `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
@@ -320,13 +367,13 @@ pub fn create_partitions(
             validate_assignment(image, assignments, rf)?;
             assignments.to_vec()
         }
-        None => round_robin(image, topic.topic_id, current, new_count, rf as i16)?,
+        None => place_replicas(image, topic.topic_id, current, new_count, rf as i16)?,
     };
-    Ok(partition_records(topic.topic_id, current, replicas).collect())
+    partition_records(image, topic.topic_id, current, replicas)
 }
 
 /// One IncrementalAlterConfigs operation (KIP-339).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlterOp {
     /// 0: set.
     Set,
@@ -418,21 +465,92 @@ pub fn alter_configs(
     Ok(records)
 }
 
+/// An operation a client or broker asks the active controller for, carried to it over
+/// the network when this node is not the active controller (Kafka forwards the admin
+/// request itself; Moldau forwards the operation it decoded).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MetadataOp {
+    /// CreateTopics, one topic.
+    CreateTopic(NewTopic),
+    /// DeleteTopics, one topic.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// CreatePartitions, one topic.
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// New partition count.
+        count: i32,
+        /// Replicas of each new partition, if assigned by hand.
+        assignments: Option<Vec<Vec<i32>>>,
+    },
+    /// IncrementalAlterConfigs, one resource.
+    AlterConfigs {
+        /// Resource type.
+        resource: ConfigResource,
+        /// Resource name.
+        name: String,
+        /// `(config, operation, value)` in request order.
+        ops: Vec<(String, AlterOp, Option<String>)>,
+    },
+    /// AllocateProducerIds (KIP-730) for a broker.
+    AllocateProducerIds {
+        /// The broker that takes the block.
+        broker_id: i32,
+    },
+    /// Writes the records of a metadata log from before the quorum (once, on an empty
+    /// cluster; see `quorum::log_store`).
+    Import(Vec<MetadataRecord>),
+}
+
+impl MetadataOp {
+    /// The records that carry the operation out against `image`, or why it is refused.
+    pub fn records(&self, image: &MetadataImage) -> ControllerResult<Vec<MetadataRecord>> {
+        match self {
+            MetadataOp::CreateTopic(t) => create_topic(image, t),
+            MetadataOp::DeleteTopic { name } => delete_topic(image, name),
+            MetadataOp::CreatePartitions {
+                name,
+                count,
+                assignments,
+            } => create_partitions(image, name, *count, assignments.as_deref()),
+            MetadataOp::AlterConfigs {
+                resource,
+                name,
+                ops,
+            } => alter_configs(image, *resource, name, ops),
+            MetadataOp::AllocateProducerIds { broker_id } => {
+                allocate_producer_ids(image, *broker_id)
+            }
+            MetadataOp::Import(records) => Ok(if image.topics.is_empty() {
+                records
+                    .iter()
+                    .filter(|r| {
+                        !matches!(
+                            r,
+                            MetadataRecord::RegisterBroker { .. }
+                                | MetadataRecord::BrokerRegistrationChange { .. }
+                                | MetadataRecord::ClusterId { .. }
+                        )
+                    })
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn image_with_broker() -> MetadataImage {
         let mut image = MetadataImage::empty();
-        image.apply(
-            0,
-            &MetadataRecord::RegisterBroker {
-                broker_id: 1,
-                host: "localhost".into(),
-                port: 9092,
-                rack: None,
-            },
-        );
+        crate::testing::register(&mut image, 1, None);
         image
     }
 

@@ -2,25 +2,44 @@
 //! rebuilt by applying records in order (KRaft's `MetadataImage`). Handlers read it;
 //! only [`crate::MetadataLog`] changes it.
 
-use crate::records::{ConfigResource, MetadataRecord};
+use crate::records::{BrokerEndpoint, ConfigResource, MetadataRecord};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// A registered broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerImage {
     /// `node.id`.
     pub broker_id: i32,
-    /// Advertised host.
-    pub host: String,
-    /// Advertised Kafka port.
-    pub port: i32,
+    /// Incarnation id of the registered process.
+    pub incarnation_id: Uuid,
+    /// Broker epoch: the metadata offset of its registration (KIP-631).
+    pub epoch: i64,
+    /// Advertised listeners.
+    pub listeners: Vec<BrokerEndpoint>,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// Fenced: not serving, not eligible as leader or ISR member, left out of Metadata.
+    pub fenced: bool,
+    /// Shutting down under control: leaderships are moving away.
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerImage {
+    /// The advertised endpoint of listener `name`.
+    pub fn endpoint(&self, name: &str) -> Option<&BrokerEndpoint> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// Whether the broker may lead or join an ISR: unfenced and not shutting down.
+    pub fn is_active(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
 }
 
 /// A partition's placement and leadership.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     /// Replica broker ids.
     pub replicas: Vec<i32>,
@@ -35,7 +54,7 @@ pub struct PartitionImage {
 }
 
 /// A topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     /// Name.
     pub name: String,
@@ -47,11 +66,14 @@ pub struct TopicImage {
     pub configs: BTreeMap<String, String>,
 }
 
-/// The whole cluster metadata at [`MetadataImage::offset`].
-#[derive(Debug, Clone, Default)]
+/// The whole cluster metadata at [`MetadataImage::offset`]; serialised as JSON in
+/// metadata snapshots.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MetadataImage {
-    /// Offset of the last applied metadata record (-1 when empty).
+    /// Offset (Raft log index) of the last applied metadata log entry (-1 when empty).
     pub offset: i64,
+    /// The cluster id the quorum agreed on ([`MetadataRecord::ClusterId`]).
+    pub cluster_id: Option<String>,
     /// Registered brokers by id.
     pub brokers: BTreeMap<i32, BrokerImage>,
     /// Topics by name.
@@ -84,21 +106,58 @@ impl MetadataImage {
     pub fn apply(&mut self, offset: i64, record: &MetadataRecord) {
         self.offset = offset;
         match record {
+            MetadataRecord::ClusterId { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                }
+            }
             MetadataRecord::RegisterBroker {
                 broker_id,
+                incarnation_id,
+                listeners,
+                rack,
+                fenced,
                 host,
                 port,
-                rack,
             } => {
+                let mut listeners = listeners.clone();
+                if let (true, Some(host), Some(port)) = (listeners.is_empty(), host, port) {
+                    listeners.push(BrokerEndpoint {
+                        name: "PLAINTEXT".into(),
+                        host: host.clone(),
+                        port: *port,
+                        security_protocol: 0,
+                    });
+                }
                 self.brokers.insert(
                     *broker_id,
                     BrokerImage {
                         broker_id: *broker_id,
-                        host: host.clone(),
-                        port: *port,
+                        incarnation_id: *incarnation_id,
+                        epoch: offset,
+                        listeners,
                         rack: rack.clone(),
+                        fenced: *fenced,
+                        in_controlled_shutdown: false,
                     },
                 );
+            }
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id,
+                broker_epoch,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    if b.epoch == *broker_epoch {
+                        if let Some(f) = fenced {
+                            b.fenced = *f;
+                        }
+                        if let Some(s) = in_controlled_shutdown {
+                            b.in_controlled_shutdown = *s;
+                        }
+                    }
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 self.topic_names.insert(*topic_id, name.clone());

@@ -19,20 +19,64 @@ pub enum ConfigResource {
     Broker,
 }
 
+/// One advertised listener of a broker (KRaft `RegisterBrokerRecord.endPoints`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    /// Listener name (`PLAINTEXT`, `INTERNAL`, …), upper case.
+    pub name: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Kafka's security protocol id (0 PLAINTEXT, 1 SSL, 2 SASL_PLAINTEXT, 3 SASL_SSL).
+    pub security_protocol: i16,
+}
+
 /// One metadata change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
-    /// A broker joined (or re-registered) the cluster.
+    /// The cluster's id, written once by the first active controller of a new quorum
+    /// (Kafka writes it with `kafka-storage.sh format`; Moldau's quorum agrees on it).
+    ClusterId {
+        /// 22-character URL-safe base64 of a UUID, or the configured `cluster.id`.
+        cluster_id: String,
+    },
+    /// A broker registered (KRaft `RegisterBrokerRecord`, KIP-631). The broker epoch is
+    /// the metadata offset of this record. A new registration starts fenced.
     RegisterBroker {
         /// `node.id`.
         broker_id: i32,
-        /// Advertised host.
-        host: String,
-        /// Advertised Kafka port.
-        port: i32,
+        /// Random id of the registering process; a new one on every start.
+        #[serde(default)]
+        incarnation_id: Uuid,
+        /// Advertised listeners.
+        #[serde(default)]
+        listeners: Vec<BrokerEndpoint>,
         /// `broker.rack`, if set.
         rack: Option<String>,
+        /// Whether the broker starts fenced (always true for a live registration).
+        #[serde(default)]
+        fenced: bool,
+        /// Advertised host of a single-listener registration written before listeners
+        /// were named (read only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        /// Advertised port, with `host` (read only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<i32>,
+    },
+    /// A broker was fenced or unfenced, or entered controlled shutdown (KRaft
+    /// `BrokerRegistrationChangeRecord`). `None` fields are unchanged.
+    BrokerRegistrationChange {
+        /// `node.id`.
+        broker_id: i32,
+        /// The registration this change applies to (ignored if it is not the current one).
+        broker_epoch: i64,
+        /// New fenced state.
+        fenced: Option<bool>,
+        /// New controlled-shutdown state.
+        in_controlled_shutdown: Option<bool>,
     },
     /// A topic was created. Partitions follow as [`MetadataRecord::Partition`] records.
     Topic {
