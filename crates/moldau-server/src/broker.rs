@@ -1,17 +1,35 @@
-//! The broker: configuration, the metadata log and image, the replica manager, and the
-//! background tasks (flush scheduler, retention, checkpoints). Handlers get an
-//! `Arc<Broker>`; they hold no state of their own.
+//! The broker: configuration, the metadata quorum member and the image it applies,
+//! the replica manager, the coordinators, and the background tasks (flush scheduler,
+//! retention, checkpoints). Handlers get an `Arc<Broker>`; they hold no state of their
+//! own.
+//!
+//! Start-up ([`Broker::start`]): open the metadata log and join the quorum (serving the
+//! controller listener at once, so the voters can elect a leader), wait until the
+//! quorum has a cluster id and check it against `meta.properties`, open the partition
+//! logs the image assigns here, then register with the active controller. The network
+//! layer serves clients once the controller has unfenced this broker.
 
-use crate::config::BrokerConfig;
+use crate::cluster::channel::ControllerChannel;
+use crate::cluster::controller::{QuorumController, SnapshotSettings};
+use crate::cluster::lifecycle::{self, Lifecycle};
+use crate::cluster::listener::ControllerService;
+use crate::cluster::meta_properties::{base64_uuid, MetaProperties};
+use crate::cluster::raft_net::RaftNet;
+use crate::cluster::rpc::RpcPool;
+use crate::config::{BrokerConfig, Endpoint};
 use crate::coordinator::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::replica_manager::{now_ms, ReplicaManager};
 use crate::txn_coordinator::TxnCoordinator;
-use moldau_metadata::{MetadataError, MetadataImage, MetadataLog, MetadataRecord};
+use moldau_metadata::cluster::{ControlConfig, Registration};
+use moldau_metadata::quorum::{self, MetadataView, Quorum, QuorumTiming};
+use moldau_metadata::MetadataImage;
 use moldau_storage::StorageError;
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::watch;
 
 /// Why the broker could not start.
 #[derive(Debug, Error)]
@@ -19,10 +37,10 @@ pub enum StartError {
     /// The log dir or a file in it could not be used.
     #[error("log dir: {0}")]
     Storage(#[from] StorageError),
-    /// The metadata log could not be read.
-    #[error("metadata: {0}")]
-    Metadata(#[from] MetadataError),
-    /// Another I/O failure (binding the listener, meta.properties).
+    /// The metadata quorum could not start.
+    #[error("{0}")]
+    Quorum(#[from] quorum::QuorumError),
+    /// Another I/O failure (binding a listener).
     #[error("{context}: {source}")]
     Io {
         /// What was being done.
@@ -30,7 +48,8 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// `meta.properties` belongs to another node.
+    /// The data belongs to another node or cluster, or the node cannot run as
+    /// configured.
     #[error("{0}")]
     Inconsistent(String),
 }
@@ -39,14 +58,18 @@ pub enum StartError {
 pub struct Broker {
     /// Resolved configuration.
     pub config: BrokerConfig,
-    /// Cluster id from `meta.properties` (22-character base64 of a UUID, like Kafka's).
+    /// The cluster id the quorum agreed on (22-character base64 of a UUID, like Kafka's).
     pub cluster_id: String,
-    /// Host advertised to clients.
-    pub advertised_host: String,
-    /// Port advertised to clients.
-    pub advertised_port: i32,
-    /// The metadata log and image.
-    pub metadata: MetadataLog,
+    /// This node's member of the metadata quorum.
+    pub quorum: Arc<Quorum>,
+    /// The applied metadata.
+    pub metadata: MetadataView,
+    /// The way to the active controller.
+    pub controller: Arc<ControllerChannel>,
+    /// Registration and heartbeats (brokers only).
+    pub lifecycle: Arc<Lifecycle>,
+    /// This broker's advertised listeners, ports resolved.
+    pub advertised: Vec<Endpoint>,
     /// Hosted partitions.
     pub replicas: Arc<ReplicaManager>,
     /// The log cleaner's state (first dirty offsets).
@@ -58,49 +81,103 @@ pub struct Broker {
     pub txns: Arc<TxnCoordinator>,
     /// Request, network and connection counters, recorded by the network layer.
     pub metrics: Metrics,
+    /// Flipped once at shutdown: stops the cluster tasks.
+    stop: watch::Sender<bool>,
 }
 
+/// Most time an admin operation waits for the active controller.
+pub const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Broker {
-    /// Opens the log dir (creating it), recovers the metadata image and every partition
-    /// log, and registers this broker in the metadata log. `bound_port` is the port the
-    /// listener actually bound (used when the advertised port is 0).
-    pub fn open(config: BrokerConfig, bound_port: u16) -> Result<Arc<Self>, StartError> {
+    /// Starts the node (see the module docs). `advertised` are the broker listeners
+    /// with their bound ports; `controller_listener` is the bound controller listener
+    /// (absent for the implicit single node, whose quorum has no network).
+    pub async fn start(
+        config: BrokerConfig,
+        advertised: Vec<Endpoint>,
+        controller_listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Arc<Self>, StartError> {
         let dir = config.log_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| StartError::Io {
             context: format!("creating log dir {}", dir.display()),
             source,
         })?;
-        let cluster_id = load_or_create_meta_properties(&dir, config.node_id)?;
-        let (advertised_host, advertised_port) = advertised(&config, bound_port);
-        let metadata = MetadataLog::open(&dir, now_ms())?;
-        let registration = MetadataRecord::RegisterBroker {
-            broker_id: config.node_id,
-            host: advertised_host.clone(),
-            port: advertised_port,
-            rack: config.rack.clone(),
+        let mut meta =
+            MetaProperties::load(&dir, config.node_id).map_err(StartError::Inconsistent)?;
+        let cluster = &config.cluster;
+        if !cluster.roles.controller {
+            return Err(StartError::Inconsistent(
+                "process.roles=broker (a broker that is not also a controller) is not implemented yet: run every node with process.roles=broker,controller".into(),
+            ));
+        }
+        let pool = Arc::new(RpcPool::default());
+        let voters: BTreeMap<quorum::NodeId, quorum::Node> = cluster
+            .voters
+            .iter()
+            .map(|v| (quorum::node_id(v.id), quorum::Node { addr: v.addr() }))
+            .collect();
+        let timing = QuorumTiming {
+            election_timeout_ms: cluster.election_timeout_ms,
+            logs_to_keep: 1_000,
         };
-        let node = config.node_id;
-        metadata
-            .submit(now_ms(), |image| {
-                let current = image.brokers.get(&node);
-                let same = current.is_some_and(|b| {
-                    b.host == advertised_host && b.port == advertised_port && b.rack == config.rack
-                });
-                Ok(if same { Vec::new() } else { vec![registration] })
-            })?
-            .map_err(|e| StartError::Inconsistent(e.to_string()))?;
-        let replicas = Arc::new(ReplicaManager::open(config.clone())?);
-        replicas.reconcile(&metadata.image());
+        let quorum = Arc::new(
+            Quorum::start(
+                quorum::node_id(config.node_id),
+                voters,
+                &dir,
+                timing,
+                RaftNet { pool: pool.clone() },
+            )
+            .await?,
+        );
+        let control = ControlConfig {
+            session_timeout_ms: cluster.broker_session_timeout_ms as i64,
+            unclean_leader_election: config
+                .properties
+                .get("unclean.leader.election.enable")
+                .is_some_and(|v| v.trim() == "true"),
+        };
+        let proposed = cluster
+            .cluster_id
+            .clone()
+            .or_else(|| meta.cluster_id.clone())
+            .unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
+        let local = Arc::new(QuorumController::new(
+            quorum.clone(),
+            control,
+            proposed,
+            SnapshotSettings {
+                max_bytes: cluster.snapshot_max_bytes,
+                interval_ms: cluster.snapshot_interval_ms,
+            },
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        if let Some(listener) = controller_listener {
+            let service = ControllerService {
+                quorum: quorum.clone(),
+                controller: local.clone(),
+            };
+            tokio::spawn(service.run(listener, stop_rx.clone()));
+        }
+        tokio::spawn(local.clone().run_timers(stop_rx.clone()));
+        let view = quorum.view.clone();
+        let channel = Arc::new(ControllerChannel::new(
+            config.node_id,
+            Some(local),
+            cluster.voters.clone(),
+            pool,
+            view.clone(),
+        ));
+        let cluster_id = wait_for_cluster_id(&view).await;
+        meta.adopt_cluster_id(&cluster_id)
+            .map_err(StartError::Inconsistent)?;
+        let blocking_config = config.clone();
+        let opened = tokio::task::spawn_blocking(move || ReplicaManager::open(blocking_config))
+            .await
+            .map_err(|e| StartError::Inconsistent(format!("opening logs panicked: {e}")))??;
+        let replicas = Arc::new(opened);
         let groups = Arc::new(GroupCoordinator::new(config.group.clone()));
-        groups.sync(&metadata.image(), &replicas);
         let txns = Arc::new(TxnCoordinator::new(config.txn.clone(), config.node_id));
-        txns.sync(&metadata.image(), &replicas);
-        let (rm, gc, tc) = (replicas.clone(), groups.clone(), txns.clone());
-        metadata.set_publisher(move |image| {
-            rm.reconcile(image);
-            gc.sync(image, &rm);
-            tc.sync(image, &rm);
-        });
         let (config_dir, config_dedupe) = (
             config.log_dir.clone(),
             config.log_cleaner_dedupe_buffer_size,
@@ -108,22 +185,141 @@ impl Broker {
         let broker = Arc::new(Self {
             config,
             cluster_id,
-            advertised_host,
-            advertised_port,
-            metadata,
+            quorum,
+            metadata: view,
+            controller: channel,
+            lifecycle: Arc::new(Lifecycle::new()),
+            advertised,
             replicas,
             cleaner: crate::log_cleaner::LogCleaner::open(config_dir, config_dedupe),
             groups,
             txns,
             metrics: Metrics::new(),
+            stop,
         });
         broker.txns.attach(&broker);
+        let first = broker.image();
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || b.apply_image(&first))
+            .await
+            .map_err(|e| StartError::Inconsistent(format!("applying metadata panicked: {e}")))?;
+        broker.controller.mark_applied(broker.image().offset);
+        tokio::spawn(broker.clone().follow_metadata(stop_rx.clone()));
+        if broker.config.cluster.roles.broker {
+            let registration = Registration {
+                broker_id: broker.config.node_id,
+                incarnation_id: broker.lifecycle.incarnation_id,
+                listeners: lifecycle::endpoints(&broker.advertised),
+                rack: broker.config.rack.clone(),
+                cluster_id: Some(broker.cluster_id.clone()),
+            };
+            let run = broker.lifecycle.clone().run(
+                broker.controller.clone(),
+                broker.metadata.clone(),
+                registration,
+                Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms),
+                stop_rx,
+            );
+            tokio::spawn(async move {
+                if let Err(e) = run.await {
+                    tracing::error!(error = %e, "this broker cannot stay in the cluster; stopping");
+                    std::process::exit(1);
+                }
+            });
+        }
         Ok(broker)
+    }
+
+    /// Brings partitions and coordinators in line with `image` (blocking: opens logs).
+    fn apply_image(&self, image: &MetadataImage) {
+        self.replicas.reconcile(image);
+        self.groups.sync(image, &self.replicas);
+        self.txns.sync(image, &self.replicas);
+    }
+
+    /// Applies every new image, in order, until `stop` flips.
+    async fn follow_metadata(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut images = self.metadata.subscribe();
+        loop {
+            tokio::select! {
+                changed = images.changed() => if changed.is_err() { return },
+                _ = stop.changed() => return,
+            }
+            let image = images.borrow_and_update().clone();
+            let offset = image.offset;
+            let b = self.clone();
+            let _ = tokio::task::spawn_blocking(move || b.apply_image(&image)).await;
+            self.controller.mark_applied(offset);
+        }
+    }
+
+    /// Waits until the controller has unfenced this broker (it has registered and
+    /// caught up with the metadata), logging while it waits.
+    pub async fn wait_until_unfenced(&self) {
+        let mut state = self.lifecycle.subscribe();
+        let mut waited = 0u64;
+        loop {
+            let s = *state.borrow_and_update();
+            if s.epoch >= 0 && !s.fenced {
+                return;
+            }
+            if tokio::time::timeout(Duration::from_secs(5), state.changed())
+                .await
+                .is_err()
+            {
+                waited += 5;
+                tracing::info!(
+                    waited_s = waited,
+                    broker_epoch = s.epoch,
+                    "waiting for the controller to unfence this broker"
+                );
+            }
+        }
+    }
+
+    /// Controlled shutdown (`controlled.shutdown.enable`): asks the controller to move
+    /// this broker's leaderships away and waits until it says they have, at most
+    /// `timeout`. Skipped when no other broker is active (no one could take over).
+    pub async fn controlled_shutdown(&self, timeout: Duration) {
+        if !self.config.cluster.roles.broker || !self.config.cluster.controlled_shutdown_enable {
+            return;
+        }
+        let image = self.image();
+        let others = image
+            .brokers
+            .values()
+            .any(|b| b.broker_id != self.config.node_id && b.is_active());
+        if !others {
+            return;
+        }
+        tracing::info!("controlled shutdown: moving leadership to other brokers");
+        self.lifecycle.request_shutdown();
+        let mut state = self.lifecycle.subscribe();
+        if tokio::time::timeout(timeout, state.wait_for(|s| s.shut_down))
+            .await
+            .is_err()
+        {
+            tracing::warn!("controlled shutdown did not complete in time; shutting down anyway");
+        }
+    }
+
+    /// Stops the cluster tasks and this node's quorum member.
+    pub async fn stop_cluster(&self) {
+        self.stop.send_replace(true);
+        if let Err(e) = self.quorum.raft.shutdown().await {
+            tracing::warn!(error = %e, "stopping the metadata quorum member failed");
+        }
+        self.quorum.store.close();
     }
 
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
+    }
+
+    /// The node this broker believes is the active controller (-1 if none).
+    pub fn active_controller(&self) -> i32 {
+        self.controller.active_controller().unwrap_or(-1)
     }
 
     /// Starts the flush scheduler, retention checker, log cleaner, producer-state
@@ -202,72 +398,20 @@ impl Broker {
     }
 }
 
-fn advertised(config: &BrokerConfig, bound_port: u16) -> (String, i32) {
-    let source = config.advertised.as_deref().unwrap_or(&config.listener);
-    let (host, port) = source.rsplit_once(':').unwrap_or((source, "0"));
-    let port: i32 = port.parse().unwrap_or(0);
-    let port = if port == 0 {
-        i32::from(bound_port)
-    } else {
-        port
-    };
-    let host = match host {
-        "" | "0.0.0.0" | "::" | "[::]" => "localhost".to_owned(),
-        h => h.to_owned(),
-    };
-    (host, port)
-}
-
-/// Reads `meta.properties` (`version=1`, `cluster.id`, `node.id`), or writes a new one
-/// with a fresh cluster id. A file naming another node id is refused, as Kafka does.
-fn load_or_create_meta_properties(dir: &Path, node_id: i32) -> Result<String, StartError> {
-    let path = dir.join("meta.properties");
-    let io = |context: String| move |source| StartError::Io { context, source };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let get = |k: &str| {
-                text.lines()
-                    .filter_map(|l| l.split_once('='))
-                    .find(|(key, _)| key.trim() == k)
-                    .map(|(_, v)| v.trim().to_owned())
-            };
-            if let Some(stored) = get("node.id") {
-                if stored != node_id.to_string() {
-                    return Err(StartError::Inconsistent(format!(
-                        "{} says node.id={stored}, but this broker is node.id={node_id}",
-                        path.display()
-                    )));
-                }
-            }
-            get("cluster.id").ok_or_else(|| {
-                StartError::Inconsistent(format!("{} has no cluster.id", path.display()))
-            })
+/// Waits until the quorum has agreed on a cluster id, logging while it waits.
+async fn wait_for_cluster_id(view: &MetadataView) -> String {
+    let mut rx = view.subscribe();
+    let mut waited = 0u64;
+    loop {
+        if let Some(id) = rx.borrow_and_update().cluster_id.clone() {
+            return id;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = base64_url(uuid::Uuid::new_v4().as_bytes());
-            let text =
-                format!("#Written by Moldau\nversion=1\ncluster.id={id}\nnode.id={node_id}\n");
-            std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
-            Ok(id)
+        if tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .is_err()
+        {
+            waited += 5;
+            tracing::info!(waited_s = waited, "waiting for the controller quorum to form (a majority of controller.quorum.voters must be up)");
         }
-        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
-    }
-}
-
-/// URL-safe base64 without padding: Kafka's `Uuid.toString()` form of a cluster id.
-fn base64_url(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_id_looks_like_kafkas() {
-        // Kafka prints Uuid(0, 0) as 22 'A's and uses '-'/'_' instead of '+'/'/'.
-        assert_eq!(base64_url(&[0u8; 16]), "A".repeat(22));
-        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
     }
 }

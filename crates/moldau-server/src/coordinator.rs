@@ -138,7 +138,7 @@ impl GroupCoordinator {
 
     /// Creates `__consumer_offsets` (compacted, `offsets.topic.*` settings) if it does
     /// not exist, as Kafka does on the first FindCoordinator, and loads its shards.
-    pub fn ensure_topic(&self, broker: &Broker) {
+    pub async fn ensure_topic(&self, broker: &Broker) {
         create_internal_topic(
             broker,
             OFFSETS_TOPIC,
@@ -146,8 +146,9 @@ impl GroupCoordinator {
             broker.config.offsets_topic_replication_factor,
             broker.config.offsets_topic_segment_bytes,
             "producer",
-        );
-        self.sync(&broker.image(), &broker.replicas);
+            &[],
+        )
+        .await;
     }
 
     /// Drives every shard's timers until `shutdown` flips.

@@ -8,6 +8,7 @@
 //! - [`metrics`]: Prometheus counters and the `/metrics` text ([`Broker::metrics_text`]).
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod handlers;

@@ -611,7 +611,7 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::replica_manager::now_ms;
     use moldau_coordinator::{CommitPartition, OffsetCommit};
-    use moldau_metadata::controller::{self, NewTopic};
+    use moldau_metadata::controller::{MetadataOp, NewTopic};
     use moldau_protocol::batch;
     use moldau_storage::AppendOrigin;
     use std::collections::{BTreeMap, HashSet};
@@ -795,15 +795,20 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn broker_renders_partition_offsets_and_group_lag() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = BrokerConfig {
-            log_dir: dir.path().join("data"),
-            offsets_topic_num_partitions: 1,
-            ..BrokerConfig::default()
-        };
-        let broker = Broker::open(config, 9092).expect("open broker");
+        let config = BrokerConfig::from_properties(BTreeMap::from([
+            (
+                "log.dirs".to_owned(),
+                dir.path().join("data").display().to_string(),
+            ),
+            ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
+            ("offsets.topic.num.partitions".to_owned(), "1".to_owned()),
+        ]))
+        .expect("config");
+        let server = crate::Server::bind(config).await.expect("start");
+        let broker = server.broker().clone();
         let topic = NewTopic {
             name: "events".into(),
             num_partitions: 2,
@@ -812,9 +817,9 @@ mod tests {
             assignments: None,
         };
         broker
-            .metadata
-            .submit(now_ms(), |image| controller::create_topic(image, &topic))
-            .expect("metadata log")
+            .controller
+            .submit(MetadataOp::CreateTopic(topic), Duration::from_secs(10))
+            .await
             .expect("topic created");
         let partition = broker.replicas.get("events", 0).expect("partition hosted");
         let records: [batch::KeyValue<'_>; 3] =
@@ -824,7 +829,7 @@ mod tests {
             .append(&mut bytes, None, now_ms(), AppendOrigin::Client)
             .expect("append");
 
-        broker.groups.ensure_topic(&broker);
+        broker.groups.ensure_topic(&broker).await;
         let shard = broker.groups.shard_for("readers").expect("shard");
         let commit = OffsetCommit {
             group_id: "readers".into(),
@@ -866,17 +871,20 @@ mod tests {
     }
 
     /// The network layer's hooks, through a real socket: one ApiVersions v0 request.
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn network_layer_counts_requests_bytes_and_connections() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = BrokerConfig {
-            log_dir: dir.path().join("data"),
-            listener: "127.0.0.1:0".into(),
-            ..BrokerConfig::default()
-        };
+        let config = BrokerConfig::from_properties(BTreeMap::from([
+            (
+                "log.dirs".to_owned(),
+                dir.path().join("data").display().to_string(),
+            ),
+            ("listeners".to_owned(), "PLAINTEXT://127.0.0.1:0".to_owned()),
+        ]))
+        .expect("config");
         let server = crate::Server::bind(config).await.expect("bind");
-        let addr = server.local_addr();
+        let addr = server.local_addr().expect("broker listener");
         let broker = server.broker().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(server.run(async {

@@ -45,40 +45,75 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a graceful shutdown waits for in-flight requests, ms.
 const SHUTDOWN_GRACE_MS: u64 = 10_000;
 
-/// A bound, opened broker ready to serve.
+/// One bound broker listener.
+struct BoundListener {
+    name: Arc<str>,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// A bound, started broker ready to serve.
 pub struct Server {
     broker: Arc<Broker>,
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listeners: Vec<BoundListener>,
 }
 
 impl Server {
-    /// Binds the Kafka listener, then opens the broker (recovering every log).
+    /// Binds every listener, starts the node ([`Broker::start`]: quorum, logs,
+    /// registration) and, for a broker, waits until the controller has unfenced it, so
+    /// clients are served only by a broker that has caught up with the cluster.
     pub async fn bind(config: BrokerConfig) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(&config.listener)
-            .await
-            .map_err(|source| StartError::Io {
-                context: format!("binding Kafka listener {}", config.listener),
+        let mut listeners = Vec::new();
+        let mut controller = None;
+        for endpoint in &config.listeners {
+            let addr = endpoint.bind_addr();
+            let tcp = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| StartError::Io {
+                    context: format!("binding listener {} ({addr})", endpoint.name),
+                    source,
+                })?;
+            let bound = tcp.local_addr().map_err(|source| StartError::Io {
+                context: "reading bound address".into(),
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Io {
-            context: "reading bound address".into(),
-            source,
-        })?;
-        let port = local_addr.port();
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config, port))
-            .await
-            .map_err(|e| StartError::Inconsistent(format!("broker start panicked: {e}")))??;
-        Ok(Self {
-            broker,
-            listener,
-            local_addr,
-        })
+            if config.cluster.is_controller_listener(&endpoint.name) {
+                if controller.is_none()
+                    && config.cluster.controller_listener_names.first() == Some(&endpoint.name)
+                {
+                    controller = Some(tcp);
+                }
+            } else {
+                listeners.push(BoundListener {
+                    name: endpoint.name.as_str().into(),
+                    listener: tcp,
+                    addr: bound,
+                });
+            }
+        }
+        let advertised = config
+            .advertised_listeners
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                if a.port == 0 {
+                    if let Some(l) = listeners.iter().find(|l| *l.name == *a.name) {
+                        a.port = l.addr.port();
+                    }
+                }
+                a
+            })
+            .collect();
+        let broker = Broker::start(config, advertised, controller).await?;
+        if broker.config.cluster.roles.broker {
+            broker.wait_until_unfenced().await;
+        }
+        Ok(Self { broker, listeners })
     }
 
-    /// The address the Kafka listener bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// The address the first broker listener bound (`None` on a controller-only node).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listeners.first().map(|l| l.addr)
     }
 
     /// The broker state.
@@ -96,30 +131,53 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = self.broker.spawn_background(stop_rx.clone());
         let mut connections = tokio::task::JoinSet::new();
+        let (accepted_tx, mut accepted) = mpsc::channel::<(TcpStream, SocketAddr, Arc<str>)>(64);
+        let mut acceptors = tokio::task::JoinSet::new();
+        for l in self.listeners {
+            let tx = accepted_tx.clone();
+            acceptors.spawn(async move {
+                loop {
+                    match l.listener.accept().await {
+                        Ok((stream, peer)) => {
+                            if tx.send((stream, peer, l.name.clone())).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            });
+        }
+        drop(accepted_tx);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let broker = self.broker.clone();
-                        let stop = stop_rx.clone();
-                        connections.spawn(async move {
-                            if let Err(e) = serve_connection(broker, stream, stop).await {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                Some((stream, peer, listener)) = accepted.recv() => {
+                    let broker = self.broker.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = serve_connection(broker, stream, stop, listener).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 _ = &mut shutdown => break,
             }
         }
+        // Leaderships move while this broker still serves, so clients follow them
+        // without errors; then it stops accepting.
+        self.broker
+            .controlled_shutdown(Duration::from_millis(
+                self.broker.config.cluster.broker_session_timeout_ms * 3,
+            ))
+            .await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        drop(self.listener);
+        acceptors.abort_all();
+        drop(accepted);
         let _ = stop_tx.send(true);
         let drain = async { while connections.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), drain)
@@ -133,6 +191,7 @@ impl Server {
         for job in background {
             let _ = job.await;
         }
+        self.broker.stop_cluster().await;
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.shutdown())
             .await
@@ -203,12 +262,16 @@ async fn serve_connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     mut stop: watch::Receiver<bool>,
+    listener: Arc<str>,
 ) -> std::io::Result<()> {
     let _connection = broker.metrics.connection_opened();
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
     // Kafka reports a member's host as `/ip` (Java's InetAddress.toString()).
-    let client_host: Arc<str> = format!("/{}", peer.ip()).into();
+    let conn = handlers::ConnInfo {
+        client_host: format!("/{}", peer.ip()).into(),
+        listener,
+    };
     let (rd, wr) = stream.into_split();
     let (tx, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
     let reader = tokio::spawn(read_frames(rd, broker.config.socket_request_max_bytes, tx));
@@ -262,7 +325,7 @@ async fn serve_connection(
                 Some(Ok(frame)) => {
                     let size = frame.len();
                     let timer = broker.metrics.start_request(&frame);
-                    match handlers::dispatch(&broker, &client_host, frame) {
+                    match handlers::dispatch(&broker, &conn, frame) {
                     Dispatch::Respond(fut) => {
                         in_flight.push_back(timer.time(fut));
                         sizes.push_back(size);

@@ -1,11 +1,13 @@
 //! Producer id allocation (KIP-98, KIP-730): ids come in blocks of
-//! [`PRODUCER_ID_BLOCK_SIZE`] that the controller records in the metadata log
+//! [`PRODUCER_ID_BLOCK_SIZE`] that the active controller records in the metadata log
 //! ([`MetadataRecord::ProducerIds`](moldau_metadata::MetadataRecord::ProducerIds)), so an
-//! id is never handed out twice, also across restarts and (later) across brokers: a
-//! restart abandons the rest of its block and takes a fresh one.
+//! id is never handed out twice, across restarts and across brokers: a restart abandons
+//! the rest of its block and takes a fresh one.
 
-use moldau_metadata::controller::{self, PRODUCER_ID_BLOCK_SIZE};
-use moldau_metadata::MetadataLog;
+use crate::broker::CONTROLLER_TIMEOUT;
+use crate::cluster::channel::ControllerChannel;
+use crate::cluster::controller::{ControllerReply, ControllerRequest};
+use moldau_metadata::controller::{MetadataOp, PRODUCER_ID_BLOCK_SIZE};
 use moldau_protocol::error::ResponseError;
 use parking_lot::Mutex;
 
@@ -14,6 +16,8 @@ pub struct ProducerIdManager {
     broker_id: i32,
     /// `[next, end)` of the current block; empty until the first request.
     block: Mutex<(i64, i64)>,
+    /// Serialises block requests, so two callers never take two blocks for one need.
+    refill: tokio::sync::Mutex<()>,
 }
 
 impl ProducerIdManager {
@@ -22,54 +26,66 @@ impl ProducerIdManager {
         ProducerIdManager {
             broker_id,
             block: Mutex::new((0, 0)),
+            refill: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Makes sure the current block has an id left, taking a new block if not, so the
-    /// next [`ProducerIdManager::next_id`] does not write the metadata log (callers that
-    /// take ids under another lock call this first, off that lock). Errors: as
-    /// `next_id`.
-    pub fn prefetch(&self, metadata: &MetadataLog, now_ms: i64) -> Result<(), ResponseError> {
-        self.refill(&mut self.block.lock(), metadata, now_ms)
-    }
-
-    /// The next unused producer id. When the block is used up this commits a new block
-    /// to the metadata log (one fsync per [`PRODUCER_ID_BLOCK_SIZE`] ids), under the
-    /// block lock so two callers never take the same block. Errors:
-    /// COORDINATOR_LOAD_IN_PROGRESS (retriable) if the metadata log cannot be written.
-    pub fn next_id(&self, metadata: &MetadataLog, now_ms: i64) -> Result<i64, ResponseError> {
+    /// An id from the current block, without asking the controller (`None` when the
+    /// block is used up: call [`ProducerIdManager::prefetch`] first). For callers that
+    /// hold a lock and must not wait.
+    pub fn take(&self) -> Option<i64> {
         let mut block = self.block.lock();
-        self.refill(&mut block, metadata, now_ms)?;
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
+        (block.0 < block.1).then(|| {
+            block.0 += 1;
+            block.0 - 1
+        })
     }
 
-    /// Takes a new block into `block` if it is used up.
-    fn refill(
-        &self,
-        block: &mut (i64, i64),
-        metadata: &MetadataLog,
-        now_ms: i64,
-    ) -> Result<(), ResponseError> {
-        if block.0 < block.1 {
-            return Ok(());
+    /// Makes sure the current block has an id left, asking the active controller for a
+    /// new block if not (AllocateProducerIds). Errors: COORDINATOR_LOAD_IN_PROGRESS
+    /// (retriable) when no controller grants a block.
+    pub async fn prefetch(&self, controller: &ControllerChannel) -> Result<(), ResponseError> {
+        let _one = self.refill.lock().await;
+        {
+            let block = self.block.lock();
+            if block.0 < block.1 {
+                return Ok(());
+            }
         }
-        let image = metadata
-            .submit(now_ms, |image| {
-                controller::allocate_producer_ids(image, self.broker_id)
-            })
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot allocate a producer id block");
-                ResponseError::CoordinatorLoadInProgress
-            })?
-            .map_err(|e| {
-                tracing::error!(error = %e, "producer id block refused");
-                ResponseError::CoordinatorLoadInProgress
-            })?;
-        let end = image.next_producer_id;
-        *block = (end - PRODUCER_ID_BLOCK_SIZE, end);
-        tracing::debug!(first = block.0, end, "new producer id block");
-        Ok(())
+        let op = MetadataOp::AllocateProducerIds {
+            broker_id: self.broker_id,
+        };
+        match controller
+            .call(ControllerRequest::Op(op), CONTROLLER_TIMEOUT)
+            .await
+        {
+            Ok(ok) => match ok.reply {
+                ControllerReply::ProducerIds { next_producer_id } => {
+                    *self.block.lock() =
+                        (next_producer_id - PRODUCER_ID_BLOCK_SIZE, next_producer_id);
+                    tracing::debug!(end = next_producer_id, "new producer id block");
+                    Ok(())
+                }
+                other => {
+                    tracing::error!(?other, "unexpected answer to AllocateProducerIds");
+                    Err(ResponseError::CoordinatorLoadInProgress)
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot allocate a producer id block");
+                Err(ResponseError::CoordinatorLoadInProgress)
+            }
+        }
+    }
+
+    /// The next unused producer id, taking a new block when this one is used up.
+    /// Errors: as [`ProducerIdManager::prefetch`].
+    pub async fn next_id(&self, controller: &ControllerChannel) -> Result<i64, ResponseError> {
+        loop {
+            if let Some(id) = self.take() {
+                return Ok(id);
+            }
+            self.prefetch(controller).await?;
+        }
     }
 }

@@ -16,7 +16,7 @@
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
 use moldau_metadata::controller::METADATA_TOPIC;
-use moldau_metadata::log::METADATA_LOG_DIR;
+use moldau_metadata::quorum::log_store::METADATA_LOG_DIR;
 use moldau_metadata::MetadataImage;
 use moldau_storage::{checkpoint, Log, StorageError, CLEAN_SHUTDOWN_FILE};
 use moldau_types::TopicPartition;

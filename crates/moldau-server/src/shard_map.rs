@@ -3,10 +3,10 @@
 //! [`moldau_coordinator::partition_for`]), kept in step with the metadata image, and the
 //! creation of that topic on first use.
 
-use crate::broker::Broker;
+use crate::broker::{Broker, CONTROLLER_TIMEOUT};
 use crate::partition::Partition;
-use crate::replica_manager::{now_ms, ReplicaManager};
-use moldau_metadata::controller::{self, NewTopic};
+use crate::replica_manager::ReplicaManager;
+use moldau_metadata::controller::{MetadataOp, NewTopic};
 use moldau_metadata::MetadataImage;
 use moldau_protocol::error::ResponseError;
 use parking_lot::RwLock;
@@ -113,37 +113,42 @@ impl<S: ShardOf> ShardMap<S> {
     }
 }
 
-/// Creates internal topic `name` (compacted) through the controller unless it exists,
-/// as Kafka does on the first FindCoordinator that needs it. Failures are logged: the
-/// caller's request then gets COORDINATOR_NOT_AVAILABLE and the client retries.
-pub fn create_internal_topic(
+/// Creates internal topic `name` (compacted, plus `extra` configs) through the active
+/// controller unless it exists, as Kafka does on the first FindCoordinator that needs
+/// it. Failures are logged: the caller's request then gets COORDINATOR_NOT_AVAILABLE
+/// and the client retries (Kafka behaves the same while fewer brokers are alive than the
+/// topic's replication factor).
+pub async fn create_internal_topic(
     broker: &Broker,
     name: &str,
     num_partitions: i32,
     replication_factor: i16,
     segment_bytes: i64,
     compression: &str,
+    extra: &[(&str, String)],
 ) {
     if broker.image().topics.contains_key(name) {
         return;
     }
+    let mut configs = BTreeMap::from([
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
+        ("compression.type".to_owned(), compression.to_owned()),
+        ("segment.bytes".to_owned(), segment_bytes.to_string()),
+    ]);
+    configs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let topic = NewTopic {
         name: name.to_owned(),
         num_partitions,
         replication_factor,
-        configs: BTreeMap::from([
-            ("cleanup.policy".to_owned(), "compact".to_owned()),
-            ("compression.type".to_owned(), compression.to_owned()),
-            ("segment.bytes".to_owned(), segment_bytes.to_string()),
-        ]),
+        configs,
         assignments: None,
     };
     match broker
-        .metadata
-        .submit(now_ms(), |image| controller::create_topic(image, &topic))
+        .controller
+        .submit(MetadataOp::CreateTopic(topic), CONTROLLER_TIMEOUT)
+        .await
     {
-        Ok(Ok(_)) => tracing::info!(topic = name, "created internal topic"),
-        Ok(Err(e)) => tracing::debug!(topic = name, error = %e, "internal topic not created"),
-        Err(e) => tracing::error!(topic = name, error = %e, "creating internal topic failed"),
+        Ok(_) => tracing::info!(topic = name, "created internal topic"),
+        Err(e) => tracing::info!(topic = name, error = %e, "internal topic not created"),
     }
 }

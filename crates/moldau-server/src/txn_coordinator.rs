@@ -118,7 +118,7 @@ impl TxnCoordinator {
     /// Creates `__transaction_state` (compacted, `transaction.state.log.*` settings)
     /// if it does not exist, as Kafka does on the first FindCoordinator for a
     /// transactional id, and loads its shards.
-    pub fn ensure_topic(&self, broker: &Broker) {
+    pub async fn ensure_topic(&self, broker: &Broker) {
         create_internal_topic(
             broker,
             TRANSACTION_STATE_TOPIC,
@@ -126,8 +126,16 @@ impl TxnCoordinator {
             broker.config.transaction_state_log_replication_factor,
             broker.config.transaction_state_log_segment_bytes,
             "uncompressed",
-        );
-        self.sync(&broker.image(), &broker.replicas);
+            &[(
+                "min.insync.replicas",
+                broker
+                    .config
+                    .cluster
+                    .transaction_state_log_min_isr
+                    .to_string(),
+            )],
+        )
+        .await;
     }
 
     /// InitProducerId for a transactional id (KIP-98; KIP-360 when `expected` is set).
@@ -142,7 +150,7 @@ impl TxnCoordinator {
         let shard = self.shard_for(&req.transactional_id)?;
         let reply = self
             .call(&shard, |sm, now, tx| {
-                let mut alloc = || broker.txns.producer_ids.next_id(&broker.metadata, now).ok();
+                let mut alloc = || broker.txns.producer_ids.take();
                 sm.init_producer_id(now, req, &mut alloc, tx)
             })
             .await;

@@ -84,8 +84,8 @@ fn load_properties(args: &ServeArgs) -> anyhow::Result<BTreeMap<String, String>>
     }
     for (k, v) in std::env::vars() {
         if let Some(name) = k.strip_prefix("MOLDAU_") {
-            if name == "LOG" {
-                continue; // tracing filter, see main
+            if name == "LOG" || name.starts_with("TEST_") {
+                continue; // the tracing filter (see main), and test-harness switches
             }
             props.insert(name.to_ascii_lowercase().replace('_', "."), v);
         }
@@ -151,8 +151,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let props = load_properties(&args)?;
     let http = HttpSettings::from_properties(&props)?;
     let config = BrokerConfig::from_properties(props)?;
+    for warning in &config.no_effect {
+        tracing::warn!("property has no effect: {warning}");
+    }
     let server = Server::bind(config).await?;
     let broker = server.broker().clone();
+    let Some(kafka_addr) = server.local_addr() else {
+        // A controller-only node: no Kafka listener, no HTTP API.
+        tracing::info!(
+            node_id = broker.config.node_id,
+            cluster_id = %broker.cluster_id,
+            log_dir = %broker.config.log_dir.display(),
+            "Moldau controller started"
+        );
+        server.run(shutdown_signal()).await?;
+        return Ok(());
+    };
     let http_listener = if http.enable {
         Some(
             tokio::net::TcpListener::bind(&http.listener)
@@ -166,10 +180,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(l) => l.local_addr()?.to_string(),
         None => "off".into(),
     };
+    let advertised: Vec<String> = broker
+        .advertised
+        .iter()
+        .map(|a| format!("{}://{}:{}", a.name, a.host, a.port))
+        .collect();
     tracing::info!(
-        listener = %server.local_addr(),
+        listener = %kafka_addr,
         http = %http_addr,
-        advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
+        advertised = %advertised.join(","),
         log_dir = %broker.config.log_dir.display(),
         cluster_id = %broker.cluster_id,
         node_id = broker.config.node_id,
@@ -177,7 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = http_listener.map(|listener| {
-        let kafka = loopback(server.local_addr());
+        let kafka = loopback(kafka_addr);
         let metrics_broker = broker.clone();
         let metrics: moldau_http::MetricsSource = Arc::new(move || metrics_broker.metrics_text());
         tokio::spawn(serve_http(
@@ -258,7 +277,12 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MOLDAU_LOG").unwrap_or_else(|_| {
                 // The CLI stays quiet unless asked; the broker logs at info.
-                if serving { "info" } else { "warn" }.into()
+                if serving {
+                    "info,openraft=warn"
+                } else {
+                    "warn"
+                }
+                .into()
             }),
         )
         .with_writer(std::io::stderr)

@@ -151,6 +151,15 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+impl BrokerConfig {
+    /// Resolves the configuration from properties. Errors name the bad property:
+    /// unknown names, values that do not parse, contradictory combinations.
+    pub fn from_properties(properties: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let p = &properties;
+        let mut no_effect = Vec::new();
+        for name in p.keys() {
+            match known::classify(name) {
+                Some(known::Known::Used) => {}
                 Some(known::Known::NoEffect(why)) => no_effect.push(format!("{name}: {why}")),
                 Some(known::Known::Refused(why)) => {
                     return Err(ConfigError::new(name, &p[name], why));
@@ -165,26 +174,25 @@ fn parse<T: std::str::FromStr>(
                 }
             }
         }
-        let log_dir = match p.get("log.dirs").or_else(|| p.get("log.dir")) {
-            None => PathBuf::from("./moldau-data"),
-            Some(v) => {
-                let dirs: Vec<&str> = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|d| !d.is_empty())
-                    .collect();
-                match dirs.as_slice() {
-                    [one] => PathBuf::from(one),
-                    _ => {
-                        return Err(ConfigError::new(
+        let log_dir =
+            match p.get("log.dirs").or_else(|| p.get("log.dir")) {
+                None => PathBuf::from("./moldau-data"),
+                Some(v) => {
+                    let dirs: Vec<&str> = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|d| !d.is_empty())
+                        .collect();
+                    match dirs.as_slice() {
+                        [one] => PathBuf::from(one),
+                        _ => return Err(ConfigError::new(
                             "log.dirs",
                             v,
                             "give exactly one directory: Moldau keeps one data directory per node",
-                        ))
+                        )),
                     }
                 }
-            }
-        };
+            };
         let (cluster, listeners, advertised_listeners) = cluster::resolve(p)?;
         let internal_rf = if cluster.explicit { 3 } else { 1 };
         let config = Self {
@@ -203,7 +211,11 @@ fn parse<T: std::str::FromStr>(
             rack: p.get("broker.rack").cloned(),
             no_effect,
             offsets_topic_num_partitions: parse(p, "offsets.topic.num.partitions", 16)?.max(1),
-            offsets_topic_replication_factor: parse(p, "offsets.topic.replication.factor", internal_rf)?,
+            offsets_topic_replication_factor: parse(
+                p,
+                "offsets.topic.replication.factor",
+                internal_rf,
+            )?,
             offsets_topic_segment_bytes: parse(p, "offsets.topic.segment.bytes", 104_857_600)?,
             log_cleaner_enable: parse(p, "log.cleaner.enable", true)?,
             log_cleaner_backoff_ms: parse(p, "log.cleaner.backoff.ms", 15_000)?,

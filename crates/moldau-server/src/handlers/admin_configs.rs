@@ -9,7 +9,6 @@
 use super::{msg, RequestContext};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
-use crate::replica_manager::now_ms;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -20,7 +19,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use moldau_metadata::configs::{self, Kind};
-use moldau_metadata::controller::{self, AlterOp};
+use moldau_metadata::controller::{AlterOp, MetadataOp};
 use moldau_metadata::ConfigResource;
 use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
@@ -229,30 +228,16 @@ pub async fn incremental_alter_configs(
             );
             continue;
         }
-        let name = res.resource_name.to_string();
-        let validate_only = req.validate_only;
-        let b = broker.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let op = |image: &moldau_metadata::MetadataImage| {
-                controller::alter_configs(image, ConfigResource::Topic, &name, &ops)
-            };
-            if validate_only {
-                return Ok(op(&b.image()).map(|_| ()));
-            }
-            b.metadata.submit(now_ms(), op).map(|r| r.map(|_| ()))
-        })
-        .await;
-        let response = match outcome {
-            Ok(Ok(Ok(()))) => response,
-            Ok(Ok(Err(e))) => response
+        let op = MetadataOp::AlterConfigs {
+            resource: ConfigResource::Topic,
+            name: res.resource_name.to_string(),
+            ops,
+        };
+        let response = match super::admin_topics::submit(&broker, req.validate_only, op).await {
+            Ok(_) => response,
+            Err(e) => response
                 .with_error_code(e.error.code())
                 .with_error_message(msg(e.message)),
-            Ok(Err(e)) => response
-                .with_error_code(ResponseError::KafkaStorageError.code())
-                .with_error_message(msg(e.to_string())),
-            Err(e) => response
-                .with_error_code(ResponseError::UnknownServerError.code())
-                .with_error_message(msg(e.to_string())),
         };
         responses.push(response);
     }

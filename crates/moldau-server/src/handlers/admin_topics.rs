@@ -1,14 +1,14 @@
 //! CreateTopics (key 19, v2–7), DeleteTopics (key 20, v1–6), CreatePartitions (key 37,
 //! v0–3).
 //!
-//! Each topic is one controller operation committed to the metadata log (fsynced) before
-//! the answer, so a topic that CreateTopics reports is already servable. `validate_only`
-//! runs the same validation and commits nothing.
+//! Each topic is one operation of the active controller, committed by the metadata
+//! quorum before the answer, which waits until this broker's image shows it (so a topic
+//! CreateTopics reports is known here). `validate_only` runs the same validation
+//! against this broker's image and commits nothing.
 
 use super::{msg, RequestContext};
-use crate::broker::Broker;
+use crate::broker::{Broker, CONTROLLER_TIMEOUT};
 use crate::config::BrokerConfig;
-use crate::replica_manager::now_ms;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -19,37 +19,30 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use moldau_metadata::controller::{self, ControllerError, ControllerResult, NewTopic};
-use moldau_metadata::{MetadataImage, MetadataRecord};
+use moldau_metadata::controller::{ControllerResult, MetadataOp, NewTopic};
+use moldau_metadata::MetadataImage;
 use moldau_protocol::error::ResponseError;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Runs a controller operation on a blocking thread (it fsyncs), or only validates it.
-async fn submit(
-    broker: &Arc<Broker>,
+/// Runs an admin operation on the active controller and returns this broker's image
+/// once it shows the change; with `validate_only`, only checks it against the local
+/// image and commits nothing.
+pub(crate) async fn submit(
+    broker: &Broker,
     validate_only: bool,
-    op: impl FnOnce(&MetadataImage) -> ControllerResult<Vec<MetadataRecord>> + Send + 'static,
+    op: MetadataOp,
 ) -> ControllerResult<Arc<MetadataImage>> {
-    let b = broker.clone();
-    let storage_failure = |m: String| ControllerError {
-        error: ResponseError::KafkaStorageError,
-        message: m,
-    };
-    let joined = tokio::task::spawn_blocking(move || {
-        if validate_only {
-            let image = b.image();
-            return Ok(op(&image).map(|_| image));
-        }
-        b.metadata.submit(now_ms(), op)
-    })
-    .await;
-    match joined {
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) => Err(storage_failure(e.to_string())),
-        Err(e) => Err(storage_failure(e.to_string())),
+    if validate_only {
+        let image = broker.image();
+        return op.records(&image).map(|_| image);
     }
+    broker
+        .controller
+        .submit(op, CONTROLLER_TIMEOUT)
+        .await
+        .map(|(_, image)| image)
 }
 
 fn effective_configs(
@@ -140,10 +133,11 @@ pub async fn create_topics(
             configs: configs.clone(),
             assignments,
         };
-        let topic = new_topic.clone();
-        match submit(&broker, req.validate_only, move |image| {
-            controller::create_topic(image, &topic)
-        })
+        match submit(
+            &broker,
+            req.validate_only,
+            MetadataOp::CreateTopic(new_topic.clone()),
+        )
         .await
         {
             Ok(image) => {
@@ -219,11 +213,7 @@ pub async fn delete_topics(
         if let Some(t) = image.topics.get(&target) {
             result.topic_id = t.topic_id;
         }
-        match submit(&broker, false, move |image| {
-            controller::delete_topic(image, &target)
-        })
-        .await
-        {
+        match submit(&broker, false, MetadataOp::DeleteTopic { name: target }).await {
             Ok(_) => responses.push(result),
             Err(e) => responses.push(
                 result
@@ -252,8 +242,10 @@ pub async fn create_partitions(
                 .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let op = move |image: &MetadataImage| {
-            controller::create_partitions(image, &name, count, assignments.as_deref())
+        let op = MetadataOp::CreatePartitions {
+            name,
+            count,
+            assignments,
         };
         match submit(&broker, req.validate_only, op).await {
             Ok(_) => results.push(result),

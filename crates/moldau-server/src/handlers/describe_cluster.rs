@@ -7,28 +7,27 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 
-/// Handles DescribeCluster: cluster id, this node as controller, registered brokers.
+/// Handles DescribeCluster: cluster id, the active controller, the live brokers.
 pub async fn handle(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let image = broker.image();
-    let brokers = image
-        .brokers
-        .values()
+    let brokers = super::metadata::brokers(&image, &ctx.listener)
+        .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.broker_id))
-                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_broker_id(b.node_id)
+                .with_host(b.host)
                 .with_port(b.port)
-                .with_rack(b.rack.clone().map(StrBytes::from_string))
+                .with_rack(b.rack)
         })
         .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(broker.active_controller()))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

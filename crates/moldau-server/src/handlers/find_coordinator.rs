@@ -11,6 +11,9 @@ use crate::broker::Broker;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
+use moldau_coordinator::txn::TRANSACTION_STATE_TOPIC;
+use moldau_coordinator::OFFSETS_TOPIC;
+use moldau_metadata::MetadataImage;
 use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
 
@@ -28,17 +31,21 @@ pub async fn handle(
     } else {
         vec![req.key.clone()]
     };
-    if req.key_type == GROUP && broker.groups.partition_count() == 0 {
-        let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || b.groups.ensure_topic(&b)).await;
+    let topic = match req.key_type {
+        GROUP => OFFSETS_TOPIC,
+        _ => TRANSACTION_STATE_TOPIC,
+    };
+    if matches!(req.key_type, GROUP | TRANSACTION) && !broker.image().topics.contains_key(topic) {
+        if req.key_type == GROUP {
+            broker.groups.ensure_topic(&broker).await;
+        } else {
+            broker.txns.ensure_topic(&broker).await;
+        }
     }
-    if req.key_type == TRANSACTION && broker.txns.partition_count() == 0 {
-        let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || b.txns.ensure_topic(&b)).await;
-    }
+    let image = broker.image();
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
-        .map(|key| locate(&broker, req.key_type, key))
+        .map(|key| locate(&image, &ctx.listener, req.key_type, key))
         .collect();
     if ctx.version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -55,7 +62,10 @@ pub async fn handle(
     resp
 }
 
-fn locate(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
+/// The coordinator of `key`: the leader of its partition of the internal topic, with
+/// its endpoint on `listener`. COORDINATOR_NOT_AVAILABLE while the topic does not
+/// exist or the partition has no leader.
+fn locate(image: &MetadataImage, listener: &str, key_type: i8, key: StrBytes) -> Coordinator {
     let fail = |key: StrBytes, e: ResponseError, message: String| {
         Coordinator::default()
             .with_key(key)
@@ -65,9 +75,9 @@ fn locate(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
             .with_error_code(e.code())
             .with_error_message(msg(message))
     };
-    let found = match key_type {
-        GROUP => broker.groups.shard_for(&key).map(drop),
-        TRANSACTION => broker.txns.shard_for(&key).map(drop),
+    let topic = match key_type {
+        GROUP => OFFSETS_TOPIC,
+        TRANSACTION => TRANSACTION_STATE_TOPIC,
         other => {
             return fail(
                 key,
@@ -79,12 +89,30 @@ fn locate(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
     if key.is_empty() {
         return fail(key, ResponseError::InvalidRequest, "empty key".into());
     }
-    match found {
-        Ok(()) => Coordinator::default()
+    let Some(t) = image.topics.get(topic) else {
+        return fail(
+            key,
+            ResponseError::CoordinatorNotAvailable,
+            format!("{topic} does not exist yet"),
+        );
+    };
+    let p = moldau_coordinator::partition_for(&key, t.partitions.len() as i32);
+    let leader = t.partitions.get(&p).map_or(-1, |p| p.leader);
+    let endpoint = image
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.endpoint(listener));
+    match endpoint {
+        Some(e) => Coordinator::default()
             .with_key(key)
-            .with_node_id(BrokerId(broker.config.node_id))
-            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port),
-        Err(e) => fail(key, e, "no coordinator for this key here yet".into()),
+            .with_node_id(BrokerId(leader))
+            .with_host(StrBytes::from_string(e.host.clone()))
+            .with_port(e.port),
+        None => fail(
+            key,
+            ResponseError::CoordinatorNotAvailable,
+            format!("partition {p} of {topic} has no leader"),
+        ),
     }
 }

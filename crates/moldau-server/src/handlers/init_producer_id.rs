@@ -6,7 +6,6 @@
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::replica_manager::now_ms;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use moldau_coordinator::txn::InitProducerId;
 use moldau_protocol::error::ResponseError;
@@ -27,21 +26,16 @@ pub async fn handle(
         .is_some_and(|id| id.is_empty());
     let result = match req.transactional_id.as_ref() {
         _ if half_set || empty_id => Err(ResponseError::InvalidRequest),
-        None => {
-            let b = broker.clone();
-            tokio::task::spawn_blocking(move || b.txns.producer_ids.next_id(&b.metadata, now_ms()))
-                .await
-                .unwrap_or(Err(ResponseError::CoordinatorLoadInProgress))
-                .map(|id| (id, 0))
-        }
+        None => broker
+            .txns
+            .producer_ids
+            .next_id(&broker.controller)
+            .await
+            .map(|id| (id, 0)),
         Some(id) => {
-            // A new id block costs a metadata-log fsync: take it here, on a blocking
-            // thread, not under the coordinator shard's lock.
-            let b = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                b.txns.producer_ids.prefetch(&b.metadata, now_ms())
-            })
-            .await;
+            // A new id block is a round trip to the controller: take it here, not
+            // under the coordinator shard's lock.
+            let _ = broker.txns.producer_ids.prefetch(&broker.controller).await;
             let expected = (ctx.version >= 3 && req.producer_id.0 >= 0)
                 .then_some((req.producer_id.0, req.producer_epoch));
             let init = InitProducerId {

@@ -1,18 +1,19 @@
 //! Metadata (key 3), versions 0–12, and DescribeTopicPartitions (key 75), version 0
 //! (KIP-966).
 //!
-//! Answers from the metadata image: brokers, cluster id, controller id (this node: one
-//! node is its own one-voter controller quorum), topics with ids, leaders, leader epochs,
-//! replicas and ISR. A request naming an unknown topic creates it when
-//! `auto.create.topics.enable` is true and the request allows it (v4+ flag; always for
-//! v0–3). Auto-creation commits to the metadata log before the answer, so the same
-//! response carries the new topic's partitions (Kafka answers that round with
+//! Answers from this broker's metadata image: the live (unfenced) brokers with their
+//! endpoints on the listener the request came in on (as Kafka), the cluster id, the
+//! active controller, topics with ids, leaders, leader epochs, replicas and ISR. A
+//! partition without a leader is answered `LEADER_NOT_AVAILABLE`. A request naming an
+//! unknown topic creates it when `auto.create.topics.enable` is true and the request
+//! allows it (v4+ flag; always for v0–3). Auto-creation goes through the active
+//! controller and waits until this broker's image shows the topic, so the same response
+//! carries the new topic's partitions (Kafka answers that round with
 //! `LEADER_NOT_AVAILABLE` and makes the client retry); unknown topics otherwise get
 //! `UNKNOWN_TOPIC_OR_PARTITION`.
 
 use super::RequestContext;
-use crate::broker::Broker;
-use crate::replica_manager::now_ms;
+use crate::broker::{Broker, CONTROLLER_TIMEOUT};
 use kafka_protocol::messages::describe_topic_partitions_response::{
     DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
@@ -24,7 +25,7 @@ use kafka_protocol::messages::{
     MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use moldau_metadata::controller::{self, NewTopic};
+use moldau_metadata::controller::{self, MetadataOp, NewTopic};
 use moldau_metadata::{MetadataImage, TopicImage};
 use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
@@ -65,7 +66,7 @@ fn topic_entry(t: &TopicImage) -> MetadataResponseTopic {
 
 /// Creates `names` with broker defaults (auto-creation). Returns the new image; topics
 /// that raced with another creation or failed validation are left out.
-pub(crate) fn auto_create(broker: &Broker, names: &[String]) -> Arc<MetadataImage> {
+pub(crate) async fn auto_create(broker: &Broker, names: &[String]) -> Arc<MetadataImage> {
     for name in names {
         let topic = NewTopic {
             name: name.clone(),
@@ -75,12 +76,12 @@ pub(crate) fn auto_create(broker: &Broker, names: &[String]) -> Arc<MetadataImag
             assignments: None,
         };
         match broker
-            .metadata
-            .submit(now_ms(), |image| controller::create_topic(image, &topic))
+            .controller
+            .submit(MetadataOp::CreateTopic(topic), CONTROLLER_TIMEOUT)
+            .await
         {
-            Ok(Ok(_)) => tracing::info!(topic = %name, "auto-created topic"),
-            Ok(Err(e)) => tracing::debug!(topic = %name, error = %e, "auto-creation rejected"),
-            Err(e) => tracing::error!(topic = %name, error = %e, "auto-creation failed"),
+            Ok(_) => tracing::info!(topic = %name, "auto-created topic"),
+            Err(e) => tracing::debug!(topic = %name, error = %e, "auto-creation refused"),
         }
     }
     broker.image()
@@ -115,11 +116,7 @@ pub async fn handle(
                     })
                     .cloned()
                     .collect();
-                let b = broker.clone();
-                if let Ok(next) = tokio::task::spawn_blocking(move || auto_create(&b, &valid)).await
-                {
-                    image = next;
-                }
+                image = auto_create(&broker, &valid).await;
             }
             for t in list {
                 let by_name = t.name.as_ref().map(|n| n.0.to_string());
@@ -154,23 +151,29 @@ pub async fn handle(
         }
     }
     MetadataResponse::default()
-        .with_brokers(brokers(&image))
+        .with_brokers(brokers(&image, &ctx.listener))
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(broker.active_controller()))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
 }
 
-fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+/// The unfenced brokers with their endpoint on `listener` (brokers without one are
+/// left out, as Kafka does).
+pub(crate) fn brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
         .brokers
         .values()
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.broker_id))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let e = b.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.broker_id))
+                    .with_host(StrBytes::from_string(e.host.clone()))
+                    .with_port(e.port)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
         })
         .collect()
 }

@@ -158,7 +158,7 @@ fn to_string<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Dispatches one frame (see the module docs).
-pub fn dispatch(broker: &Arc<Broker>, client_host: &Arc<str>, frame_bytes: Bytes) -> Dispatch {
+pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Dispatch {
     let prefix = match frame::peek_header(&frame_bytes) {
         Ok(p) => p,
         Err(e) => return Dispatch::Close(e.to_string()),
@@ -184,8 +184,8 @@ pub fn dispatch(broker: &Arc<Broker>, client_host: &Arc<str>, frame_bytes: Bytes
     };
     let b = broker.clone();
     match api_key {
-        ApiKey::ApiVersions => run(b, client_host, header, body, api_versions::handle),
-        ApiKey::Metadata => run(b, client_host, header, body, metadata::handle),
+        ApiKey::ApiVersions => run(b, conn, header, body, api_versions::handle),
+        ApiKey::Metadata => run(b, conn, header, body, metadata::handle),
         ApiKey::Produce if header.request_api_version < apis::PRODUCE_REJECTED_BELOW => {
             produce::reject_legacy(&header, body)
         }
@@ -193,73 +193,47 @@ pub fn dispatch(broker: &Arc<Broker>, client_host: &Arc<str>, frame_bytes: Bytes
             Ok(req) => produce::handle(&b, header, req),
             Err(e) => Dispatch::Close(e),
         },
-        ApiKey::Fetch => run(b, client_host, header, body, fetch::handle),
-        ApiKey::ListOffsets => run(b, client_host, header, body, list_offsets::handle),
-        ApiKey::CreateTopics => run(b, client_host, header, body, admin_topics::create_topics),
-        ApiKey::DeleteTopics => run(b, client_host, header, body, admin_topics::delete_topics),
-        ApiKey::CreatePartitions => run(
-            b,
-            client_host,
-            header,
-            body,
-            admin_topics::create_partitions,
-        ),
-        ApiKey::DescribeTopicPartitions => run(
-            b,
-            client_host,
-            header,
-            body,
-            metadata::describe_topic_partitions,
-        ),
-        ApiKey::DescribeConfigs => run(
-            b,
-            client_host,
-            header,
-            body,
-            admin_configs::describe_configs,
-        ),
+        ApiKey::Fetch => run(b, conn, header, body, fetch::handle),
+        ApiKey::ListOffsets => run(b, conn, header, body, list_offsets::handle),
+        ApiKey::CreateTopics => run(b, conn, header, body, admin_topics::create_topics),
+        ApiKey::DeleteTopics => run(b, conn, header, body, admin_topics::delete_topics),
+        ApiKey::CreatePartitions => run(b, conn, header, body, admin_topics::create_partitions),
+        ApiKey::DescribeTopicPartitions => {
+            run(b, conn, header, body, metadata::describe_topic_partitions)
+        }
+        ApiKey::DescribeConfigs => run(b, conn, header, body, admin_configs::describe_configs),
         ApiKey::IncrementalAlterConfigs => run(
             b,
-            client_host,
+            conn,
             header,
             body,
             admin_configs::incremental_alter_configs,
         ),
-        ApiKey::DescribeCluster => run(b, client_host, header, body, describe_cluster::handle),
-        ApiKey::DeleteRecords => run(b, client_host, header, body, delete_records::handle),
-        ApiKey::OffsetForLeaderEpoch => run(
-            b,
-            client_host,
-            header,
-            body,
-            offset_for_leader_epoch::handle,
-        ),
-        ApiKey::FindCoordinator => run(b, client_host, header, body, find_coordinator::handle),
-        ApiKey::JoinGroup => run(b, client_host, header, body, groups::join_group),
-        ApiKey::SyncGroup => run(b, client_host, header, body, groups::sync_group),
-        ApiKey::Heartbeat => run(b, client_host, header, body, groups::heartbeat),
-        ApiKey::LeaveGroup => run(b, client_host, header, body, groups::leave_group),
-        ApiKey::OffsetCommit => run(b, client_host, header, body, offsets::offset_commit),
-        ApiKey::OffsetFetch => run(b, client_host, header, body, offsets::offset_fetch),
-        ApiKey::OffsetDelete => run(b, client_host, header, body, offsets::offset_delete),
-        ApiKey::ListGroups => run(b, client_host, header, body, group_admin::list_groups),
-        ApiKey::DescribeGroups => run(b, client_host, header, body, group_admin::describe_groups),
-        ApiKey::DeleteGroups => run(b, client_host, header, body, group_admin::delete_groups),
-        ApiKey::InitProducerId => run(b, client_host, header, body, init_producer_id::handle),
-        ApiKey::AddPartitionsToTxn => run(b, client_host, header, body, txn::add_partitions_to_txn),
-        ApiKey::AddOffsetsToTxn => run(b, client_host, header, body, txn::add_offsets_to_txn),
-        ApiKey::EndTxn => run(b, client_host, header, body, txn::end_txn),
-        ApiKey::WriteTxnMarkers => run(b, client_host, header, body, write_txn_markers::handle),
-        ApiKey::TxnOffsetCommit => run(b, client_host, header, body, txn_offset_commit::handle),
-        ApiKey::DescribeProducers => run(b, client_host, header, body, describe_producers::handle),
-        ApiKey::DescribeTransactions => run(
-            b,
-            client_host,
-            header,
-            body,
-            txn_admin::describe_transactions,
-        ),
-        ApiKey::ListTransactions => run(b, client_host, header, body, txn_admin::list_transactions),
+        ApiKey::DescribeCluster => run(b, conn, header, body, describe_cluster::handle),
+        ApiKey::DeleteRecords => run(b, conn, header, body, delete_records::handle),
+        ApiKey::OffsetForLeaderEpoch => run(b, conn, header, body, offset_for_leader_epoch::handle),
+        ApiKey::FindCoordinator => run(b, conn, header, body, find_coordinator::handle),
+        ApiKey::JoinGroup => run(b, conn, header, body, groups::join_group),
+        ApiKey::SyncGroup => run(b, conn, header, body, groups::sync_group),
+        ApiKey::Heartbeat => run(b, conn, header, body, groups::heartbeat),
+        ApiKey::LeaveGroup => run(b, conn, header, body, groups::leave_group),
+        ApiKey::OffsetCommit => run(b, conn, header, body, offsets::offset_commit),
+        ApiKey::OffsetFetch => run(b, conn, header, body, offsets::offset_fetch),
+        ApiKey::OffsetDelete => run(b, conn, header, body, offsets::offset_delete),
+        ApiKey::ListGroups => run(b, conn, header, body, group_admin::list_groups),
+        ApiKey::DescribeGroups => run(b, conn, header, body, group_admin::describe_groups),
+        ApiKey::DeleteGroups => run(b, conn, header, body, group_admin::delete_groups),
+        ApiKey::InitProducerId => run(b, conn, header, body, init_producer_id::handle),
+        ApiKey::AddPartitionsToTxn => run(b, conn, header, body, txn::add_partitions_to_txn),
+        ApiKey::AddOffsetsToTxn => run(b, conn, header, body, txn::add_offsets_to_txn),
+        ApiKey::EndTxn => run(b, conn, header, body, txn::end_txn),
+        ApiKey::WriteTxnMarkers => run(b, conn, header, body, write_txn_markers::handle),
+        ApiKey::TxnOffsetCommit => run(b, conn, header, body, txn_offset_commit::handle),
+        ApiKey::DescribeProducers => run(b, conn, header, body, describe_producers::handle),
+        ApiKey::DescribeTransactions => {
+            run(b, conn, header, body, txn_admin::describe_transactions)
+        }
+        ApiKey::ListTransactions => run(b, conn, header, body, txn_admin::list_transactions),
         other => Dispatch::Close(format!("{other:?} is not served")),
     }
 }
@@ -286,6 +260,16 @@ fn decode<R: Decodable>(body: &mut Bytes, version: i16) -> Result<R, String> {
     }
 }
 
+/// What the network layer knows of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client's address as Kafka prints it (`/127.0.0.1`).
+    pub client_host: Arc<str>,
+    /// The listener the connection came in on (Metadata answers with every broker's
+    /// endpoint on that same listener, as Kafka does).
+    pub listener: Arc<str>,
+}
+
 /// The request context handlers may need.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -295,11 +279,13 @@ pub struct RequestContext {
     pub client_id: Option<StrBytes>,
     /// The client's address as Kafka prints it (`/127.0.0.1`).
     pub client_host: Arc<str>,
+    /// The listener the request came in on.
+    pub listener: Arc<str>,
 }
 
 fn run<Req, Resp, F, Fut>(
     broker: Arc<Broker>,
-    client_host: &Arc<str>,
+    conn: &ConnInfo,
     header: RequestHeader,
     mut body: Bytes,
     f: F,
@@ -321,7 +307,8 @@ where
     let ctx = RequestContext {
         version,
         client_id: header.client_id,
-        client_host: client_host.clone(),
+        client_host: conn.client_host.clone(),
+        listener: conn.listener.clone(),
     };
     let correlation_id = header.correlation_id;
     let fut = f(broker, ctx, req);

@@ -203,8 +203,7 @@ pub async fn add_offsets_to_txn(
     req: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
     if broker.groups.partition_count() == 0 {
-        let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || b.groups.ensure_topic(&b)).await;
+        broker.groups.ensure_topic(&broker).await;
     }
     let count = broker.groups.partition_count();
     let result = if count == 0 {

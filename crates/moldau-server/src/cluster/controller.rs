@@ -1,0 +1,371 @@
+//! The active controller (KRaft's `QuorumController`): on the voter that leads the
+//! metadata quorum, it serialises every metadata change. Each request is checked by the
+//! I/O-free logic in [`moldau_metadata::controller`] and [`moldau_metadata::cluster`]
+//! against the current image, and its records are committed through Raft before the
+//! answer. Its timers fence brokers whose session expired, write the cluster id when a
+//! new quorum forms, and take metadata snapshots.
+//!
+//! Every controller node runs one; only the Raft leader's does anything. A node that is
+//! not the leader answers `NOT_CONTROLLER` with the leader it knows of, and the caller
+//! retries there ([`super::channel`]).
+
+use crate::replica_manager::now_ms;
+use moldau_metadata::cluster::{
+    self, ControlConfig, Heartbeat, HeartbeatReply, IsrChange, Liveness, Registration,
+};
+use moldau_metadata::controller::{ControllerError, MetadataOp};
+use moldau_metadata::quorum::{MetadataBatch, Quorum};
+use moldau_metadata::{MetadataRecord, PartitionImage};
+use moldau_protocol::error::ResponseError;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A request to the active controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// An admin operation forwarded by a broker.
+    Op(MetadataOp),
+    /// BrokerRegistration.
+    Register(Registration),
+    /// BrokerHeartbeat.
+    Heartbeat(Heartbeat),
+    /// AlterPartition from a partition leader.
+    AlterPartition {
+        /// The leader's `node.id`.
+        broker_id: i32,
+        /// The leader's broker epoch.
+        broker_epoch: i64,
+        /// Proposed ISR changes.
+        changes: Vec<IsrChange>,
+    },
+}
+
+/// What the controller answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// The operation is committed.
+    Done,
+    /// A producer id block `[next_producer_id - PRODUCER_ID_BLOCK_SIZE, next_producer_id)`.
+    ProducerIds {
+        /// End (exclusive) of the block.
+        next_producer_id: i64,
+    },
+    /// The registration's broker epoch.
+    Registered {
+        /// Broker epoch (metadata offset of the registration).
+        broker_epoch: i64,
+    },
+    /// The heartbeat's answer.
+    Heartbeat(HeartbeatReply),
+    /// Per ISR change: the new partition state or the error.
+    AlterPartition(Vec<Result<PartitionImage, RemoteError>>),
+}
+
+/// A successful answer and the metadata offset that holds its effect (the commit
+/// offset of its records, or the image offset when nothing was written): the caller
+/// waits for its own image to reach it before telling a client the change is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerOk {
+    /// The answer.
+    pub reply: ControllerReply,
+    /// Metadata offset the answer is true at.
+    pub offset: i64,
+}
+
+/// A refusal, with the Kafka error code; `leader` hints at the active controller when
+/// the code is `NOT_CONTROLLER`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{name}: {message}", name = self.error().map_or("UNKNOWN".to_owned(), |e| format!("{e:?}")))]
+pub struct RemoteError {
+    /// Kafka error code.
+    pub code: i16,
+    /// Why.
+    pub message: String,
+    /// The active controller's node id, if known.
+    pub leader: Option<i32>,
+}
+
+impl RemoteError {
+    /// A refusal with `error`.
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            code: error.code(),
+            message: message.into(),
+            leader: None,
+        }
+    }
+
+    /// `NOT_CONTROLLER`, pointing at `leader`.
+    pub fn not_controller(leader: Option<i32>) -> Self {
+        Self {
+            code: ResponseError::NotController.code(),
+            message: "this node is not the active controller".into(),
+            leader,
+        }
+    }
+
+    /// The Kafka error, if the code is one.
+    pub fn error(&self) -> Option<ResponseError> {
+        ResponseError::try_from_code(self.code)
+    }
+
+    /// As the controller logic's error type.
+    pub fn into_controller_error(self) -> ControllerError {
+        ControllerError {
+            error: self.error().unwrap_or(ResponseError::UnknownServerError),
+            message: self.message,
+        }
+    }
+}
+
+impl From<ControllerError> for RemoteError {
+    fn from(e: ControllerError) -> Self {
+        RemoteError::new(e.error, e.message)
+    }
+}
+
+/// State of one controller term.
+struct Term {
+    term: u64,
+    liveness: Liveness,
+}
+
+/// One controller node's active-controller logic.
+pub struct QuorumController {
+    quorum: Arc<Quorum>,
+    config: ControlConfig,
+    /// The cluster id to propose when a new quorum has none: `cluster.id`, or the one
+    /// in this node's `meta.properties`, or a fresh one.
+    proposed_cluster_id: String,
+    /// Serialises operations: each sees every earlier one applied.
+    term: tokio::sync::Mutex<Option<Term>>,
+    snapshot: SnapshotSettings,
+}
+
+/// When to snapshot the metadata image (Kafka's `metadata.log.max.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotSettings {
+    /// Metadata bytes applied since the last snapshot that trigger one.
+    pub max_bytes: u64,
+    /// Most time between snapshots while metadata changes (0: never by time).
+    pub interval_ms: u64,
+}
+
+impl QuorumController {
+    /// A controller over `quorum`.
+    pub fn new(
+        quorum: Arc<Quorum>,
+        config: ControlConfig,
+        proposed_cluster_id: String,
+        snapshot: SnapshotSettings,
+    ) -> Self {
+        Self {
+            quorum,
+            config,
+            proposed_cluster_id,
+            term: tokio::sync::Mutex::new(None),
+            snapshot,
+        }
+    }
+
+    /// The node this one believes leads the quorum (the active controller), if any.
+    pub fn leader(&self) -> Option<i32> {
+        let m = self.quorum.raft.metrics().borrow().clone();
+        m.current_leader.and_then(|l| i32::try_from(l).ok())
+    }
+
+    /// Whether this node is the active controller.
+    pub fn is_active(&self) -> bool {
+        let m = self.quorum.raft.metrics().borrow().clone();
+        m.state == ServerState::Leader && m.current_leader == Some(m.id)
+    }
+
+    async fn write(&self, records: Vec<MetadataRecord>) -> Result<i64, RemoteError> {
+        match self
+            .quorum
+            .raft
+            .client_write(MetadataBatch { records })
+            .await
+        {
+            Ok(resp) => Ok(resp.log_id.index as i64),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+                RemoteError::not_controller(f.leader_id.and_then(|l| i32::try_from(l).ok())),
+            ),
+            Err(e) => Err(RemoteError::new(
+                ResponseError::UnknownServerError,
+                format!("metadata quorum: {e}"),
+            )),
+        }
+    }
+
+    /// Locks the controller for one operation, starting a new term's state (every
+    /// broker given a full session, the image brought up to every committed entry)
+    /// when this node has just become leader. Errors: `NOT_CONTROLLER`.
+    async fn activate(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Term>>, RemoteError> {
+        let mut guard = self.term.lock().await;
+        let m = self.quorum.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader || m.current_leader != Some(m.id) {
+            *guard = None;
+            return Err(RemoteError::not_controller(self.leader()));
+        }
+        if guard.as_ref().map(|t| t.term) != Some(m.current_term) {
+            // The image must hold every entry committed before this term.
+            if let Err(e) = self.quorum.raft.ensure_linearizable().await {
+                tracing::debug!(error = %e, "not (yet) the active controller");
+                return Err(RemoteError::not_controller(self.leader()));
+            }
+            let image = self.quorum.view.image();
+            tracing::info!(
+                term = m.current_term,
+                offset = image.offset,
+                "this node is the active controller"
+            );
+            *guard = Some(Term {
+                term: m.current_term,
+                liveness: Liveness::activate(&image, now_ms()),
+            });
+            if image.cluster_id.is_none() {
+                let mut records = vec![MetadataRecord::ClusterId {
+                    cluster_id: self.proposed_cluster_id.clone(),
+                }];
+                if let Some(legacy) = self.quorum.legacy.lock().take() {
+                    records.extend(
+                        MetadataOp::Import(legacy)
+                            .records(&image)
+                            .unwrap_or_default(),
+                    );
+                }
+                self.write(records).await?;
+                tracing::info!(cluster_id = %self.proposed_cluster_id, "new cluster formed");
+            }
+        }
+        Ok(guard)
+    }
+
+    /// Serves one controller request (see the module docs).
+    pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerOk, RemoteError> {
+        let mut guard = self.activate().await?;
+        let Some(term) = guard.as_mut() else {
+            return Err(RemoteError::not_controller(self.leader()));
+        };
+        let image = self.quorum.view.image();
+        let now = now_ms();
+        let (records, reply) = match request {
+            ControllerRequest::Op(op) => {
+                let records = op.records(&image)?;
+                let reply = match records.last() {
+                    Some(MetadataRecord::ProducerIds {
+                        next_producer_id, ..
+                    }) => ControllerReply::ProducerIds {
+                        next_producer_id: *next_producer_id,
+                    },
+                    _ => ControllerReply::Done,
+                };
+                (records, reply)
+            }
+            ControllerRequest::Register(reg) => {
+                let records =
+                    cluster::register(&image, &mut term.liveness, &self.config, &reg, now)?;
+                let epoch = image.brokers.get(&reg.broker_id).map_or(-1, |b| b.epoch);
+                (
+                    records,
+                    ControllerReply::Registered {
+                        broker_epoch: epoch,
+                    },
+                )
+            }
+            ControllerRequest::Heartbeat(hb) => {
+                let (records, reply) =
+                    cluster::heartbeat(&image, &mut term.liveness, &self.config, &hb, now)?;
+                (records, ControllerReply::Heartbeat(reply))
+            }
+            ControllerRequest::AlterPartition {
+                broker_id,
+                broker_epoch,
+                changes,
+            } => {
+                let (results, records) =
+                    cluster::alter_partition(&image, broker_id, broker_epoch, &changes)?;
+                let results = results
+                    .into_iter()
+                    .map(|r| r.map_err(RemoteError::from))
+                    .collect();
+                (records, ControllerReply::AlterPartition(results))
+            }
+        };
+        let offset = if records.is_empty() {
+            image.offset
+        } else {
+            self.write(records).await?
+        };
+        let reply = match reply {
+            // The broker epoch is the offset the registration committed at.
+            ControllerReply::Registered { broker_epoch }
+                if broker_epoch < 0 || offset > image.offset =>
+            {
+                ControllerReply::Registered {
+                    broker_epoch: offset,
+                }
+            }
+            other => other,
+        };
+        Ok(ControllerOk { reply, offset })
+    }
+
+    /// Fences brokers whose session expired (on the active controller), writes the
+    /// cluster id of a new quorum, and takes snapshots (on every controller), until
+    /// `stop` flips.
+    pub async fn run_timers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let period =
+            Duration::from_millis((self.config.session_timeout_ms as u64 / 8).clamp(50, 500));
+        let mut tick = tokio::time::interval(period);
+        let mut last_snapshot = Instant::now();
+        let mut last_trigger: Option<Instant> = None;
+        // Leadership changes wake the loop at once, so a new active controller writes
+        // the cluster id and starts its term without waiting for a tick.
+        let mut metrics = self.quorum.raft.metrics();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = stop.changed() => return,
+            }
+            if self.is_active() {
+                if let Err(e) = self.fence_expired().await {
+                    tracing::debug!(error = %e, "fencing pass failed");
+                }
+            }
+            let bytes = self.quorum.view.bytes_since_snapshot();
+            let due = bytes >= self.snapshot.max_bytes
+                || (bytes > 0
+                    && self.snapshot.interval_ms > 0
+                    && last_snapshot.elapsed() >= Duration::from_millis(self.snapshot.interval_ms));
+            if due && last_trigger.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                last_trigger = Some(Instant::now());
+                last_snapshot = Instant::now();
+                if let Err(e) = self.quorum.raft.trigger().snapshot().await {
+                    tracing::warn!(error = %e, "cannot trigger a metadata snapshot");
+                }
+            }
+        }
+    }
+
+    async fn fence_expired(&self) -> Result<(), RemoteError> {
+        let mut guard = self.activate().await?;
+        let Some(term) = guard.as_mut() else {
+            return Ok(());
+        };
+        let image = self.quorum.view.image();
+        let (records, fenced) =
+            cluster::fence_expired(&image, &term.liveness, &self.config, now_ms());
+        if !records.is_empty() {
+            tracing::warn!(brokers = ?fenced, "fencing brokers whose session expired");
+            self.write(records).await?;
+        }
+        Ok(())
+    }
+}
