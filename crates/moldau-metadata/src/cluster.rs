@@ -32,6 +32,11 @@ pub struct ControlConfig {
     pub session_timeout_ms: i64,
     /// Broker default of `unclean.leader.election.enable` (topics may override it).
     pub unclean_leader_election: bool,
+    /// How long a broker whose connection to the controller closed may take to
+    /// heartbeat again before it is fenced (ms). A process that dies closes its
+    /// connections at once, so this detects crashes much sooner than the session
+    /// timeout, which still covers brokers that hang or are cut off.
+    pub disconnect_grace_ms: i64,
 }
 
 /// What the active controller knows only in memory: when it last heard from each broker
@@ -44,6 +49,8 @@ pub struct Liveness {
     /// When this controller term started (ms).
     activated_ms: i64,
     last_heartbeat_ms: HashMap<i32, i64>,
+    /// When a broker's connection closed with no heartbeat since (ms).
+    disconnected_ms: HashMap<i32, i64>,
     /// Metadata offset the broker must have applied before it may shut down.
     shutdown_ready_offset: HashMap<i32, i64>,
 }
@@ -57,7 +64,8 @@ impl Liveness {
         }
     }
 
-    /// No heartbeat (or, before any, no term start) within the session timeout.
+    /// No heartbeat (or, before any, no term start) within the session timeout, or
+    /// none since its connection closed longer than the disconnect grace ago.
     fn expired(&self, broker: i32, config: &ControlConfig, now: i64) -> bool {
         let last = self
             .last_heartbeat_ms
@@ -65,7 +73,21 @@ impl Liveness {
             .copied()
             .unwrap_or(self.activated_ms)
             .max(self.activated_ms);
-        now.saturating_sub(last) > config.session_timeout_ms
+        let disconnected = self
+            .disconnected_ms
+            .get(&broker)
+            .is_some_and(|t| now.saturating_sub(*t) > config.disconnect_grace_ms);
+        disconnected || now.saturating_sub(last) > config.session_timeout_ms
+    }
+
+    /// The connection a broker heartbeated on closed at `now`.
+    pub fn connection_lost(&mut self, broker: i32, now: i64) {
+        self.disconnected_ms.insert(broker, now);
+    }
+
+    fn heard_from(&mut self, broker: i32, now: i64) {
+        self.last_heartbeat_ms.insert(broker, now);
+        self.disconnected_ms.remove(&broker);
     }
 
     /// A heartbeat from this broker arrived within the session timeout.
@@ -258,7 +280,7 @@ pub fn register(
     let mut records = Vec::new();
     if let Some(existing) = image.brokers.get(&reg.broker_id) {
         if existing.incarnation_id == reg.incarnation_id {
-            liveness.last_heartbeat_ms.insert(reg.broker_id, now);
+            liveness.heard_from(reg.broker_id, now);
             return Ok(records);
         }
         if !existing.fenced && liveness.has_session(reg.broker_id, config, now) {
@@ -281,7 +303,7 @@ pub fn register(
         host: None,
         port: None,
     });
-    liveness.last_heartbeat_ms.insert(reg.broker_id, now);
+    liveness.heard_from(reg.broker_id, now);
     liveness.shutdown_ready_offset.remove(&reg.broker_id);
     Ok(records)
 }
@@ -314,7 +336,7 @@ pub fn heartbeat(
             ),
         ));
     }
-    liveness.last_heartbeat_ms.insert(hb.broker_id, now);
+    liveness.heard_from(hb.broker_id, now);
     let caught_up = hb.current_metadata_offset >= broker.epoch;
     let change = |fenced: Option<bool>, in_controlled_shutdown: Option<bool>| {
         MetadataRecord::BrokerRegistrationChange {

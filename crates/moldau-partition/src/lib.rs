@@ -131,6 +131,11 @@ impl ReplicaState {
         }
     }
 
+    /// The broker this replica lives on.
+    pub fn local(&self) -> i32 {
+        self.local
+    }
+
     /// The role.
     pub fn role(&self) -> &Role {
         &self.role

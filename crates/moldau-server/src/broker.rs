@@ -19,6 +19,7 @@ use crate::cluster::rpc::RpcPool;
 use crate::config::{BrokerConfig, Endpoint};
 use crate::coordinator::GroupCoordinator;
 use crate::metrics::Metrics;
+use crate::replica_fetcher::{FetcherConfig, ReplicaFetchers};
 use crate::replica_manager::{now_ms, ReplicaManager};
 use crate::txn_coordinator::TxnCoordinator;
 use moldau_metadata::cluster::{ControlConfig, Registration};
@@ -72,6 +73,8 @@ pub struct Broker {
     pub advertised: Vec<Endpoint>,
     /// Hosted partitions.
     pub replicas: Arc<ReplicaManager>,
+    /// The fetchers of the partitions this broker follows.
+    pub fetchers: ReplicaFetchers,
     /// The log cleaner's state (first dirty offsets).
     pub cleaner: crate::log_cleaner::LogCleaner,
     /// The group coordinator shards for the `__consumer_offsets` partitions led here.
@@ -132,6 +135,7 @@ impl Broker {
         );
         let control = ControlConfig {
             session_timeout_ms: cluster.broker_session_timeout_ms as i64,
+            disconnect_grace_ms: 2 * cluster.broker_heartbeat_interval_ms as i64,
             unclean_leader_election: config
                 .properties
                 .get("unclean.leader.election.enable")
@@ -182,14 +186,19 @@ impl Broker {
             config.log_dir.clone(),
             config.log_cleaner_dedupe_buffer_size,
         );
+        let fetchers = ReplicaFetchers::new(
+            FetcherConfig::new(config.node_id, &config.cluster),
+            view.clone(),
+        );
         let broker = Arc::new(Self {
             config,
             cluster_id,
             quorum,
-            metadata: view,
+            metadata: view.clone(),
             controller: channel,
             lifecycle: Arc::new(Lifecycle::new()),
             advertised,
+            fetchers,
             replicas,
             cleaner: crate::log_cleaner::LogCleaner::open(config_dir, config_dedupe),
             groups,
@@ -205,6 +214,10 @@ impl Broker {
             .map_err(|e| StartError::Inconsistent(format!("applying metadata panicked: {e}")))?;
         broker.controller.mark_applied(broker.image().offset);
         tokio::spawn(broker.clone().follow_metadata(stop_rx.clone()));
+        tokio::spawn(crate::isr_manager::run_checks(
+            broker.clone(),
+            stop_rx.clone(),
+        ));
         if broker.config.cluster.roles.broker {
             let registration = Registration {
                 broker_id: broker.config.node_id,
@@ -230,9 +243,18 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Brings partitions and coordinators in line with `image` (blocking: opens logs).
-    fn apply_image(&self, image: &MetadataImage) {
-        self.replicas.reconcile(image);
+    /// Brings partitions, fetchers and coordinators in line with `image` (blocking:
+    /// opens logs).
+    fn apply_image(self: &Arc<Self>, image: &MetadataImage) {
+        let reconciled = self.replicas.reconcile(image);
+        self.fetchers.update(reconciled.follows);
+        for p in reconciled.flush {
+            tokio::spawn(async move {
+                let end = p.with_log(|l| l.log_end_offset());
+                let _ = p.wait_durable(end).await;
+            });
+        }
+        crate::isr_manager::act(self, reconciled.actions);
         self.groups.sync(image, &self.replicas);
         self.txns.sync(image, &self.replicas);
     }
@@ -306,6 +328,7 @@ impl Broker {
     /// Stops the cluster tasks and this node's quorum member.
     pub async fn stop_cluster(&self) {
         self.stop.send_replace(true);
+        self.fetchers.shutdown();
         if let Err(e) = self.quorum.raft.shutdown().await {
             tracing::warn!(error = %e, "stopping the metadata quorum member failed");
         }

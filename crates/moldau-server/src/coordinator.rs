@@ -290,7 +290,11 @@ impl Shard {
         };
         let shard = self.clone();
         tokio::spawn(async move {
-            match shard.partition.wait_durable(end).await {
+            match shard
+                .partition
+                .wait_committed(end, std::time::Duration::from_secs(30))
+                .await
+            {
                 Ok(()) => {
                     for (tx, reply) in replies {
                         let _ = tx.send(reply);

@@ -6,8 +6,8 @@
 //!   known to be fsynced; recovery after an unclean stop scans from there.
 //! - `log-start-offset-checkpoint`: per partition, the log start offset (advanced by
 //!   retention and DeleteRecords within a segment).
-//! - `replication-offset-checkpoint`: per partition, the high watermark (equal to the
-//!   log end offset on one node; written for operators and tools that read it).
+//! - `replication-offset-checkpoint`: per partition, the high watermark, read back at
+//!   start as each replica's initial high watermark.
 //! - `.kafka_cleanshutdown`: written last on a clean shutdown, removed at start; when
 //!   present at start, recovery trusts the logs and skips the scan.
 //! - `<topic>-<partition>/partition.metadata`: `version: 0` and `topic_id: <uuid>`, so a
@@ -18,6 +18,7 @@ use crate::partition::Partition;
 use moldau_metadata::controller::METADATA_TOPIC;
 use moldau_metadata::quorum::log_store::METADATA_LOG_DIR;
 use moldau_metadata::MetadataImage;
+use moldau_partition::{Action, PartitionAssignment};
 use moldau_storage::{checkpoint, Log, StorageError, CLEAN_SHUTDOWN_FILE};
 use moldau_types::TopicPartition;
 use parking_lot::{Mutex, RwLock};
@@ -38,6 +39,17 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What [`ReplicaManager::reconcile`] leaves for the broker to do.
+#[derive(Default)]
+pub struct Reconciled {
+    /// Partitions this broker follows: (partition, leader, leader epoch).
+    pub follows: Vec<(Arc<Partition>, i32, i32)>,
+    /// Partition actions to carry out (ISR changes to propose).
+    pub actions: Vec<(Arc<Partition>, Action)>,
+    /// Partitions just led whose local copy is not all fsynced yet.
+    pub flush: Vec<Arc<Partition>>,
+}
+
 /// All hosted partitions.
 pub struct ReplicaManager {
     config: BrokerConfig,
@@ -47,6 +59,7 @@ pub struct ReplicaManager {
     failed: Mutex<HashSet<TopicPartition>>,
     recovery_points: HashMap<(String, i32), i64>,
     log_starts: HashMap<(String, i32), i64>,
+    high_watermarks: HashMap<(String, i32), i64>,
     clean_shutdown: bool,
 }
 
@@ -67,6 +80,7 @@ impl ReplicaManager {
         };
         let recovery_points = read_checkpoint(RECOVERY_POINT_FILE);
         let log_starts = read_checkpoint(LOG_START_FILE);
+        let high_watermarks = read_checkpoint(HIGH_WATERMARK_FILE);
         if clean_shutdown {
             // Removed (durably) before any write, so a crash from here on is unclean.
             std::fs::remove_file(&marker)
@@ -83,6 +97,7 @@ impl ReplicaManager {
             failed: Mutex::new(HashSet::new()),
             recovery_points,
             log_starts,
+            high_watermarks,
             clean_shutdown,
         })
     }
@@ -101,47 +116,56 @@ impl ReplicaManager {
     }
 
     /// Brings hosted partitions in line with `image`: opens logs for partitions this node
-    /// replicates, applies config changes, and deletes the logs of removed topics;
+    /// replicates, applies config changes and each partition's leadership and ISR
+    /// ([`Partition::apply_metadata`]), and deletes the logs of removed topics;
     /// directories whose topic the image does not know are renamed `*-stray` and kept
     /// for an operator to look at, never deleted. Called at start and after every
     /// metadata change, in log order. File work (opening, recovering, deleting logs) runs
     /// without the partition-map lock, which request handlers take on every request; the
     /// map is only locked briefly to read the diff and to insert or remove entries.
-    pub fn reconcile(&self, image: &MetadataImage) {
+    ///
+    /// Returns what the broker must do next: the partitions to follow (with leader and
+    /// leader epoch) for the replica fetchers, and the partitions' actions (ISR changes
+    /// to propose).
+    pub fn reconcile(&self, image: &MetadataImage) -> Reconciled {
         let node = self.config.node_id;
-        let mut wanted: HashMap<TopicPartition, (Uuid, i32, &BTreeMap<String, String>)> =
-            HashMap::new();
+        let mut wanted: HashMap<
+            TopicPartition,
+            (Uuid, PartitionAssignment, &BTreeMap<String, String>),
+        > = HashMap::new();
         for topic in image.topics.values() {
             if topic.name == METADATA_TOPIC {
                 continue;
             }
             for (&p, part) in &topic.partitions {
                 if part.replicas.contains(&node) {
+                    let assignment = PartitionAssignment {
+                        leader: part.leader,
+                        leader_epoch: part.leader_epoch,
+                        partition_epoch: part.partition_epoch,
+                        replicas: part.replicas.clone(),
+                        isr: part.isr.clone(),
+                    };
                     wanted.insert(
                         TopicPartition::new(topic.name.as_str(), p),
-                        (topic.topic_id, part.leader_epoch, &topic.configs),
+                        (topic.topic_id, assignment, &topic.configs),
                     );
                 }
             }
         }
-        let (removed, existing, to_open) = {
+        let (removed, to_open) = {
             let partitions = self.partitions.read();
             let removed: Vec<TopicPartition> = partitions
                 .iter()
                 .filter(|(tp, p)| wanted.get(*tp).is_none_or(|w| w.0 != p.topic_id))
                 .map(|(tp, _)| tp.clone())
                 .collect();
-            let mut existing = Vec::new();
-            let mut to_open = Vec::new();
-            for (tp, (topic_id, epoch, overrides)) in &wanted {
-                match partitions.get(tp) {
-                    Some(p) if p.topic_id == *topic_id => {
-                        existing.push((p.clone(), *epoch, *overrides))
-                    }
-                    _ => to_open.push((tp.clone(), *topic_id, *epoch, *overrides)),
-                }
-            }
-            (removed, existing, to_open)
+            let to_open: Vec<TopicPartition> = wanted
+                .iter()
+                .filter(|(tp, w)| partitions.get(*tp).is_none_or(|p| p.topic_id != w.0))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            (removed, to_open)
         };
         if !removed.is_empty() {
             let taken: Vec<(TopicPartition, Arc<Partition>)> = {
@@ -157,20 +181,26 @@ impl ReplicaManager {
                 remove_dir(&self.config.log_dir.join(tp.dir_name()));
             }
         }
-        for (partition, epoch, overrides) in existing {
-            if let Some((log_config, settings)) = self.resolve(&partition.tp, overrides) {
-                partition.reconfigure(log_config, settings, epoch);
-            }
-        }
-        for (tp, topic_id, epoch, overrides) in to_open {
+        for tp in to_open {
+            let Some((topic_id, _, overrides)) = wanted.get(&tp) else {
+                continue;
+            };
             let Some((log_config, settings)) = self.resolve(&tp, overrides) else {
                 continue;
             };
-            match self.open_log(&tp, topic_id, log_config) {
+            match self.open_log(&tp, *topic_id, log_config) {
                 Ok(log) => {
                     self.failed.lock().remove(&tp);
-                    let partition =
-                        Arc::new(Partition::new(tp.clone(), topic_id, log, settings, epoch));
+                    let key = (tp.topic.to_string(), tp.partition);
+                    let hw = self.high_watermarks.get(&key).copied().unwrap_or(0);
+                    let partition = Arc::new(Partition::new(
+                        tp.clone(),
+                        *topic_id,
+                        log,
+                        settings,
+                        node,
+                        hw,
+                    ));
                     self.partitions.write().insert(tp, partition);
                 }
                 Err(e) => {
@@ -179,7 +209,31 @@ impl ReplicaManager {
                 }
             }
         }
+        let now = now_ms();
+        let mut out = Reconciled::default();
+        for (tp, (_, assignment, overrides)) in &wanted {
+            let Some(partition) = self.get(&tp.topic, tp.partition) else {
+                continue;
+            };
+            if let Some((log_config, settings)) = self.resolve(tp, overrides) {
+                partition.reconfigure(log_config, settings);
+            }
+            let (actions, _) = partition.apply_metadata(assignment, now);
+            if assignment.leader != node {
+                out.follows.push((
+                    partition.clone(),
+                    assignment.leader,
+                    assignment.leader_epoch,
+                ));
+            } else if partition.durable_offset() < partition.with_log(|l| l.log_end_offset()) {
+                // A new leader counts its own copy once fsynced.
+                out.flush.push(partition.clone());
+            }
+            out.actions
+                .extend(actions.into_iter().map(|a| (partition.clone(), a)));
+        }
         self.rename_stray_dirs(image);
+        out
     }
 
     fn resolve(
@@ -271,10 +325,11 @@ impl ReplicaManager {
         let mut high_watermarks = Vec::new();
         for p in self.all() {
             let topic = p.tp.topic.to_string();
+            let hw = p.high_watermark();
             p.with_log(|log| {
                 recovery.push((topic.clone(), p.tp.partition, log.recovery_point()));
                 starts.push((topic.clone(), p.tp.partition, log.log_start_offset()));
-                high_watermarks.push((topic, p.tp.partition, log.log_end_offset()));
+                high_watermarks.push((topic, p.tp.partition, hw));
             });
         }
         checkpoint::write(&self.config.log_dir.join(RECOVERY_POINT_FILE), &recovery)?;

@@ -22,7 +22,8 @@ pub trait ShardOf {
 /// The shards of internal topic `topic` on this broker, by partition.
 pub struct ShardMap<S> {
     topic: &'static str,
-    shards: RwLock<HashMap<i32, Arc<S>>>,
+    /// Shard and the leader epoch it was loaded in, by partition.
+    shards: RwLock<HashMap<i32, (i32, Arc<S>)>>,
     /// Partition count of the topic (0 = it does not exist yet).
     partitions: RwLock<i32>,
 }
@@ -37,9 +38,11 @@ impl<S: ShardOf> ShardMap<S> {
         }
     }
 
-    /// Follows `image`: drops the shards whose partition is no longer hosted here (or
-    /// was recreated) and returns them, then loads a shard with `load` for every hosted
-    /// partition that has none. Loading runs without the map's lock held.
+    /// Follows `image`: drops the shards whose partition is no longer led here (or was
+    /// recreated, or is led in a new leader epoch: the state is reloaded from the log,
+    /// as Kafka's coordinators load on becoming leader and unload on losing it) and
+    /// returns them, then loads a shard with `load` for every partition led here that
+    /// has none. Loading runs without the map's lock held.
     pub fn sync(
         &self,
         image: &MetadataImage,
@@ -50,30 +53,40 @@ impl<S: ShardOf> ShardMap<S> {
             .topics
             .get(self.topic)
             .map_or(0, |t| t.partitions.len() as i32);
-        let wanted: Vec<(i32, Arc<Partition>)> = (0..count)
+        let wanted: Vec<(i32, i32, Arc<Partition>)> = (0..count)
             .filter_map(|p| replicas.get(self.topic, p).map(|part| (p, part)))
+            .filter(|(_, part)| part.is_leader())
+            .map(|(p, part)| (p, part.leader_epoch(), part))
             .collect();
         let dropped: Vec<Arc<S>> = {
             let mut shards = self.shards.write();
             let gone: Vec<i32> = shards
                 .iter()
-                .filter(|(p, s)| {
-                    !wanted
-                        .iter()
-                        .any(|(q, part)| q == *p && Arc::ptr_eq(part, s.partition()))
+                .filter(|(p, (epoch, s))| {
+                    !wanted.iter().any(|(q, e, part)| {
+                        q == *p && e == epoch && Arc::ptr_eq(part, s.partition())
+                    })
                 })
                 .map(|(p, _)| *p)
                 .collect();
-            gone.iter().filter_map(|p| shards.remove(p)).collect()
+            gone.iter()
+                .filter_map(|p| shards.remove(p).map(|(_, s)| s))
+                .collect()
         };
-        for (p, partition) in wanted {
+        for (p, epoch, partition) in wanted {
             if self.shards.read().contains_key(&p) {
                 continue;
             }
+            tracing::info!(
+                topic = self.topic,
+                partition = p,
+                leader_epoch = epoch,
+                "loading coordinator shard"
+            );
             let shard = Arc::new(load(partition));
             // Another sync may have loaded it meanwhile: keep the first, so requests
             // never see two state machines for one partition.
-            self.shards.write().entry(p).or_insert(shard);
+            self.shards.write().entry(p).or_insert((epoch, shard));
         }
         *self.partitions.write() = count;
         dropped
@@ -92,7 +105,7 @@ impl<S: ShardOf> ShardMap<S> {
 
     /// The shard of partition `partition`, if hosted here.
     pub fn get(&self, partition: i32) -> Option<Arc<S>> {
-        self.shards.read().get(&partition).cloned()
+        self.shards.read().get(&partition).map(|(_, s)| s.clone())
     }
 
     /// Every shard, by partition.
@@ -101,7 +114,7 @@ impl<S: ShardOf> ShardMap<S> {
             .shards
             .read()
             .iter()
-            .map(|(p, s)| (*p, s.clone()))
+            .map(|(p, (_, s))| (*p, s.clone()))
             .collect();
         all.sort_by_key(|(p, _)| *p);
         all.into_iter().map(|(_, s)| s).collect()

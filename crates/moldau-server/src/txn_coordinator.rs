@@ -278,7 +278,7 @@ impl TxnCoordinator {
         };
         let (me, shard) = (self.clone(), shard.clone());
         tokio::spawn(async move {
-            let result = shard.partition.wait_durable(end).await.map_err(|e| {
+            let result = shard.partition.wait_committed(end, std::time::Duration::from_secs(30)).await.map_err(|e| {
                 tracing::error!(partition = %shard.partition.tp, error = %e, "transaction log fsync failed");
                 ResponseError::NotCoordinator
             });

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 const CONFIG: ControlConfig = ControlConfig {
     session_timeout_ms: 9_000,
     unclean_leader_election: false,
+    disconnect_grace_ms: 1_000,
 };
 
 /// Three active brokers and topic `t` with `partitions` partitions at RF 3.
@@ -141,6 +142,26 @@ fn fencing_moves_leadership_within_the_isr() {
     apply_all(&mut image, &records);
     assert!(!reply.is_fenced && !image.brokers[&1].fenced);
     assert!((0..3).all(|p| !part(&image, p).isr.contains(&1)));
+}
+
+#[test]
+fn a_closed_connection_fences_after_the_grace_unless_the_broker_heartbeats_again() {
+    let mut image = cluster(1);
+    let mut live = Liveness::activate(&image, 0);
+    for b in 1..=3 {
+        let (records, _) = heartbeat(&image, &mut live, &CONFIG, &hb(&image, b), 100).expect("hb");
+        apply_all(&mut image, &records);
+    }
+    // Broker 2 reconnects and heartbeats within the grace: nothing happens.
+    live.connection_lost(2, 200);
+    let (records, _) = heartbeat(&image, &mut live, &CONFIG, &hb(&image, 2), 900).expect("hb");
+    assert!(records.is_empty());
+    assert!(fence_expired(&image, &live, &CONFIG, 1_500).1.is_empty());
+    // Broker 3 dies: its connection closes, and it is fenced after the grace, long
+    // before the session timeout.
+    live.connection_lost(3, 1_000);
+    assert!(fence_expired(&image, &live, &CONFIG, 1_900).1.is_empty());
+    assert_eq!(fence_expired(&image, &live, &CONFIG, 2_100).1, vec![3]);
 }
 
 #[test]

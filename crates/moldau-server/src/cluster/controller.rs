@@ -246,6 +246,15 @@ impl QuorumController {
         Ok(guard)
     }
 
+    /// A connection on which broker `broker` registered or heartbeated closed: unless
+    /// it heartbeats again within the disconnect grace, it is fenced (a crashed
+    /// process is noticed long before its session expires).
+    pub async fn connection_lost(&self, broker: i32) {
+        if let Some(term) = self.term.lock().await.as_mut() {
+            term.liveness.connection_lost(broker, now_ms());
+        }
+    }
+
     /// Serves one controller request (see the module docs).
     pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerOk, RemoteError> {
         let mut guard = self.activate().await?;

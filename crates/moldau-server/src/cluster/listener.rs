@@ -1,8 +1,9 @@
 //! The controller listener: serves [`super::rpc`] requests (Raft messages and the
 //! controller API) on each connection, many at a time, answers in completion order.
 
-use super::controller::QuorumController;
+use super::controller::{ControllerRequest, QuorumController};
 use super::rpc::{frame, read_frame, unframe, RpcRequest, RpcResponse};
+use moldau_metadata::cluster::{Heartbeat, Registration};
 use moldau_metadata::quorum::Quorum;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -74,6 +75,8 @@ impl ControllerService {
             }
         });
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+        // Brokers that registered or heartbeated on this connection.
+        let mut brokers = std::collections::BTreeSet::new();
         let result = loop {
             let bytes = match read_frame(&mut rd).await {
                 Ok(Some(b)) => b,
@@ -84,6 +87,13 @@ impl ControllerService {
                 Ok(r) => r,
                 Err(e) => break Err(e),
             };
+            if let RpcRequest::Controller(
+                ControllerRequest::Register(Registration { broker_id, .. })
+                | ControllerRequest::Heartbeat(Heartbeat { broker_id, .. }),
+            ) = &request
+            {
+                brokers.insert(*broker_id);
+            }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break Ok(());
             };
@@ -102,6 +112,9 @@ impl ControllerService {
         };
         drop(tx);
         let _ = writer.await;
+        for broker in brokers {
+            self.controller.connection_lost(broker).await;
+        }
         result
     }
 }

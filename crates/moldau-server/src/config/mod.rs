@@ -134,6 +134,8 @@ pub struct TopicSettings {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` includes `compact`: every record needs a key.
     pub compacted: bool,
+    /// `min.insync.replicas`: the smallest ISR an `acks=-1` produce is accepted with.
+    pub min_insync_replicas: usize,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -383,6 +385,7 @@ impl BrokerConfig {
             timestamp_before_max_ms: get("message.timestamp.before.max.ms")?,
             timestamp_after_max_ms: get("message.timestamp.after.max.ms")?,
             compacted: log.cleanup_policy.compacts(),
+            min_insync_replicas: get("min.insync.replicas")?.max(1) as usize,
         };
         Ok((log, settings))
     }

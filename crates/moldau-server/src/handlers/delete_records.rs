@@ -36,6 +36,11 @@ pub async fn handle(
                         let Some(partition) = b.replicas.get(&t.name.0, p.partition_index) else {
                             return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                         };
+                        // The leader moves the log start; followers follow it in their
+                        // fetch responses.
+                        if !partition.is_leader() {
+                            return result.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                        }
                         let hw = partition.high_watermark();
                         let target = if p.offset == -1 { hw } else { p.offset };
                         if target < 0 || target > hw {

@@ -7,15 +7,24 @@
 //! (KIP-74). Long poll: when fewer than `min_bytes` are ready the request waits up to
 //! `max_wait_ms`, woken by appends to any of its partitions (no polling).
 //!
-//! Errors per partition: `UNKNOWN_TOPIC_OR_PARTITION`, `UNKNOWN_TOPIC_ID` (v13+ topic
-//! ids), `OFFSET_OUT_OF_RANGE` (offset below the log start or above the high watermark),
+//! Only the leader serves fetches. A fetch from a follower (`replica_id >= 0`, or
+//! `replica_state.replica_id` from v15) reads up to the log end offset, is checked for
+//! divergence against the leader-epoch cache (`last_fetched_epoch`, answered with
+//! `diverging_epoch` and no records), records the follower's position (which may
+//! advance the high watermark or grow the ISR), and long-polls on appends; a consumer
+//! fetch reads below the high watermark and long-polls on its advance.
+//!
+//! Errors per partition: `NOT_LEADER_OR_FOLLOWER`, `FENCED_LEADER_EPOCH` /
+//! `UNKNOWN_LEADER_EPOCH` (a stale or future `current_leader_epoch`, KIP-320),
+//! `UNKNOWN_TOPIC_OR_PARTITION`, `UNKNOWN_TOPIC_ID` (v13+ topic ids),
+//! `OFFSET_OUT_OF_RANGE` (offset below the log start or above the log end offset),
 //! `KAFKA_STORAGE_ERROR`. Incremental fetch sessions (KIP-227) are declined cleanly:
 //! every response has session id 0, which tells clients to keep sending full requests;
 //! a request that tries to continue a session gets `FETCH_SESSION_ID_NOT_FOUND`.
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::partition::{Isolation, Partition};
+use crate::partition::{FollowerFetch, Isolation, Partition};
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{
@@ -36,6 +45,7 @@ struct Target {
     partition: Result<Arc<Partition>, ResponseError>,
     fetch_offset: i64,
     max_bytes: usize,
+    last_fetched_epoch: i32,
 }
 
 /// Handles Fetch.
@@ -69,7 +79,14 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
                 Some(n) => broker
                     .replicas
                     .get(n, p.partition)
-                    .ok_or(ResponseError::UnknownTopicOrPartition),
+                    .ok_or(ResponseError::UnknownTopicOrPartition)
+                    .and_then(|part| {
+                        if !part.is_leader() {
+                            return Err(ResponseError::NotLeaderOrFollower);
+                        }
+                        part.check_leader_epoch(p.current_leader_epoch)?;
+                        Ok(part)
+                    }),
             };
             targets.push((
                 p.partition,
@@ -78,6 +95,7 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
                     partition,
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
+                    last_fetched_epoch: p.last_fetched_epoch,
                 },
             ));
         }
@@ -94,14 +112,32 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
     } else {
         req.max_bytes as usize
     };
+    let replica = if ctx.version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = (replica >= 0).then_some(replica);
+    let mut first = true;
     loop {
-        // Register for wake-ups before reading, so an append in between is not missed.
+        // Register for wake-ups before reading, so a change in between is not missed:
+        // followers wait for appends, consumers for the high watermark.
         let mut waits: Vec<_> = targets
             .iter()
             .filter_map(|(_, t)| t.partition.as_ref().ok())
-            .map(|p| Box::pin(p.appended()))
+            .map(|p| {
+                Box::pin(if follower.is_some() {
+                    p.appended()
+                } else {
+                    p.committed()
+                })
+            })
             .collect();
-        let (results, bytes, has_error) = read_all(&targets, max_bytes, isolation);
+        let (results, bytes, has_error) = match follower {
+            Some(replica) => read_for_follower(&broker, &targets, max_bytes, replica, first),
+            None => read_all(&targets, max_bytes, isolation),
+        };
+        first = false;
         let now = Instant::now();
         if bytes >= min_bytes || has_error || now >= deadline || waits.is_empty() {
             let mut response = FetchResponse::default().with_session_id(0);
@@ -116,6 +152,101 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
         drop(results);
         let _ = tokio::time::timeout(deadline - now, select_all(waits.iter_mut())).await;
     }
+}
+
+/// A follower's fetch: divergence checks, reads up to the log end offset, and the
+/// follower's position recorded (on the first pass only: a long-poll wake-up reads the
+/// same fetch offset again). Partition actions (ISR expansion) are carried out.
+fn read_for_follower(
+    broker: &Arc<Broker>,
+    targets: &[(i32, Target)],
+    max_bytes: usize,
+    replica: i32,
+    record_position: bool,
+) -> (Vec<PartitionData>, usize, bool) {
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut out = Vec::with_capacity(targets.len());
+    let now = crate::replica_manager::now_ms();
+    for (_, t) in targets {
+        let p = match &t.partition {
+            Ok(p) => p,
+            Err(error) => {
+                has_error = true;
+                out.push(error_data(*error));
+                continue;
+            }
+        };
+        if let Some((epoch, end)) = p.diverging_epoch(t.last_fetched_epoch, t.fetch_offset) {
+            // The follower truncates first; an epoch unknown here means "everything
+            // after what this log holds".
+            let (epoch, end) = if epoch < 0 {
+                (0, p.with_log(|l| l.log_end_offset()))
+            } else {
+                (epoch, end)
+            };
+            has_error = true;
+            let offsets = p.offsets();
+            out.push(
+                PartitionData::default()
+                    .with_high_watermark(offsets.high_watermark)
+                    .with_last_stable_offset(offsets.last_stable_offset)
+                    .with_log_start_offset(offsets.log_start_offset)
+                    .with_diverging_epoch(
+                        kafka_protocol::messages::fetch_response::EpochEndOffset::default()
+                            .with_epoch(epoch)
+                            .with_end_offset(end),
+                    )
+                    .with_records(Some(Bytes::new())),
+            );
+            continue;
+        }
+        let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
+        let fetch = FollowerFetch {
+            replica,
+            fetch_offset: t.fetch_offset,
+            last_fetched_epoch: t.last_fetched_epoch,
+        };
+        let read = p.read_for_follower(fetch, budget, total == 0, record_position.then_some(now));
+        let (offsets, data) = match read {
+            Ok((offsets, data, actions)) => {
+                crate::isr_manager::act(
+                    broker,
+                    actions.into_iter().map(|a| (p.clone(), a)).collect(),
+                );
+                (offsets, data)
+            }
+            Err(e) => {
+                has_error = true;
+                out.push(error_data(e.response_error()));
+                continue;
+            }
+        };
+        let mut partition = PartitionData::default()
+            .with_high_watermark(offsets.high_watermark)
+            .with_last_stable_offset(offsets.last_stable_offset)
+            .with_log_start_offset(offsets.log_start_offset)
+            .with_preferred_read_replica((-1).into());
+        match data {
+            Ok(info) => {
+                total += info.records.len();
+                partition.records = Some(info.records);
+            }
+            Err(StorageError::OffsetOutOfRange { .. }) => {
+                has_error = true;
+                partition.error_code = ResponseError::OffsetOutOfRange.code();
+                partition.records = Some(Bytes::new());
+            }
+            Err(e) => {
+                has_error = true;
+                tracing::error!(partition = %p.tp, error = %e, "follower fetch read failed");
+                partition.error_code = ResponseError::KafkaStorageError.code();
+                partition.records = Some(Bytes::new());
+            }
+        }
+        out.push(partition);
+    }
+    (out, total, has_error)
 }
 
 fn read_all(

@@ -44,6 +44,13 @@ pub async fn handle(
                     let Some(partition) = broker.replicas.get(&t.name.0, p.partition_index) else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    // Only the leader answers (KIP-320 epoch checks from v4).
+                    if !partition.is_leader() {
+                        return resp.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    if let Err(e) = partition.check_leader_epoch(if ctx.version >= 4 { p.current_leader_epoch } else { -1 }) {
+                        return resp.with_error_code(e.code());
+                    }
                     // The leader epoch field exists from v4 (KIP-320).
                     let resp = if ctx.version >= 4 { resp.with_leader_epoch(partition.leader_epoch()) } else { resp };
                     let offsets = partition.offsets();

@@ -47,6 +47,9 @@ pub async fn handle(
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    if !partition.is_leader() {
+                        return result.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     let current = partition.leader_epoch();
                     if p.current_leader_epoch >= 0 && p.current_leader_epoch < current {
                         return result.with_error_code(ResponseError::FencedLeaderEpoch.code());

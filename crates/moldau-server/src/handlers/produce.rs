@@ -14,23 +14,29 @@
 //! stale epoch `INVALID_PRODUCER_EPOCH`, a plain batch inside an open transaction
 //! `INVALID_TXN_STATE`.
 //!
-//! The append happens when the request is dispatched, so requests on one connection are
-//! appended in order. `acks=1` answers once the batch is in the page cache; `acks=-1`
-//! once it is fsynced (group commit in [`crate::partition::Partition::wait_durable`]);
-//! `acks=0` gets no response, and any error closes the connection, as Kafka does.
+//! Only the leader appends (`NOT_LEADER_OR_FOLLOWER` otherwise). The append happens when
+//! the request is dispatched, so requests on one connection are appended in order.
+//! `acks=1` answers once the batch is in the leader's page cache; `acks=-1` is refused
+//! with `NOT_ENOUGH_REPLICAS` while the ISR is below `min.insync.replicas`, and answered
+//! once the batch is committed: fsynced on the leader (group commit) and on every ISR
+//! member ([`crate::partition::Partition::wait_committed`]), or `REQUEST_TIMED_OUT` after
+//! the request's `timeout_ms`, `NOT_LEADER_OR_FOLLOWER` if leadership moved meanwhile,
+//! `NOT_ENOUGH_REPLICAS_AFTER_APPEND` if the ISR shrank below the minimum. `acks=0`
+//! gets no response, and any error closes the connection, as Kafka does.
 
 use super::{encode_response, msg, Dispatch, Reply};
 use crate::broker::Broker;
 use crate::config::TopicSettings;
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
 use crate::replica_manager::now_ms;
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use moldau_protocol::batch::{self, BatchError, TimestampType};
 use moldau_protocol::error::ResponseError;
-use moldau_storage::{AppendOrigin, StorageError};
+use moldau_storage::AppendOrigin;
 use std::sync::Arc;
+use std::time::Duration;
 
 struct Rejection(ResponseError, String);
 
@@ -45,7 +51,7 @@ fn batch_error(e: BatchError) -> Rejection {
     Rejection(code, e.to_string())
 }
 
-fn storage_error(e: &StorageError) -> Rejection {
+fn partition_error(e: &PartitionError) -> Rejection {
     Rejection(e.response_error(), e.to_string())
 }
 
@@ -54,8 +60,12 @@ fn storage_error(e: &StorageError) -> Rejection {
 fn append(
     partition: &Partition,
     records: Option<&bytes::Bytes>,
+    acks: i16,
     now: i64,
 ) -> Result<(moldau_storage::LogAppendInfo, i64), Rejection> {
+    if acks == -1 {
+        partition.check_min_isr().map_err(|e| partition_error(&e))?;
+    }
     let records =
         records.ok_or_else(|| Rejection(ResponseError::InvalidRecord, "null records".into()))?;
     let header = batch::validate(records).map_err(batch_error)?;
@@ -98,7 +108,7 @@ fn append(
     let mut bytes = BytesMut::from(&records[..]);
     partition
         .append(&mut bytes, log_append_time, now, AppendOrigin::Client)
-        .map_err(|e| storage_error(&e))
+        .map_err(|e| partition_error(&e))
 }
 
 /// A compacted topic keeps the latest record per key, so a record without one cannot
@@ -182,7 +192,7 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
                         ResponseError::UnknownTopicOrPartition,
                         format!("{name}-{} is not hosted here", p.index),
                     )),
-                    Some(partition) => match append(&partition, p.records.as_ref(), now) {
+                    Some(partition) => match append(&partition, p.records.as_ref(), acks, now) {
                         Ok((info, log_start_offset)) => {
                             resp.base_offset = info.first_offset;
                             resp.log_append_time_ms = info.log_append_time_ms;
@@ -220,19 +230,25 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
             Dispatch::Respond(Box::pin(std::future::ready(Reply::Nothing)))
         };
     }
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     Dispatch::Respond(Box::pin(async move {
-        // All partitions' syncs run at once: a request spanning six partitions waits for
-        // the slowest fsync, not the sum of six.
-        let results = futures::future::join_all(
-            waits
-                .iter()
-                .map(|(_, _, partition, end)| partition.wait_durable(*end)),
-        )
-        .await;
+        // All partitions wait at once: a request spanning six partitions waits for the
+        // slowest, not the sum of six.
+        let results =
+            futures::future::join_all(waits.iter().map(|(_, _, partition, end)| async move {
+                partition.wait_committed(*end, timeout).await?;
+                let min = partition.settings().min_insync_replicas;
+                let isr = partition.isr().len();
+                if isr < min {
+                    return Err(PartitionError::NotEnoughReplicasAfterAppend { isr, min });
+                }
+                Ok(())
+            }))
+            .await;
         for ((ti, pi, _, _), result) in waits.iter().zip(results) {
             let (ti, pi) = (*ti, *pi);
             if let Err(e) = result {
-                let Rejection(code, message) = storage_error(&e);
+                let Rejection(code, message) = partition_error(&e);
                 let resp = &mut responses[ti].partition_responses[pi];
                 resp.error_code = code.code();
                 resp.error_message = msg(message);

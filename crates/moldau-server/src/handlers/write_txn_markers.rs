@@ -1,12 +1,11 @@
 //! WriteTxnMarkers v1 (KIP-98): the transaction coordinator asks this broker, as leader
-//! of the listed partitions, to append commit or abort markers. On one node the
-//! coordinator writes its markers with the same local call (see [`crate::txn_markers`]);
-//! the API is served for tools and for clusters.
+//! of the listed partitions, to append commit or abort markers (see
+//! [`crate::txn_markers`]); partitions not led here answer NOT_LEADER_OR_FOLLOWER.
 
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::replica_manager::now_ms;
-use crate::txn_markers::{write_markers, Markers};
+use crate::txn_markers::{write_local_markers, Markers};
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -36,7 +35,7 @@ pub async fn handle(
             commit: m.transaction_result,
             coordinator_epoch: m.coordinator_epoch,
         };
-        let mut outcomes = write_markers(&broker, &markers, &partitions, now_ms())
+        let mut outcomes = write_local_markers(&broker, &markers, &partitions, now_ms())
             .await
             .into_iter();
         let topics = m
