@@ -74,6 +74,9 @@ pub struct LeaderState {
     pub isr: Vec<i32>,
     /// The ISR change sent to the controller and not yet answered.
     pub pending: Option<IsrProposal>,
+    /// No new ISR change is proposed before this time (ms): a refused change is not
+    /// retried at once (Kafka backs off the same way).
+    pub propose_after_ms: i64,
     /// Followers by broker id.
     pub followers: BTreeMap<i32, FollowerState>,
     /// This broker's own durable log end offset.
@@ -230,6 +233,7 @@ impl ReplicaState {
                     replicas: assignment.replicas.clone(),
                     isr: assignment.isr.clone(),
                     pending: None,
+                    propose_after_ms: 0,
                     followers,
                     local_position: durable_offset,
                 });
@@ -274,7 +278,7 @@ impl ReplicaState {
         f.last_fetch_ms = now_ms;
         f.last_fetch_leader_leo = leader_leo;
         let mut actions = self.advance_high_watermark();
-        actions.extend(self.maybe_expand(replica));
+        actions.extend(self.maybe_expand(replica, now_ms));
         actions
     }
 
@@ -285,7 +289,7 @@ impl ReplicaState {
         let Role::Leader(l) = &self.role else {
             return Vec::new();
         };
-        if l.pending.is_some() {
+        if l.pending.is_some() || now_ms < l.propose_after_ms {
             return Vec::new();
         }
         let out_of_sync: Vec<i32> = l
@@ -312,12 +316,21 @@ impl ReplicaState {
     }
 
     /// The controller answered the ISR change in flight: `Some((isr, partition_epoch))`
-    /// if it was committed, `None` if it was refused (the metadata will carry the truth).
-    pub fn isr_change_done(&mut self, committed: Option<(Vec<i32>, i32)>) -> Vec<Action> {
+    /// if it was committed, `None` if it was refused or not sent (the metadata will
+    /// carry the truth); then no change is proposed for `retry_backoff_ms` after `now_ms`.
+    pub fn isr_change_done(
+        &mut self,
+        committed: Option<(Vec<i32>, i32)>,
+        now_ms: i64,
+        retry_backoff_ms: i64,
+    ) -> Vec<Action> {
         let Role::Leader(l) = &mut self.role else {
             return Vec::new();
         };
         l.pending = None;
+        if committed.is_none() {
+            l.propose_after_ms = now_ms + retry_backoff_ms;
+        }
         if let Some((isr, partition_epoch)) = committed {
             if partition_epoch > l.partition_epoch {
                 l.isr = isr;
@@ -325,6 +338,18 @@ impl ReplicaState {
             }
         }
         self.advance_high_watermark()
+    }
+
+    /// This broker lost contact with the controller for longer than its session: it
+    /// stops leading (it has surely been fenced and replaced) until the metadata says
+    /// otherwise again.
+    pub fn step_down(&mut self) {
+        if self.is_leader() {
+            self.role = Role::Follower {
+                leader: -1,
+                leader_epoch: self.leader_epoch(),
+            };
+        }
     }
 
     /// A follower's view: the leader reported `leader_high_watermark`; the local
@@ -377,11 +402,11 @@ impl ReplicaState {
         Vec::new()
     }
 
-    fn maybe_expand(&mut self, replica: i32) -> Vec<Action> {
+    fn maybe_expand(&mut self, replica: i32, now_ms: i64) -> Vec<Action> {
         let Role::Leader(l) = &self.role else {
             return Vec::new();
         };
-        if l.pending.is_some() || l.isr.contains(&replica) {
+        if l.pending.is_some() || l.isr.contains(&replica) || now_ms < l.propose_after_ms {
             return Vec::new();
         }
         let Some(f) = l.followers.get(&replica) else {

@@ -80,7 +80,10 @@ fn a_lagging_follower_is_dropped_then_the_mark_moves_on() {
         r.tick(100, LAG, 32_000).is_empty(),
         "one change in flight at a time"
     );
-    assert_eq!(hw_of(&r.isr_change_done(Some((vec![1, 2], 2)))), Some(100));
+    assert_eq!(
+        hw_of(&r.isr_change_done(Some((vec![1, 2], 2)), 31_000, 1_000)),
+        Some(100)
+    );
     assert_eq!(r.isr(), [1, 2]);
 }
 
@@ -107,8 +110,12 @@ fn a_follower_rejoins_once_it_reached_the_mark_and_the_epoch() {
     r.follower_fetch(2, 90, 90, 5);
     assert_eq!(r.high_watermark(), 80);
     // Refused: the metadata update brings the truth.
-    r.isr_change_done(None);
+    r.isr_change_done(None, 5, 1_000);
     assert_eq!(r.maximal_isr(), vec![1, 2]);
+    assert!(
+        proposal(&r.follower_fetch(3, 80, 80, 500)).is_none(),
+        "backing off after a refusal"
+    );
     assert_eq!(hw_of(&r.local_durable(90)), None);
     r.follower_fetch(2, 90, 90, 6);
     assert_eq!(r.high_watermark(), 90);
@@ -216,9 +223,9 @@ proptest! {
                     if let Some(p) = pending {
                         if accept {
                             partition_epoch += 1;
-                            r.isr_change_done(Some((p.new_isr, partition_epoch)));
+                            r.isr_change_done(Some((p.new_isr, partition_epoch)), now, 1_000);
                         } else {
-                            r.isr_change_done(None);
+                            r.isr_change_done(None, now, 1_000);
                         }
                     }
                 }

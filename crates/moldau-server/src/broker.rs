@@ -219,6 +219,9 @@ impl Broker {
             stop_rx.clone(),
         ));
         if broker.config.cluster.roles.broker {
+            tokio::spawn(broker.clone().watch_contact(stop_rx.clone()));
+        }
+        if broker.config.cluster.roles.broker {
             let registration = Registration {
                 broker_id: broker.config.node_id,
                 incarnation_id: broker.lifecycle.incarnation_id,
@@ -272,6 +275,49 @@ impl Broker {
             let b = self.clone();
             let _ = tokio::task::spawn_blocking(move || b.apply_image(&image)).await;
             self.controller.mark_applied(offset);
+        }
+    }
+
+    /// Whether this broker has lost contact with the controller for longer than its
+    /// session ([`Lifecycle::out_of_contact`]).
+    ///
+    /// The bound is the session timeout plus the longest election of a new controller
+    /// (twice `controller.quorum.election.timeout.ms`), since a newly active controller
+    /// gives every broker a full session: a broker only steps down once no controller
+    /// can still count it alive.
+    pub fn out_of_contact(&self) -> bool {
+        let c = &self.config.cluster;
+        self.lifecycle.out_of_contact(Duration::from_millis(
+            c.broker_session_timeout_ms + 2 * c.election_timeout_ms,
+        ))
+    }
+
+    /// Steps down from every leadership while out of contact with the controller, and
+    /// takes the metadata's roles back once contact returns.
+    async fn watch_contact(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut stepped_down = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let out = self.out_of_contact();
+            if out && !stepped_down {
+                tracing::warn!("no heartbeat answered by the controller within the session timeout: stepping down from every leadership");
+                for p in self.replicas.all() {
+                    p.step_down();
+                }
+                stepped_down = true;
+            } else if !out && stepped_down {
+                tracing::info!(
+                    "back in contact with the controller: taking the metadata's roles again"
+                );
+                stepped_down = false;
+                let image = self.image();
+                let b = self.clone();
+                let _ = tokio::task::spawn_blocking(move || b.apply_image(&image)).await;
+            }
         }
     }
 

@@ -24,7 +24,15 @@ pub fn act(broker: &Arc<Broker>, actions: Vec<(Arc<Partition>, Action)>) {
 
 async fn propose(broker: Arc<Broker>, partition: Arc<Partition>, proposal: IsrProposal) {
     let epoch = broker.lifecycle.state().epoch;
-    if epoch < 0 {
+    // Replicas the controller would refuse (fenced or shutting down, as this broker's
+    // image says) are not proposed at all.
+    let image = broker.image();
+    let ineligible = proposal
+        .new_isr
+        .iter()
+        .filter(|r| !partition.isr().contains(r))
+        .any(|r| image.brokers.get(r).is_none_or(|b| !b.is_active()));
+    if epoch < 0 || ineligible {
         partition.isr_change_done(None);
         return;
     }

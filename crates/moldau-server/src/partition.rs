@@ -27,6 +27,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+/// Pause before proposing another ISR change after one was refused or failed, ms.
+const ISR_RETRY_BACKOFF_MS: i64 = 1_000;
+
 /// Which records a fetch may see (Fetch `isolation_level`, KIP-98).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
@@ -105,6 +108,8 @@ pub struct Partition {
 #[derive(Default)]
 struct SyncState {
     in_progress: bool,
+    /// Appends arrived while a round ran: run another one right after it.
+    again: bool,
 }
 
 /// Offsets of a partition at one instant.
@@ -315,8 +320,12 @@ impl Partition {
     /// writes nothing. `origin` is [`AppendOrigin::Coordinator`] for markers and
     /// transactional offset commits. Errors: [`PartitionError::NotLeader`], storage
     /// errors.
+    ///
+    /// Every append also starts (or queues) a group commit: a record becomes visible
+    /// to consumers only once it is on the disk of every ISR member, so the leader
+    /// keeps fsyncing in the background whatever the producer's `acks`.
     pub fn append(
-        &self,
+        self: &Arc<Self>,
         batches: &mut [u8],
         log_append_time_ms: Option<i64>,
         now_ms: i64,
@@ -336,7 +345,23 @@ impl Partition {
             (info, log.log_start_offset())
         };
         self.appended.notify_waiters();
+        if !appended.0.duplicate {
+            self.request_sync();
+        }
         Ok(appended)
+    }
+
+    /// Starts a group commit on a blocking thread, or asks the running one to go
+    /// round again when it finishes.
+    fn request_sync(self: &Arc<Self>) {
+        let mut state = self.sync.lock();
+        if state.in_progress {
+            state.again = true;
+        } else {
+            state.in_progress = true;
+            let partition = self.clone();
+            tokio::task::spawn_blocking(move || partition.sync_now());
+        }
     }
 
     /// Refuses an `acks=-1` produce up front when the ISR is below `min.insync.replicas`
@@ -361,7 +386,7 @@ impl Partition {
     /// NOT_LEADER_OR_FOLLOWER, INVALID_PRODUCER_EPOCH / TRANSACTION_COORDINATOR_FENCED
     /// from the producer state, or storage errors.
     pub fn write_marker(
-        &self,
+        self: &Arc<Self>,
         producer_id: i64,
         producer_epoch: i16,
         kind: ControlRecordType,
@@ -468,6 +493,22 @@ impl Partition {
         Ok((offsets, data, actions))
     }
 
+    /// Stops leading (see [`ReplicaState::step_down`]) and wakes every waiter, so
+    /// producers waiting for replication get NOT_LEADER_OR_FOLLOWER at once.
+    pub fn step_down(&self) {
+        let was = {
+            let mut replica = self.replica.lock();
+            let was = replica.is_leader();
+            replica.step_down();
+            was
+        };
+        if was {
+            tracing::warn!(partition = %self.tp, "stepping down as leader: out of contact with the controller");
+            self.committed.notify_waiters();
+            self.appended.notify_waiters();
+        }
+    }
+
     /// The periodic ISR check (see [`ReplicaState::tick`]).
     pub fn tick(&self, lag_max_ms: i64, now_ms: i64) -> Vec<Action> {
         let leo = self.log.read().log_end_offset();
@@ -476,9 +517,14 @@ impl Partition {
         actions
     }
 
-    /// The controller answered this leader's ISR change.
+    /// The controller answered this leader's ISR change (a refusal delays the next
+    /// proposal by a second).
     pub fn isr_change_done(&self, committed: Option<(Vec<i32>, i32)>) {
-        let actions = self.replica.lock().isr_change_done(committed);
+        let actions = self.replica.lock().isr_change_done(
+            committed,
+            crate::replica_manager::now_ms(),
+            ISR_RETRY_BACKOFF_MS,
+        );
         self.act(&actions);
     }
 
@@ -642,29 +688,39 @@ impl Partition {
     /// publish the new recovery point, move this leader's durable position (which may
     /// advance the high watermark), wake the waiters.
     fn sync_now(&self) {
-        let target = self.log.read().flush_target();
-        let result = target.sync();
-        let actions = {
-            let mut state = self.sync.lock();
-            let mut log = self.log.write();
-            let actions = match &result {
-                Ok(()) => {
-                    log.mark_flushed(target.end_offset());
-                    self.replica.lock().local_durable(log.recovery_point())
+        loop {
+            let target = self.log.read().flush_target();
+            let result = target.sync();
+            let (actions, again) = {
+                let mut state = self.sync.lock();
+                let mut log = self.log.write();
+                let actions = match &result {
+                    Ok(()) => {
+                        log.mark_flushed(target.end_offset());
+                        self.replica.lock().local_durable(log.recovery_point())
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = %self.tp, error = %e, "fsync failed; log poisoned");
+                        log.poison();
+                        Vec::new()
+                    }
+                };
+                let again =
+                    state.again && result.is_ok() && log.recovery_point() < log.log_end_offset();
+                state.again = false;
+                if !again {
+                    state.in_progress = false;
                 }
-                Err(e) => {
-                    tracing::error!(partition = %self.tp, error = %e, "fsync failed; log poisoned");
-                    log.poison();
-                    Vec::new()
-                }
+                (actions, again)
             };
-            state.in_progress = false;
-            actions
-        };
-        self.synced.notify_waiters();
-        self.act(&actions);
-        if result.is_err() {
-            self.committed.notify_waiters();
+            self.synced.notify_waiters();
+            self.act(&actions);
+            if result.is_err() {
+                self.committed.notify_waiters();
+            }
+            if !again {
+                return;
+            }
         }
     }
 }

@@ -132,7 +132,15 @@ impl From<ControllerError> for RemoteError {
 struct Term {
     term: u64,
     liveness: Liveness,
+    /// When a quorum last confirmed this node's leadership.
+    confirmed: Instant,
 }
+
+/// How long a confirmation of leadership by a quorum is trusted. A leader cut off from
+/// the other voters keeps believing it leads until it hears of a newer term; without
+/// this check it would go on answering heartbeats of the brokers on its side, so they
+/// would never notice they are cut off from the cluster.
+const LEADERSHIP_LEASE: Duration = Duration::from_millis(500);
 
 /// One controller node's active-controller logic.
 pub struct QuorumController {
@@ -227,6 +235,7 @@ impl QuorumController {
             *guard = Some(Term {
                 term: m.current_term,
                 liveness: Liveness::activate(&image, now_ms()),
+                confirmed: Instant::now(),
             });
             if image.cluster_id.is_none() {
                 let mut records = vec![MetadataRecord::ClusterId {
@@ -241,6 +250,20 @@ impl QuorumController {
                 }
                 self.write(records).await?;
                 tracing::info!(cluster_id = %self.proposed_cluster_id, "new cluster formed");
+            }
+        }
+        if let Some(term) = guard.as_mut() {
+            if term.confirmed.elapsed() > LEADERSHIP_LEASE {
+                let confirmed = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    self.quorum.raft.ensure_linearizable(),
+                )
+                .await;
+                if !matches!(confirmed, Ok(Ok(_))) {
+                    tracing::debug!(?confirmed, "leadership not confirmed by a quorum");
+                    return Err(RemoteError::not_controller(None));
+                }
+                term.confirmed = Instant::now();
             }
         }
         Ok(guard)

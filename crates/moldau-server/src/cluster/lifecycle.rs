@@ -30,6 +30,8 @@ pub struct BrokerState {
 pub struct Lifecycle {
     /// This process's incarnation id (random per start).
     pub incarnation_id: Uuid,
+    /// When the active controller last answered a heartbeat.
+    last_contact: parking_lot::Mutex<std::time::Instant>,
     state: watch::Sender<BrokerState>,
     want_shut_down: watch::Sender<bool>,
 }
@@ -50,6 +52,7 @@ impl Lifecycle {
     pub fn new() -> Self {
         Self {
             incarnation_id: Uuid::new_v4(),
+            last_contact: parking_lot::Mutex::new(std::time::Instant::now()),
             state: watch::channel(BrokerState {
                 epoch: -1,
                 fenced: true,
@@ -68,6 +71,13 @@ impl Lifecycle {
     /// A receiver of state changes.
     pub fn subscribe(&self) -> watch::Receiver<BrokerState> {
         self.state.subscribe()
+    }
+
+    /// Whether this broker, once registered, has gone longer than `session` without a
+    /// heartbeat answered by the active controller: the controller has fenced it by
+    /// now, so it must not act as a leader (another broker leads its partitions).
+    pub fn out_of_contact(&self, session: Duration) -> bool {
+        self.state().epoch >= 0 && self.last_contact.lock().elapsed() > session
     }
 
     /// Asks the controller for a controlled shutdown (the loop sends it with the next
@@ -117,6 +127,7 @@ impl Lifecycle {
                 }
             };
             tracing::info!(broker_epoch = epoch, "registered with the controller");
+            *self.last_contact.lock() = std::time::Instant::now();
             self.state.send_modify(|s| {
                 s.epoch = epoch;
                 s.fenced = true;
@@ -139,6 +150,7 @@ impl Lifecycle {
                     .await
                 {
                     Ok(ok) => {
+                        *self.last_contact.lock() = std::time::Instant::now();
                         if let ControllerReply::Heartbeat(reply) = ok.reply {
                             if reply.is_fenced != state.fenced {
                                 tracing::info!(

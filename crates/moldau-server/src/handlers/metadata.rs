@@ -38,7 +38,10 @@ fn broker_ids(ids: &[i32]) -> Vec<BrokerId> {
     ids.iter().map(|&i| BrokerId(i)).collect()
 }
 
-fn topic_entry(t: &TopicImage) -> MetadataResponseTopic {
+/// A topic's entry. `stale_leader`: this broker is out of contact with the controller,
+/// so partitions it believes it leads are answered without a leader
+/// (`LEADER_NOT_AVAILABLE`), sending clients to ask another broker.
+fn topic_entry(t: &TopicImage, stale_leader: Option<i32>) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(t.topic_id)
@@ -48,13 +51,18 @@ fn topic_entry(t: &TopicImage) -> MetadataResponseTopic {
             t.partitions
                 .iter()
                 .map(|(&i, p)| {
+                    let leader = if Some(p.leader) == stale_leader {
+                        -1
+                    } else {
+                        p.leader
+                    };
                     MetadataResponsePartition::default()
                         .with_partition_index(i)
-                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(p.leader_epoch)
                         .with_replica_nodes(broker_ids(&p.replicas))
                         .with_isr_nodes(broker_ids(&p.isr))
-                        .with_error_code(if p.leader < 0 {
+                        .with_error_code(if leader < 0 {
                             ResponseError::LeaderNotAvailable.code()
                         } else {
                             0
@@ -95,11 +103,12 @@ pub async fn handle(
 ) -> MetadataResponse {
     let mut image = broker.image();
     let mut topics = Vec::new();
+    let stale = broker.out_of_contact().then_some(broker.config.node_id);
     match &req.topics {
         // v0 has no null: an empty list means all topics there.
-        None => topics.extend(image.topics.values().map(topic_entry)),
+        None => topics.extend(image.topics.values().map(|t| topic_entry(t, stale))),
         Some(list) if list.is_empty() && ctx.version == 0 => {
-            topics.extend(image.topics.values().map(topic_entry))
+            topics.extend(image.topics.values().map(|t| topic_entry(t, stale)))
         }
         Some(list) => {
             let allow_auto = ctx.version < 4 || req.allow_auto_topic_creation;
@@ -125,7 +134,7 @@ pub async fn handle(
                     None => image.topic_by_id(&t.topic_id),
                 };
                 match (found, by_name) {
-                    (Some(topic), _) => topics.push(topic_entry(topic)),
+                    (Some(topic), _) => topics.push(topic_entry(topic, stale)),
                     (None, name) => {
                         let error = match &name {
                             Some(n) if moldau_types::validate_topic_name(n).is_err() => {

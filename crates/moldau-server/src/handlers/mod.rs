@@ -158,7 +158,17 @@ fn to_string<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Dispatches one frame (see the module docs).
+///
+/// A broker out of contact with the controller for longer than its session (it has
+/// been fenced and its partitions are led elsewhere, [`Broker::out_of_contact`]) closes
+/// each client connection at its next request: it cannot know who leads now, and a
+/// client that keeps asking it would never learn. Clients reconnect to another broker.
 pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Dispatch {
+    if broker.out_of_contact() {
+        return Dispatch::Close(
+            "this broker is out of contact with the controller; ask another broker".into(),
+        );
+    }
     let prefix = match frame::peek_header(&frame_bytes) {
         Ok(p) => p,
         Err(e) => return Dispatch::Close(e.to_string()),

@@ -58,7 +58,7 @@ fn partition_error(e: &PartitionError) -> Rejection {
 /// Validates one partition's records and appends them. Returns the append info and the
 /// log start offset after the append.
 fn append(
-    partition: &Partition,
+    partition: &Arc<Partition>,
     records: Option<&bytes::Bytes>,
     acks: i16,
     now: i64,

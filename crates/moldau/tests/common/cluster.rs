@@ -35,6 +35,14 @@ pub const CONTROLLER_READY: &str = "Moldau controller started";
 /// Lines of each node's log that [`Cluster::dump_logs`] prints.
 pub const DUMP_LINES: usize = 60;
 
+/// Lines dumped per node: `MOLDAU_TEST_DUMP_LINES`, else [`DUMP_LINES`].
+fn dump_lines() -> usize {
+    std::env::var("MOLDAU_TEST_DUMP_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DUMP_LINES)
+}
+
 /// What [`Cluster::start`] runs.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -420,11 +428,12 @@ impl Cluster {
                 "running"
             };
             eprintln!(
-                "──── node {} ({}, {state}), last {DUMP_LINES} lines of {} ────\n{}",
+                "──── node {} ({}, {state}), last {} lines of {} ────\n{}",
                 node.id,
                 node.roles,
+                dump_lines(),
                 self.log_path(i).display(),
-                tail(&node.log_path(), DUMP_LINES)
+                tail(&node.log_path(), dump_lines())
             );
         }
     }
@@ -610,7 +619,7 @@ fn spawn(node: &Node, net: Option<&Network>, i: usize) -> (Child, u64) {
     }
     cmd.env(
         "MOLDAU_LOG",
-        std::env::var("MOLDAU_LOG").unwrap_or_else(|_| "info".to_owned()),
+        std::env::var("MOLDAU_LOG").unwrap_or_else(|_| "info,openraft=warn".to_owned()),
     )
     .stdin(Stdio::null())
     .stdout(log.try_clone().expect("clone log handle"))
