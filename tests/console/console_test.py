@@ -139,6 +139,10 @@ def walk_console(page, base, steps, broker=None):
         expect(page.locator("#cluster-id")).to_have_text(cluster_id)
         expect(page.locator("main")).to_contain_text(cluster_id)
         expect(page.locator("#brokers-table tbody tr").first).to_be_visible()
+        # One node: it is the live broker, the active controller and the only voter.
+        expect(page.locator("#brokers-table tbody tr").first).to_contain_text("live")
+        expect(page.locator("#controller-id")).to_have_text("1")
+        expect(page.locator("#quorum")).to_contain_text("leader 1, epoch")
 
     def create_topic():
         page.click("nav a[data-nav=topics]")

@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::{Client, ClusterMetadata, OffsetSpec, TopicInfo};
+use crate::client::{BrokerInfo, Client, ClusterMetadata, OffsetSpec, TopicInfo};
 use crate::error::{Error, Result};
 use crate::names::{group_id, str_bytes, topic_name, transactional_id as transactional_id_of};
 use crate::record::IsolationLevel;
@@ -22,8 +22,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     create_topics_request, describe_configs_request, incremental_alter_configs_request,
     offset_fetch_request, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, IncrementalAlterConfigsRequest,
-    ListGroupsRequest, OffsetFetchRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeQuorumRequest,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, OffsetFetchRequest,
 };
 use std::collections::BTreeMap;
 
@@ -187,6 +187,19 @@ pub struct TransactionDescription {
     pub partitions: Vec<(String, Vec<i32>)>,
 }
 
+/// The metadata quorum ([`Admin::describe_quorum`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumInfo {
+    /// The active controller (the Raft leader).
+    pub leader_id: i32,
+    /// Its term.
+    pub leader_epoch: i32,
+    /// The committed metadata offset (exclusive).
+    pub high_watermark: i64,
+    /// Voters: node id and log end offset (-1 when the leader does not know it).
+    pub voters: Vec<(i32, i64)>,
+}
+
 /// Administrative operations on a cluster.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -204,9 +217,78 @@ impl Admin {
         &self.client
     }
 
-    /// Brokers, controller and cluster id (Metadata).
+    /// Cluster id, the active controller and every registered broker, fenced ones
+    /// included and marked (DescribeCluster v2, KIP-1073; older brokers list live ones
+    /// only). `topics` is empty.
     pub async fn describe_cluster(&self) -> Result<ClusterMetadata> {
-        self.client.metadata(Some(&[]), false).await
+        let request = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+        let response = self
+            .client
+            .retry(None, || async {
+                let conn = self.client.any_connection().await?;
+                let r = conn.send(request.clone()).await;
+                if r.is_err() {
+                    self.client.drop_connection(&conn).await;
+                }
+                r
+            })
+            .await?;
+        Error::check_message(response.error_code, response.error_message.as_ref())?;
+        let mut brokers: Vec<BrokerInfo> = response
+            .brokers
+            .iter()
+            .map(|b| BrokerInfo {
+                node_id: b.broker_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+                fenced: b.is_fenced,
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.node_id);
+        Ok(ClusterMetadata {
+            cluster_id: Some(response.cluster_id.to_string()),
+            controller_id: response.controller_id.0,
+            brokers,
+            ..ClusterMetadata::default()
+        })
+    }
+
+    /// The metadata quorum (DescribeQuorum, KIP-595): the active controller, its term,
+    /// the committed metadata offset and each voter's log end offset.
+    pub async fn describe_quorum(&self) -> Result<QuorumInfo> {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(topic_name("__cluster_metadata"))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let response = self
+            .client
+            .retry(None, || async {
+                let conn = self.client.any_connection().await?;
+                let r = conn.send(request.clone()).await;
+                if r.is_err() {
+                    self.client.drop_connection(&conn).await;
+                }
+                r
+            })
+            .await?;
+        Error::check_message(response.error_code, response.error_message.as_ref())?;
+        let p = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Invalid("DescribeQuorum answered no partition".into()))?;
+        Error::check_message(p.error_code, p.error_message.as_ref())?;
+        Ok(QuorumInfo {
+            leader_id: p.leader_id.0,
+            leader_epoch: p.leader_epoch,
+            high_watermark: p.high_watermark,
+            voters: p
+                .current_voters
+                .iter()
+                .map(|v| (v.replica_id.0, v.log_end_offset))
+                .collect(),
+        })
     }
 
     /// Every topic, sorted by name; internal ones only with `include_internal`.
@@ -284,28 +366,47 @@ impl Admin {
 
     /// Log start, high watermark and last stable offset of every partition of `topic`
     /// (ListOffsets earliest, latest, and latest under read_committed).
+    ///
+    /// Partitions without a leader, or whose leader does not answer, are left out (a
+    /// cluster with a broker down still describes the rest).
     pub async fn partition_offsets(&self, topic: &TopicInfo) -> Result<Vec<PartitionOffsets>> {
-        let lookups = topic.partitions.iter().map(|p| async move {
-            let c = &self.client;
-            let uncommitted = IsolationLevel::ReadUncommitted;
-            let (start, end, stable) = futures::try_join!(
-                c.list_offset(&topic.name, p.partition, OffsetSpec::Earliest, uncommitted),
-                c.list_offset(&topic.name, p.partition, OffsetSpec::Latest, uncommitted),
-                c.list_offset(
-                    &topic.name,
-                    p.partition,
-                    OffsetSpec::Latest,
-                    IsolationLevel::ReadCommitted
-                ),
-            )?;
-            Ok::<_, Error>(PartitionOffsets {
-                partition: p.partition,
-                log_start_offset: start,
-                high_watermark: end,
-                last_stable_offset: stable,
-            })
-        });
-        futures::future::try_join_all(lookups).await
+        let lookups = topic
+            .partitions
+            .iter()
+            .filter(|p| p.leader >= 0)
+            .map(|p| async move {
+                let c = &self.client;
+                let uncommitted = IsolationLevel::ReadUncommitted;
+                let (start, end, stable) = futures::try_join!(
+                    c.list_offset(&topic.name, p.partition, OffsetSpec::Earliest, uncommitted),
+                    c.list_offset(&topic.name, p.partition, OffsetSpec::Latest, uncommitted),
+                    c.list_offset(
+                        &topic.name,
+                        p.partition,
+                        OffsetSpec::Latest,
+                        IsolationLevel::ReadCommitted
+                    ),
+                )?;
+                Ok::<_, Error>(PartitionOffsets {
+                    partition: p.partition,
+                    log_start_offset: start,
+                    high_watermark: end,
+                    last_stable_offset: stable,
+                })
+            });
+        let results = futures::future::join_all(lookups).await;
+        let mut offsets = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(o) => offsets.push(o),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        match first_error {
+            Some(e) if offsets.is_empty() => Err(e),
+            _ => Ok(offsets),
+        }
     }
 
     /// Configs of `resource` (DescribeConfigs), sorted by name.
@@ -375,7 +476,8 @@ impl Admin {
 
     /// Every group on every broker (ListGroups), sorted by id.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
-        let meta = self.describe_cluster().await?;
+        // Live brokers, as Metadata lists them (and the client can reach).
+        let meta = self.client.metadata(Some(&[]), false).await?;
         let mut out = Vec::new();
         for b in meta.brokers {
             let conn = self.client.broker(b.node_id).await?;
@@ -549,7 +651,8 @@ impl Admin {
 
     /// Every transactional id on every broker (ListTransactions), sorted.
     pub async fn list_transactions(&self) -> Result<Vec<TransactionListing>> {
-        let meta = self.describe_cluster().await?;
+        // Live brokers, as Metadata lists them (and the client can reach).
+        let meta = self.client.metadata(Some(&[]), false).await?;
         let mut out = Vec::new();
         for b in meta.brokers {
             let conn = self.client.broker(b.node_id).await?;

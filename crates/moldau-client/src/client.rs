@@ -75,6 +75,8 @@ pub struct BrokerInfo {
     pub port: i32,
     /// `broker.rack`, if set.
     pub rack: Option<String>,
+    /// Fenced by the controller (not serving); only DescribeCluster v2 reports these.
+    pub fenced: bool,
 }
 
 /// A partition as the cluster metadata describes it.
@@ -326,6 +328,7 @@ impl Client {
                 host: b.host.to_string(),
                 port: b.port,
                 rack: b.rack.as_ref().map(|r| r.to_string()),
+                fenced: false,
             })
             .collect();
         {
@@ -572,6 +575,7 @@ impl Client {
                 host: response.host.to_string(),
                 port: response.port,
                 rack: None,
+                fenced: false,
             });
         self.inner
             .coordinators

@@ -33,7 +33,8 @@ pub mod versions;
 
 pub use admin::{
     Admin, ConfigEntry, ConfigResource, GroupDescription, GroupListing, MemberDescription,
-    NewTopic, PartitionLag, PartitionOffsets, TransactionDescription, TransactionListing,
+    NewTopic, PartitionLag, PartitionOffsets, QuorumInfo, TransactionDescription,
+    TransactionListing,
 };
 pub use client::{
     BrokerInfo, Client, ClientConfig, ClusterMetadata, FetchOptions, FetchedPartition, OffsetSpec,

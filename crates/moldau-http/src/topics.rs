@@ -66,8 +66,10 @@ pub async fn create(
 }
 
 /// `GET /api/topics/{topic}` → `{"name", "internal", "topic_id", "partitions": [{"partition",
-/// "leader", "leader_epoch", "replicas", "isr", "log_start_offset", "high_watermark",
-/// "last_stable_offset"}], "configs": {name: value}}`; 404 for an unknown topic.
+/// "leader", "leader_epoch", "replicas", "isr", "offline", "under_replicated",
+/// "log_start_offset", "high_watermark", "last_stable_offset"}], "configs": {name:
+/// value}}`; 404 for an unknown topic. `offline`: no leader; `under_replicated`: the ISR
+/// is smaller than the replica set.
 pub async fn describe(
     State(state): State<AppState>,
     Path(topic): Path<String>,
@@ -87,6 +89,8 @@ pub async fn describe(
                 "leader_epoch": p.leader_epoch,
                 "replicas": p.replicas,
                 "isr": p.isr,
+                "offline": p.leader < 0,
+                "under_replicated": p.isr.len() < p.replicas.len(),
                 "log_start_offset": o.map(|o| o.log_start_offset),
                 "high_watermark": o.map(|o| o.high_watermark),
                 "last_stable_offset": o.map(|o| o.last_stable_offset),

@@ -57,6 +57,12 @@ async fn propose(broker: Arc<Broker>, partition: Arc<Partition>, proposal: IsrPr
             if let ControllerReply::AlterPartition(results) = ok.reply {
                 match results.into_iter().next() {
                     Some(Ok(state)) => {
+                        let counter = if state.isr.len() < partition.isr().len() {
+                            &broker.metrics.isr_shrinks
+                        } else {
+                            &broker.metrics.isr_expands
+                        };
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         broker
                             .controller
                             .wait_for_offset(ok.offset, Duration::from_secs(5))

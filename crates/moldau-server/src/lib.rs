@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod cluster_metrics;
 pub mod config;
 pub mod coordinator;
 pub mod handlers;

@@ -108,6 +108,9 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     connections_active: AtomicI64,
     connections_total: AtomicU64,
+    /// ISR changes this broker, as a leader, got committed (see `cluster_metrics`).
+    pub(crate) isr_shrinks: AtomicU64,
+    pub(crate) isr_expands: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -205,6 +208,8 @@ impl Metrics {
             bytes_out: AtomicU64::new(0),
             connections_active: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         }
     }
 
@@ -557,24 +562,36 @@ pub(crate) fn render(broker: &Broker) -> String {
     broker.metrics.render(&mut out);
     render_partitions(&mut out, &partitions);
     render_groups(&mut out, &groups);
+    crate::cluster_metrics::render(&mut out, broker);
     out
 }
 
 /// Writes a family's `# HELP` and `# TYPE` lines. `help` must hold no backslash or
 /// newline (all callers pass constants).
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// Writes a family of one unlabelled sample.
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(crate) fn single(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     family(out, name, kind, help);
     sample(out, name, &[], value);
 }
 
 /// Writes one sample line, escaping the label values.
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+pub(crate) fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');

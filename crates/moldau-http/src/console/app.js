@@ -187,13 +187,17 @@ async function viewOverview(el) {
     facts([
       ['Cluster id', h('code', {}, cluster.cluster_id), 'cluster-id'],
       ['Controller', orDash(cluster.controller_id), 'controller-id'],
+      ['Metadata quorum', cluster.quorum
+        ? `leader ${cluster.quorum.leader_id}, epoch ${cluster.quorum.leader_epoch}, committed offset ${cluster.quorum.high_watermark}, voters `
+          + cluster.quorum.voters.map((v) => `${v.node_id} (lag ${v.log_end_offset < 0 ? '?' : Math.max(0, cluster.quorum.high_watermark - v.log_end_offset)})`).join(', ')
+        : 'no active controller answered', 'quorum'],
       ['Topics', h('a', { href: '#/topics' }, topics.topics.length), 'topic-count'],
       ['Consumer groups', h('a', { href: '#/groups' }, groups.groups.length), 'group-count'],
     ]),
-    section('Brokers', table('brokers-table', ['Node id', 'Host', 'Port', 'Rack'],
+    section('Brokers', table('brokers-table', ['Node id', 'Host', 'Port', 'Rack', 'Status'],
       brokers.map((b) => [
         b.node_id === cluster.controller_id ? [b.node_id, ' ', muted('(controller)')] : b.node_id,
-        b.host, b.port, orDash(b.rack),
+        b.host, b.port, orDash(b.rack), b.status || 'live',
       ]))),
   );
 }
@@ -257,8 +261,9 @@ async function viewTopic(el, name) {
       ['Records', partitions.reduce((n, p) => n + Math.max(0, p.high_watermark - p.log_start_offset), 0)],
     ]),
     section('Partitions', table('partitions-table',
-      ['Partition', 'Leader', 'Replicas', 'ISR', 'Log start offset', 'High watermark', 'Last stable offset'],
+      ['Partition', 'Leader', 'Replicas', 'ISR', 'Status', 'Log start offset', 'High watermark', 'Last stable offset'],
       partitions.map((p) => [p.partition, p.leader < 0 ? 'none' : p.leader, list(p.replicas), list(p.isr),
+        p.offline ? 'offline' : (p.under_replicated ? 'under-replicated' : 'ok'),
         p.log_start_offset, p.high_watermark, orDash(p.last_stable_offset)]))),
     section('Configuration', table('configs-table', ['Name', 'Value'],
       configs.map(([k, v]) => [h('code', {}, k), orDash(v)]))),

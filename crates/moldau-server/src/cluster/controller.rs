@@ -33,6 +33,8 @@ pub enum ControllerRequest {
     Register(Registration),
     /// BrokerHeartbeat.
     Heartbeat(Heartbeat),
+    /// DescribeQuorum: the quorum as the active controller sees it.
+    DescribeQuorum,
     /// AlterPartition from a partition leader.
     AlterPartition {
         /// The leader's `node.id`.
@@ -63,6 +65,22 @@ pub enum ControllerReply {
     Heartbeat(HeartbeatReply),
     /// Per ISR change: the new partition state or the error.
     AlterPartition(Vec<Result<PartitionImage, RemoteError>>),
+    /// The quorum (DescribeQuorum).
+    Quorum(QuorumState),
+}
+
+/// The metadata quorum as its leader sees it (KIP-595 DescribeQuorum).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumState {
+    /// The active controller (Raft leader).
+    pub leader_id: i32,
+    /// Its Raft term (KRaft's leader epoch).
+    pub leader_epoch: i32,
+    /// The committed metadata offset (exclusive: the next entry's index).
+    pub high_watermark: i64,
+    /// Every voter: node id and the log end offset the leader knows it has (-1 if
+    /// unknown).
+    pub voters: Vec<(i32, i64)>,
 }
 
 /// A successful answer and the metadata offset that holds its effect (the commit
@@ -269,6 +287,36 @@ impl QuorumController {
         Ok(guard)
     }
 
+    /// The quorum from this (leading) node's Raft metrics.
+    fn quorum_state(&self) -> QuorumState {
+        let m = self.quorum.raft.metrics().borrow().clone();
+        let end = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);
+        let matched = m.replication.clone().unwrap_or_default();
+        let voters = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let leo = if id == m.id {
+                    end(m.last_log_index)
+                } else {
+                    matched
+                        .get(&id)
+                        .copied()
+                        .flatten()
+                        .map_or(-1, |l| l.index as i64 + 1)
+                };
+                (i32::try_from(id).unwrap_or(-1), leo)
+            })
+            .collect();
+        QuorumState {
+            leader_id: i32::try_from(m.id).unwrap_or(-1),
+            leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
+            high_watermark: end(m.last_applied.map(|l| l.index)),
+            voters,
+        }
+    }
+
     /// A connection on which broker `broker` registered or heartbeated closed: unless
     /// it heartbeats again within the disconnect grace, it is fenced (a crashed
     /// process is noticed long before its session expires).
@@ -314,6 +362,9 @@ impl QuorumController {
                 let (records, reply) =
                     cluster::heartbeat(&image, &mut term.liveness, &self.config, &hb, now)?;
                 (records, ControllerReply::Heartbeat(reply))
+            }
+            ControllerRequest::DescribeQuorum => {
+                (Vec::new(), ControllerReply::Quorum(self.quorum_state()))
             }
             ControllerRequest::AlterPartition {
                 broker_id,

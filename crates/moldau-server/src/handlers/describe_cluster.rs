@@ -1,4 +1,6 @@
-//! DescribeCluster (key 60), versions 0–1 (KIP-700).
+//! DescribeCluster (key 60), versions 0–2 (KIP-700; v2 lists fenced brokers on request,
+//! KIP-1073). The controller id is the real active controller (-1 while the quorum
+//! elects one).
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -11,17 +13,24 @@ use std::sync::Arc;
 pub async fn handle(
     broker: Arc<Broker>,
     ctx: RequestContext,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let image = broker.image();
-    let brokers = super::metadata::brokers(&image, &ctx.listener)
-        .into_iter()
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(b.node_id)
-                .with_host(b.host)
-                .with_port(b.port)
-                .with_rack(b.rack)
+    let with_fenced = ctx.version >= 2 && req.include_fenced_brokers;
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| with_fenced || !b.fenced)
+        .filter_map(|b| {
+            let e = b.endpoint(&ctx.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.broker_id))
+                    .with_host(StrBytes::from_string(e.host.clone()))
+                    .with_port(e.port)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(b.fenced),
+            )
         })
         .collect();
     DescribeClusterResponse::default()

@@ -3,7 +3,9 @@
 //!
 //! Answers from this broker's metadata image: the live (unfenced) brokers with their
 //! endpoints on the listener the request came in on (as Kafka), the cluster id, the
-//! active controller, topics with ids, leaders, leader epochs, replicas and ISR. A
+//! controller id clients send admin requests to (this broker, which forwards them to
+//! the active controller; see [`Broker::metadata_controller_id`]),
+//! topics with ids, leaders, leader epochs, replicas and ISR. A
 //! partition without a leader is answered `LEADER_NOT_AVAILABLE`. A request naming an
 //! unknown topic creates it when `auto.create.topics.enable` is true and the request
 //! allows it (v4+ flag; always for v0–3). Auto-creation goes through the active
@@ -162,7 +164,7 @@ pub async fn handle(
     MetadataResponse::default()
         .with_brokers(brokers(&image, &ctx.listener))
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.active_controller()))
+        .with_controller_id(BrokerId(broker.metadata_controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
 }

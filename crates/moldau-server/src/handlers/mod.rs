@@ -12,6 +12,7 @@ mod api_versions;
 mod delete_records;
 mod describe_cluster;
 mod describe_producers;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod group_admin;
@@ -85,6 +86,7 @@ no_records!(
     kafka_protocol::messages::DescribeConfigsResponse,
     kafka_protocol::messages::IncrementalAlterConfigsResponse,
     kafka_protocol::messages::DescribeClusterResponse,
+    kafka_protocol::messages::DescribeQuorumResponse,
     kafka_protocol::messages::DeleteRecordsResponse,
     kafka_protocol::messages::OffsetForLeaderEpochResponse,
     kafka_protocol::messages::FindCoordinatorResponse,
@@ -220,6 +222,7 @@ pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Di
             admin_configs::incremental_alter_configs,
         ),
         ApiKey::DescribeCluster => run(b, conn, header, body, describe_cluster::handle),
+        ApiKey::DescribeQuorum => run(b, conn, header, body, describe_quorum::handle),
         ApiKey::DeleteRecords => run(b, conn, header, body, delete_records::handle),
         ApiKey::OffsetForLeaderEpoch => run(b, conn, header, body, offset_for_leader_epoch::handle),
         ApiKey::FindCoordinator => run(b, conn, header, body, find_coordinator::handle),

@@ -120,6 +120,8 @@ pub async fn run(ctx: &Context, command: TopicsCommand) -> anyhow::Result<()> {
                         json!({
                             "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
                             "replicas": p.replicas, "isr": p.isr,
+                            "offline": p.leader < 0,
+                            "under_replicated": p.isr.len() < p.replicas.len(),
                             "log_start_offset": o.map(|o| o.log_start_offset),
                             "high_watermark": o.map(|o| o.high_watermark),
                             "last_stable_offset": o.map(|o| o.last_stable_offset),
@@ -150,6 +152,7 @@ pub async fn run(ctx: &Context, command: TopicsCommand) -> anyhow::Result<()> {
                                 show(o.map(|o| o.log_start_offset)),
                                 show(o.map(|o| o.high_watermark)),
                                 show(o.map(|o| o.last_stable_offset)),
+                                partition_status(p).into(),
                             ]
                         })
                         .collect();
@@ -164,7 +167,8 @@ pub async fn run(ctx: &Context, command: TopicsCommand) -> anyhow::Result<()> {
                                 "ISR",
                                 "LOG-START",
                                 "HIGH-WATERMARK",
-                                "LAST-STABLE"
+                                "LAST-STABLE",
+                                "STATUS"
                             ],
                             &rows
                         )
@@ -211,4 +215,15 @@ pub async fn run(ctx: &Context, command: TopicsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `offline` (no leader), `under-replicated` (ISR smaller than the replica set), or `ok`.
+fn partition_status(p: &moldau_client::PartitionInfo) -> &'static str {
+    if p.leader < 0 {
+        "offline"
+    } else if p.isr.len() < p.replicas.len() {
+        "under-replicated"
+    } else {
+        "ok"
+    }
 }
