@@ -57,7 +57,7 @@ pub struct Liveness {
 
 impl Liveness {
     /// Starts a controller term at `now`.
-    pub fn activate(_image: &MetadataImage, now: i64) -> Self {
+    pub fn activate(now: i64) -> Self {
         Self {
             activated_ms: now,
             ..Self::default()

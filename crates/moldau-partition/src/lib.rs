@@ -191,6 +191,11 @@ impl ReplicaState {
         durable_offset: i64,
         now_ms: i64,
     ) -> Vec<Action> {
+        // Metadata from before a leadership change this replica already saw (an image
+        // applied late) must not take the role back.
+        if assignment.leader_epoch < self.leader_epoch() {
+            return Vec::new();
+        }
         if assignment.leader != self.local {
             self.role = Role::Follower {
                 leader: assignment.leader,
@@ -251,8 +256,8 @@ impl ReplicaState {
         self.advance_high_watermark()
     }
 
-    /// A follower fetched from `position` (its durable log end offset), validated by
-    /// the leader against its leader-epoch cache, while the leader's log end offset was
+    /// A follower fetched from `position` (its durable log end offset), which the caller
+    /// has checked against the leader-epoch cache, while the leader's log end offset was
     /// `leader_leo`. Updates the follower (Kafka `updateFollowerFetchState`), and may
     /// advance the high watermark or propose an ISR expansion. Ignored when not
     /// leading or for a broker that is not a replica.
@@ -315,11 +320,14 @@ impl ReplicaState {
         self.propose(new_isr)
     }
 
-    /// The controller answered the ISR change in flight: `Some((isr, partition_epoch))`
-    /// if it was committed, `None` if it was refused or not sent (the metadata will
-    /// carry the truth); then no change is proposed for `retry_backoff_ms` after `now_ms`.
+    /// The controller answered ISR change `proposal`: `Some((isr, partition_epoch))` if it
+    /// was committed, `None` if it was refused or not sent (the metadata will carry the
+    /// truth; no change is proposed for `retry_backoff_ms` after `now_ms`). An answer to
+    /// an older proposal than the one in flight leaves the one in flight alone: its
+    /// replicas still count for the high watermark until it is answered.
     pub fn isr_change_done(
         &mut self,
+        proposal: &IsrProposal,
         committed: Option<(Vec<i32>, i32)>,
         now_ms: i64,
         retry_backoff_ms: i64,
@@ -327,9 +335,11 @@ impl ReplicaState {
         let Role::Leader(l) = &mut self.role else {
             return Vec::new();
         };
-        l.pending = None;
-        if committed.is_none() {
-            l.propose_after_ms = now_ms + retry_backoff_ms;
+        if l.pending.as_ref() == Some(proposal) {
+            l.pending = None;
+            if committed.is_none() {
+                l.propose_after_ms = now_ms + retry_backoff_ms;
+            }
         }
         if let Some((isr, partition_epoch)) = committed {
             if partition_epoch > l.partition_epoch {

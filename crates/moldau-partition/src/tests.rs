@@ -21,6 +21,13 @@ fn assignment(
     }
 }
 
+fn pending(r: &ReplicaState) -> IsrProposal {
+    match r.role() {
+        Role::Leader(l) => l.pending.clone().expect("a change in flight"),
+        Role::Follower { .. } => panic!("not leading"),
+    }
+}
+
 fn hw_of(actions: &[Action]) -> Option<i64> {
     actions.iter().find_map(|a| match a {
         Action::HighWatermark(h) => Some(*h),
@@ -71,6 +78,7 @@ fn a_lagging_follower_is_dropped_then_the_mark_moves_on() {
     );
     let shrink = r.tick(100, LAG, 31_000);
     assert_eq!(proposal(&shrink), Some(vec![1, 2]));
+    let sent = pending(&r);
     assert_eq!(
         r.high_watermark(),
         40,
@@ -81,7 +89,7 @@ fn a_lagging_follower_is_dropped_then_the_mark_moves_on() {
         "one change in flight at a time"
     );
     assert_eq!(
-        hw_of(&r.isr_change_done(Some((vec![1, 2], 2)), 31_000, 1_000)),
+        hw_of(&r.isr_change_done(&sent, Some((vec![1, 2], 2)), 31_000, 1_000)),
         Some(100)
     );
     assert_eq!(r.isr(), [1, 2]);
@@ -104,13 +112,21 @@ fn a_follower_rejoins_once_it_reached_the_mark_and_the_epoch() {
     );
     let expand = r.follower_fetch(3, 80, 80, 4);
     assert_eq!(proposal(&expand), Some(vec![1, 2, 3]));
+    let sent = pending(&r);
     assert_eq!(r.maximal_isr(), vec![1, 2, 3]);
     // Until committed, the joining replica already holds the mark back (KIP-497).
     r.local_durable(90);
     r.follower_fetch(2, 90, 90, 5);
     assert_eq!(r.high_watermark(), 80);
     // Refused: the metadata update brings the truth.
-    r.isr_change_done(None, 5, 1_000);
+    // A late answer to an older proposal does not clear this one.
+    let older = IsrProposal {
+        partition_epoch: 4,
+        ..sent.clone()
+    };
+    r.isr_change_done(&older, None, 5, 1_000);
+    assert_eq!(r.maximal_isr(), vec![1, 2, 3]);
+    r.isr_change_done(&sent, None, 5, 1_000);
     assert_eq!(r.maximal_isr(), vec![1, 2]);
     assert!(
         proposal(&r.follower_fetch(3, 80, 80, 500)).is_none(),
@@ -223,9 +239,9 @@ proptest! {
                     if let Some(p) = pending {
                         if accept {
                             partition_epoch += 1;
-                            r.isr_change_done(Some((p.new_isr, partition_epoch)), now, 1_000);
+                            r.isr_change_done(&p, Some((p.new_isr.clone(), partition_epoch)), now, 1_000);
                         } else {
-                            r.isr_change_done(None, now, 1_000);
+                            r.isr_change_done(&p, None, now, 1_000);
                         }
                     }
                 }

@@ -86,6 +86,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Flipped once at shutdown: stops the cluster tasks.
     stop: watch::Sender<bool>,
+    /// The metadata offset last applied by [`Broker::apply_image`], which it serialises.
+    applied: parking_lot::Mutex<i64>,
 }
 
 /// Most time an admin operation waits for the active controller.
@@ -107,12 +109,8 @@ impl Broker {
         })?;
         let mut meta =
             MetaProperties::load(&dir, config.node_id).map_err(StartError::Inconsistent)?;
+        // Every node is a controller: the configuration refuses broker-only nodes.
         let cluster = &config.cluster;
-        if !cluster.roles.controller {
-            return Err(StartError::Inconsistent(
-                "process.roles=broker (a broker that is not also a controller) is not implemented yet: run every node with process.roles=broker,controller".into(),
-            ));
-        }
         let pool = Arc::new(RpcPool::default());
         let voters: BTreeMap<quorum::NodeId, quorum::Node> = cluster
             .voters
@@ -129,6 +127,7 @@ impl Broker {
                 voters,
                 &dir,
                 timing,
+                meta.cluster_id.is_some(),
                 RaftNet { pool: pool.clone() },
             )
             .await?,
@@ -205,6 +204,7 @@ impl Broker {
             txns,
             metrics: Metrics::new(),
             stop,
+            applied: parking_lot::Mutex::new(-1),
         });
         broker.txns.attach(&broker);
         let first = broker.image();
@@ -248,7 +248,15 @@ impl Broker {
 
     /// Brings partitions, fetchers and coordinators in line with `image` (blocking:
     /// opens logs).
+    ///
+    /// One application at a time, never an image older than the last one applied (a
+    /// late task must not roll partitions back to an earlier leadership).
     fn apply_image(self: &Arc<Self>, image: &MetadataImage) {
+        let mut applied = self.applied_lock();
+        if image.offset < *applied {
+            return;
+        }
+        *applied = image.offset;
         let reconciled = self.replicas.reconcile(image);
         self.fetchers.update(reconciled.follows);
         for p in reconciled.flush {
@@ -282,9 +290,13 @@ impl Broker {
     /// session ([`Lifecycle::out_of_contact`]).
     ///
     /// The bound is the session timeout plus the longest election of a new controller
-    /// (twice `controller.quorum.election.timeout.ms`), since a newly active controller
-    /// gives every broker a full session: a broker only steps down once no controller
-    /// can still count it alive.
+    /// (twice `controller.quorum.election.timeout.ms`), so a controller failover (which
+    /// interrupts heartbeats for up to an election) does not make every broker step
+    /// down. The controller may therefore have fenced this broker and elected other
+    /// leaders up to that extra time before it steps down; during that overlap this
+    /// broker cannot commit an `acks=all` batch (its followers fetch from the new
+    /// leaders, so its high watermark does not move), and `acks=1` writes it takes are
+    /// lost, as in Kafka.
     pub fn out_of_contact(&self) -> bool {
         let c = &self.config.cluster;
         self.lifecycle.out_of_contact(Duration::from_millis(
@@ -369,6 +381,11 @@ impl Broker {
         {
             tracing::warn!("controlled shutdown did not complete in time; shutting down anyway");
         }
+    }
+
+    /// Serialises [`Broker::apply_image`] and remembers the last applied offset.
+    fn applied_lock(&self) -> parking_lot::MutexGuard<'_, i64> {
+        self.applied.lock()
     }
 
     /// Stops the cluster tasks and this node's quorum member.

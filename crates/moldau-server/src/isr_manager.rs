@@ -33,7 +33,7 @@ async fn propose(broker: Arc<Broker>, partition: Arc<Partition>, proposal: IsrPr
         .filter(|r| !partition.isr().contains(r))
         .any(|r| image.brokers.get(r).is_none_or(|b| !b.is_active()));
     if epoch < 0 || ineligible {
-        partition.isr_change_done(None);
+        partition.isr_change_done(&proposal, None);
         return;
     }
     tracing::info!(partition = %partition.tp, isr = ?proposal.new_isr, "proposing an ISR change");
@@ -84,7 +84,7 @@ async fn propose(broker: Arc<Broker>, partition: Arc<Partition>, proposal: IsrPr
             None
         }
     };
-    partition.isr_change_done(committed);
+    partition.isr_change_done(&proposal, committed);
 }
 
 /// Checks every led partition for lagging followers every half

@@ -10,10 +10,10 @@
 //! "Durable by default, also replicated"), so a record below the high watermark is on
 //! the disk of every ISR member.
 //!
-//! Lock order: the log lock before the replica-state lock.
+//! Lock order: the group-commit state (`sync`), then the log, then the replica state.
 
 use crate::config::TopicSettings;
-use moldau_partition::{Action, PartitionAssignment, ReplicaState};
+use moldau_partition::{Action, IsrProposal, PartitionAssignment, ReplicaState};
 use moldau_protocol::batch::{self, ControlRecordType};
 use moldau_protocol::error::ResponseError;
 use moldau_storage::{
@@ -217,7 +217,10 @@ impl Partition {
             assignment.leader == replica.local() && (!was.0 || assignment.leader_epoch != was.1);
         if new_leader_epoch {
             if let Err(e) = log.assign_epoch_start(assignment.leader_epoch) {
-                tracing::error!(partition = %self.tp, error = %e, "cannot record the new leader epoch");
+                // A leader without its epoch in the cache would answer divergence checks
+                // wrongly: refuse every write to this log until it is reopened.
+                tracing::error!(partition = %self.tp, error = %e, "cannot record the new leader epoch; log poisoned");
+                log.poison();
             }
         }
         let actions = replica.apply_metadata(
@@ -482,10 +485,11 @@ impl Partition {
                 return Err(PartitionError::NotLeader);
             }
             match record_at {
-                Some(now_ms) => {
-                    replica.follower_fetch(fetch.replica, fetch.fetch_offset, leo, now_ms)
+                // A fetch the log could not serve (out of range) proves no position.
+                Some(now_ms) if data.is_ok() => {
+                    replica.follower_fetch(fetch.replica, fetch.fetch_offset.min(leo), leo, now_ms)
                 }
-                None => Vec::new(),
+                _ => Vec::new(),
             }
         };
         self.act(&actions);
@@ -519,8 +523,9 @@ impl Partition {
 
     /// The controller answered this leader's ISR change (a refusal delays the next
     /// proposal by a second).
-    pub fn isr_change_done(&self, committed: Option<(Vec<i32>, i32)>) {
+    pub fn isr_change_done(&self, proposal: &IsrProposal, committed: Option<(Vec<i32>, i32)>) {
         let actions = self.replica.lock().isr_change_done(
+            proposal,
             committed,
             crate::replica_manager::now_ms(),
             ISR_RETRY_BACKOFF_MS,
@@ -528,41 +533,49 @@ impl Partition {
         self.act(&actions);
     }
 
-    /// Follower append (Kafka `appendAsFollower`): the leader's batches, as they are.
-    /// Errors: storage errors (an append that does not continue the log is refused).
-    pub fn append_as_follower(&self, batches: &[u8], now_ms: i64) -> StorageResult<LogAppendInfo> {
-        let info = self.log.write().append_as_follower(batches, now_ms)?;
+    /// Applies a fetch answer from `leader` (Kafka `processFetchResponse`): `change` runs
+    /// on the log only if this replica still follows `leader` in `leader_epoch` and its
+    /// log still ends at `fetch_offset`, the offset the answered fetch was sent from;
+    /// checked and applied under the log's write lock, which leadership changes also
+    /// take. A stale answer (the role, the epoch or the log changed while it was in
+    /// flight) is dropped: `Ok(None)`. Otherwise the high watermark is capped by the new
+    /// log end and, when `leader_high_watermark` is given, set from it. Errors: storage
+    /// errors of `change`.
+    pub fn apply_from_leader<T>(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        fetch_offset: i64,
+        leader_high_watermark: Option<i64>,
+        change: impl FnOnce(&mut Log) -> StorageResult<T>,
+    ) -> StorageResult<Option<T>> {
+        let mut log = self.log.write();
+        {
+            let r = self.replica.lock();
+            if r.is_leader() || r.leader() != leader || r.leader_epoch() != leader_epoch {
+                return Ok(None);
+            }
+        }
+        if log.log_end_offset() != fetch_offset {
+            return Ok(None);
+        }
+        let out = change(&mut log)?;
+        let leo = log.log_end_offset();
+        let moved = {
+            let mut replica = self.replica.lock();
+            let before = replica.high_watermark();
+            replica.truncated(leo);
+            if let Some(hw) = leader_high_watermark {
+                replica.follower_high_watermark(hw, leo);
+            }
+            replica.high_watermark() != before
+        };
+        drop(log);
         self.appended.notify_waiters();
-        Ok(info)
-    }
-
-    /// A follower learned the leader's high watermark.
-    pub fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
-        let leo = self.log.read().log_end_offset();
-        let mut replica = self.replica.lock();
-        let before = replica.high_watermark();
-        replica.follower_high_watermark(leader_high_watermark, leo);
-        if replica.high_watermark() != before {
-            drop(replica);
+        if moved {
             self.committed.notify_waiters();
         }
-    }
-
-    /// Follower truncation to `offset` (KIP-101/KIP-279), fsynced. Errors: storage.
-    pub fn truncate_to(&self, offset: i64) -> StorageResult<()> {
-        let mut log = self.log.write();
-        log.truncate_to(offset)?;
-        self.replica.lock().truncated(log.log_end_offset());
-        Ok(())
-    }
-
-    /// Empties the log and restarts it at `offset` (a follower below the leader's log
-    /// start). Errors: storage.
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> StorageResult<()> {
-        let mut log = self.log.write();
-        log.truncate_fully_and_start_at(offset)?;
-        self.replica.lock().truncated(log.log_end_offset());
-        Ok(())
+        Ok(Some(out))
     }
 
     /// Runs `f` with shared access to the log (ListOffsets, DeleteRecords checks).
@@ -588,7 +601,7 @@ impl Partition {
 
     /// Waits until every offset below `end_offset` is committed: on this leader's disk
     /// and on the disk of every ISR member (the high watermark reached it), at most
-    /// `timeout`. Starts the local group commit when needed. Errors:
+    /// `timeout`. The append started the local group commit that covers it. Errors:
     /// NOT_LEADER_OR_FOLLOWER (leadership lost or moved to a new epoch meanwhile: the
     /// batch may be truncated), REQUEST_TIMED_OUT, storage errors (a failed fsync).
     pub async fn wait_committed(
@@ -598,7 +611,6 @@ impl Partition {
     ) -> Result<(), PartitionError> {
         let epoch = self.leader_epoch();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut syncing = false;
         loop {
             let notified = self.committed.notified();
             tokio::pin!(notified);
@@ -612,20 +624,9 @@ impl Partition {
                     return Ok(());
                 }
             }
-            let (poisoned, durable) = {
-                let log = self.log.read();
-                (log.is_poisoned(), log.recovery_point())
-            };
+            let poisoned = self.log.read().is_poisoned();
             if poisoned {
                 return Err(PartitionError::Storage(StorageError::Poisoned));
-            }
-            if durable < end_offset && !syncing {
-                // The local copy counts once fsynced: run (or join) a group commit.
-                syncing = true;
-                let this = self.clone();
-                tokio::spawn(async move {
-                    let _ = this.wait_durable(end_offset).await;
-                });
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(PartitionError::Timeout(timeout.as_millis() as u64));
@@ -650,7 +651,8 @@ impl Partition {
                     if log.is_poisoned() {
                         return Err(StorageError::Poisoned);
                     }
-                    if log.recovery_point() >= end_offset {
+                    // Covered, or truncated away meanwhile: nothing left to sync.
+                    if log.recovery_point() >= end_offset.min(log.log_end_offset()) {
                         return Ok(());
                     }
                 }

@@ -214,6 +214,27 @@ async fn run(
             }
         }
         let Some(c) = conn.as_mut() else { continue };
+        // The fetch offset is the follower's position, which must be on disk: finish
+        // any group commit first (after a restart or after leading, the local tail may
+        // not be synced yet). A poisoned log stops fetching until the partition is
+        // reopened.
+        let mut fetchable = Vec::with_capacity(batch.len());
+        for (p, epoch) in batch {
+            let end = p.with_log(|l| l.log_end_offset());
+            match p.wait_durable(end).await {
+                Ok(()) => fetchable.push((p, epoch, end)),
+                Err(e) => {
+                    tracing::error!(partition = %p.tp, error = %e, "follower log unusable; not fetching it");
+                    if let Some(s) = partitions.lock().get_mut(&p.tp) {
+                        s.delayed_until = Some(Instant::now() + Duration::from_secs(3600));
+                    }
+                }
+            }
+        }
+        let batch = fetchable;
+        if batch.is_empty() {
+            continue;
+        }
         let request = fetch_request(&config, &batch);
         let response: FetchResponse = match c
             .send(ApiKey::Fetch, FETCH_VERSION, &request, config.timeout)
@@ -229,22 +250,29 @@ async fn run(
         };
         let mut delays = Vec::new();
         let mut appended = Vec::new();
-        for topic in response.responses {
-            let name = topic.topic.0.to_string();
-            for data in topic.partitions {
-                let Some((partition, epoch)) = batch
-                    .iter()
-                    .find(|(p, _)| *p.tp.topic == *name && p.tp.partition == data.partition_index)
-                else {
-                    continue;
-                };
-                match handle_partition(partition, &data) {
-                    Ok(true) => appended.push(partition.clone()),
-                    Ok(false) => {}
-                    Err(delay) => delays.push((partition.tp.clone(), *epoch, delay)),
+        // Appends and truncations are file work: keep them off this worker's other tasks.
+        tokio::task::block_in_place(|| {
+            for topic in response.responses {
+                let name = topic.topic.0.to_string();
+                for data in topic.partitions {
+                    let Some((partition, epoch, offset)) = batch.iter().find(|(p, _, _)| {
+                        *p.tp.topic == *name && p.tp.partition == data.partition_index
+                    }) else {
+                        continue;
+                    };
+                    let asked = Asked {
+                        leader,
+                        epoch: *epoch,
+                        offset: *offset,
+                    };
+                    match handle_partition(partition, asked, &data) {
+                        Ok(true) => appended.push(partition.clone()),
+                        Ok(false) => {}
+                        Err(delay) => delays.push((partition.tp.clone(), *epoch, delay)),
+                    }
                 }
             }
-        }
+        });
         // Durable before the next fetch reports it (group commits run in parallel).
         let syncs = appended.iter().map(|p| {
             let end = p.with_log(|l| l.log_end_offset());
@@ -268,20 +296,15 @@ async fn run(
     }
 }
 
-fn fetch_request(config: &FetcherConfig, batch: &[(Arc<Partition>, i32)]) -> FetchRequest {
+fn fetch_request(config: &FetcherConfig, batch: &[(Arc<Partition>, i32, i64)]) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for (p, epoch) in batch {
-        let (leo, start, last_epoch) = p.with_log(|l| {
-            (
-                l.log_end_offset(),
-                l.log_start_offset(),
-                l.latest_epoch().unwrap_or(-1),
-            )
-        });
+    for (p, epoch, leo) in batch {
+        let (start, last_epoch) =
+            p.with_log(|l| (l.log_start_offset(), l.latest_epoch().unwrap_or(-1)));
         let part = FetchPartition::default()
             .with_partition(p.tp.partition)
             .with_current_leader_epoch(*epoch)
-            .with_fetch_offset(leo)
+            .with_fetch_offset(*leo)
             .with_last_fetched_epoch(last_epoch)
             .with_log_start_offset(start)
             .with_partition_max_bytes(config.partition_max_bytes);
@@ -305,23 +328,50 @@ fn fetch_request(config: &FetcherConfig, batch: &[(Arc<Partition>, i32)]) -> Fet
         .with_topics(topics)
 }
 
-/// Applies one partition's answer. `Ok(true)` when batches were appended (they need an
-/// fsync), `Ok(false)` when nothing was, `Err(delay)` when the partition must wait
-/// before its next fetch (`None`: the normal backoff).
-fn handle_partition(p: &Arc<Partition>, data: &PartitionData) -> Result<bool, Option<Duration>> {
+/// What one partition's fetch was sent with.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    leader: i32,
+    epoch: i32,
+    /// The fetch offset (the log end offset, durable, when the fetch was built).
+    offset: i64,
+}
+
+/// Applies one partition's answer, if it is still current ([`Partition::apply_from_leader`]:
+/// same leader and epoch, log still ending at the fetch offset; a stale answer is
+/// dropped). `Ok(true)` when batches were appended (they need an fsync), `Ok(false)`
+/// when nothing was, `Err(delay)` when the partition must wait before its next fetch
+/// (`None`: the normal backoff).
+fn handle_partition(
+    p: &Arc<Partition>,
+    asked: Asked,
+    data: &PartitionData,
+) -> Result<bool, Option<Duration>> {
+    let apply =
+        |hw: Option<i64>,
+         change: &dyn Fn(&mut moldau_storage::Log) -> moldau_storage::Result<bool>| {
+            p.apply_from_leader(asked.leader, asked.epoch, asked.offset, hw, change)
+                .map(|r| r.unwrap_or(false))
+        };
     let error = ResponseError::try_from_code(data.error_code);
     match error {
         None => {}
         Some(ResponseError::OffsetOutOfRange) => {
-            let leo = p.with_log(|l| l.log_end_offset());
-            let result = if leo < data.log_start_offset {
+            let result = if asked.offset < data.log_start_offset {
                 tracing::warn!(partition = %p.tp, leader_log_start = data.log_start_offset, "behind the leader's log start: starting over there");
-                p.truncate_fully_and_start_at(data.log_start_offset)
-            } else if data.high_watermark >= 0 && data.high_watermark < leo {
-                tracing::warn!(partition = %p.tp, to = data.high_watermark, "ahead of the leader: truncating to its high watermark");
-                p.truncate_to(data.high_watermark)
+                apply(None, &|l| {
+                    l.truncate_fully_and_start_at(data.log_start_offset)
+                        .map(|()| false)
+                })
+            } else if data.high_watermark >= 0 && data.high_watermark < asked.offset {
+                // Everything below the leader's high watermark is committed and this
+                // replica has it; what lies above it the leader does not vouch for.
+                tracing::warn!(partition = %p.tp, to = data.high_watermark, "the leader does not know this log's tail: truncating to its high watermark");
+                apply(None, &|l| {
+                    l.truncate_to(data.high_watermark).map(|()| false)
+                })
             } else {
-                Ok(())
+                Ok(false)
             };
             if let Err(e) = result {
                 tracing::error!(partition = %p.tp, error = %e, "truncation failed");
@@ -334,38 +384,38 @@ fn handle_partition(p: &Arc<Partition>, data: &PartitionData) -> Result<bool, Op
             return Err(None);
         }
     }
-    if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
+    if data.diverging_epoch.epoch >= 0 {
         let leader_epoch = data.diverging_epoch.epoch;
         let leader_end = data.diverging_epoch.end_offset;
-        let (ours_epoch, ours_end) = p.with_log(|l| l.end_offset_for_epoch(leader_epoch));
-        let leo = p.with_log(|l| l.log_end_offset());
-        let target = if ours_epoch < 0 {
-            leader_end.min(leo)
-        } else {
-            leader_end.min(ours_end)
-        };
-        tracing::warn!(partition = %p.tp, leader_epoch, leader_end, ours_epoch, ours_end, to = target, "divergent log: truncating");
-        if let Err(e) = p.truncate_to(target.max(0)) {
+        let result = apply(None, &|l| {
+            // KIP-279: keep what both logs hold for the last epoch they share.
+            let (ours_epoch, ours_end) = l.end_offset_for_epoch(leader_epoch);
+            let target = if ours_epoch < 0 {
+                leader_end.min(l.log_end_offset())
+            } else {
+                leader_end.min(ours_end)
+            };
+            tracing::warn!(partition = %p.tp, leader_epoch, leader_end, ours_epoch, ours_end, to = target, "divergent log: truncating");
+            l.truncate_to(target.max(0)).map(|()| false)
+        });
+        if let Err(e) = result {
             tracing::error!(partition = %p.tp, error = %e, "truncation failed");
             return Err(None);
         }
         return Ok(false);
     }
-    let records: &Bytes = match &data.records {
-        Some(r) if !r.is_empty() => r,
-        _ => {
-            p.set_follower_high_watermark(data.high_watermark);
-            return Ok(false);
-        }
-    };
-    match p.append_as_follower(records, now_ms()) {
-        Ok(_) => {
-            p.set_follower_high_watermark(data.high_watermark);
-            if data.log_start_offset > p.with_log(|l| l.log_start_offset()) {
+    let records: Option<&Bytes> = data.records.as_ref().filter(|r| !r.is_empty());
+    let result = apply(Some(data.high_watermark), &|l| match records {
+        Some(records) => l.append_as_follower(records, now_ms()).map(|_| true),
+        None => Ok(false),
+    });
+    match result {
+        Ok(appended) => {
+            if appended && data.log_start_offset > p.with_log(|l| l.log_start_offset()) {
                 let hw = p.high_watermark();
                 let _ = p.with_log_mut(|l| l.delete_records_before(data.log_start_offset.min(hw)));
             }
-            Ok(true)
+            Ok(appended)
         }
         Err(e) => {
             tracing::error!(partition = %p.tp, error = %e, "follower append failed");

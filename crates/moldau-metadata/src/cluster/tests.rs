@@ -104,7 +104,7 @@ fn replication_factor_above_active_brokers_is_refused() {
 #[test]
 fn fencing_moves_leadership_within_the_isr() {
     let mut image = cluster(3);
-    let mut live = Liveness::activate(&image, 0);
+    let mut live = Liveness::activate(0);
     // Brokers 2 and 3 heartbeat; broker 1 goes silent.
     for t in (0..=12_000).step_by(2_000) {
         for b in [2, 3] {
@@ -147,7 +147,7 @@ fn fencing_moves_leadership_within_the_isr() {
 #[test]
 fn a_closed_connection_fences_after_the_grace_unless_the_broker_heartbeats_again() {
     let mut image = cluster(1);
-    let mut live = Liveness::activate(&image, 0);
+    let mut live = Liveness::activate(0);
     for b in 1..=3 {
         let (records, _) = heartbeat(&image, &mut live, &CONFIG, &hb(&image, b), 100).expect("hb");
         apply_all(&mut image, &records);
@@ -167,7 +167,7 @@ fn a_closed_connection_fences_after_the_grace_unless_the_broker_heartbeats_again
 #[test]
 fn the_last_isr_member_stays_and_leads_again_when_back() {
     let mut image = cluster(1);
-    let mut live = Liveness::activate(&image, 0);
+    let mut live = Liveness::activate(0);
     let before = part(&image, 0);
     let leader = before.leader;
     // The other brokers go silent first, then the leader.
@@ -236,7 +236,7 @@ fn unclean_election_only_when_enabled() {
     )
     .expect("alter");
     apply_all(&mut image, &records);
-    let mut live = Liveness::activate(&image, 0);
+    let mut live = Liveness::activate(0);
     for b in (1..=3).filter(|b| *b != leader) {
         let (records, _) =
             heartbeat(&image, &mut live, &CONFIG, &hb(&image, b), 9_500).expect("hb");
@@ -260,7 +260,7 @@ fn unclean_election_only_when_enabled() {
 #[test]
 fn registration_rules() {
     let mut image = cluster(1);
-    let mut live = Liveness::activate(&image, 0);
+    let mut live = Liveness::activate(0);
     let reg = |incarnation: u128, cluster_id: Option<&str>| Registration {
         broker_id: 2,
         incarnation_id: Uuid::from_u128(incarnation),
@@ -301,7 +301,7 @@ fn registration_rules() {
 #[test]
 fn controlled_shutdown_moves_leaders_before_saying_yes() {
     let mut image = cluster(3);
-    let mut live = Liveness::activate(&image, 0);
+    let mut live = Liveness::activate(0);
     let mut shut = hb(&image, 1);
     shut.want_shut_down = true;
     let (records, reply) = heartbeat(&image, &mut live, &CONFIG, &shut, 1).expect("hb");
@@ -365,7 +365,7 @@ fn alter_partition_checks_epochs_and_eligibility() {
         "ISR changes keep the leader epoch"
     );
     // A fenced follower may not rejoin.
-    let mut live = Liveness::activate(&image, 0);
+    let mut live = Liveness::activate(0);
     for b in (1..=3).filter(|b| *b != follower) {
         let (records, _) =
             heartbeat(&image, &mut live, &CONFIG, &hb(&image, b), 9_500).expect("hb");
@@ -439,7 +439,7 @@ proptest! {
     #[test]
     fn elections_never_leave_the_isr(steps in proptest::collection::vec(step(), 1..120)) {
         let mut image = cluster(4);
-        let mut live = Liveness::activate(&image, 0);
+        let mut live = Liveness::activate(0);
         let mut now = 0;
         for s in steps {
             let before = image.clone();

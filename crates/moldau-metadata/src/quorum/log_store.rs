@@ -60,6 +60,18 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Runs file work that fsyncs without stalling the async worker it is called on (other
+/// tasks move to another worker meanwhile). Outside a multi-threaded Tokio runtime it
+/// just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -262,7 +274,7 @@ impl MetadataLogStore {
         let mut next = inner.state.clone();
         f(&mut next);
         if next != inner.state {
-            write_state(&inner.dir, &next)?;
+            blocking(|| write_state(&inner.dir, &next))?;
             inner.state = next;
         }
         Ok(())
@@ -337,14 +349,14 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
             let one = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             bytes.extend_from_slice(&one);
         }
-        let result = {
+        let result = blocking(|| {
             let mut inner = self.inner.lock();
             inner
                 .log
                 .append_as_follower(&bytes, now_ms())
                 .and_then(|_| inner.log.flush())
                 .map_err(io_err)
-        };
+        });
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -359,11 +371,13 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut inner = self.inner.lock();
-        inner
-            .log
-            .truncate_to(log_id.index as i64)
-            .map_err(|e| StorageIOError::write_logs(&io_err(e)).into())
+        blocking(|| {
+            let mut inner = self.inner.lock();
+            inner
+                .log
+                .truncate_to(log_id.index as i64)
+                .map_err(|e| StorageIOError::write_logs(&io_err(e)).into())
+        })
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -371,13 +385,15 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
         // never read again, never a hole.
         self.update_state(|s| s.last_purged = Some(log_id))
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        let mut inner = self.inner.lock();
-        let start = log_id.index as i64 + 1;
-        let result = if start > inner.log.log_end_offset() {
-            inner.log.truncate_fully_and_start_at(start)
-        } else {
-            inner.log.delete_records_before(start).map(|_| ())
-        };
-        result.map_err(|e| StorageIOError::write_logs(&io_err(e)).into())
+        blocking(|| {
+            let mut inner = self.inner.lock();
+            let start = log_id.index as i64 + 1;
+            let result = if start > inner.log.log_end_offset() {
+                inner.log.truncate_fully_and_start_at(start)
+            } else {
+                inner.log.delete_records_before(start).map(|_| ())
+            };
+            result.map_err(|e| StorageIOError::write_logs(&io_err(e)).into())
+        })
     }
 }

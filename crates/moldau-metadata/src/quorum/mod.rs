@@ -115,11 +115,17 @@ impl Quorum {
     /// no vote) initialises the quorum with exactly `voters`; every voter started with
     /// the same `controller.quorum.voters` does the same, which openraft allows, so
     /// nodes form one cluster with no separate formatting step.
+    ///
+    /// `member_before`: this node's data says it already belonged to a cluster (its
+    /// `meta.properties` holds a cluster id). A voter in that state with no Raft log and
+    /// no vote lost its Raft state; voting again could elect a leader that lacks
+    /// committed metadata, so start-up is refused.
     pub async fn start<N>(
         node: NodeId,
         voters: std::collections::BTreeMap<NodeId, Node>,
         log_dir: &std::path::Path,
         timing: QuorumTiming,
+        member_before: bool,
         network: N,
     ) -> Result<Self, QuorumError>
     where
@@ -127,7 +133,7 @@ impl Quorum {
     {
         let (store, legacy) = MetadataLogStore::open(log_dir)?;
         let dir = log_dir.join(log_store::METADATA_LOG_DIR);
-        let (state_machine, view) = MetadataStateMachine::open(&dir);
+        let (state_machine, view) = MetadataStateMachine::open(&dir)?;
         let election = timing.election_timeout_ms.max(10);
         let config = openraft::Config {
             cluster_name: "moldau-metadata".into(),
@@ -158,6 +164,13 @@ impl Quorum {
                     .with_raft_state(|s| s.vote_ref().leader_id().term == 0)
                     .await
                     .unwrap_or(false);
+            if pristine && member_before && legacy.is_none() {
+                let _ = raft.shutdown().await;
+                return Err(QuorumError::Raft(format!(
+                    "node {node} was a voter of this cluster but its metadata log ({}) is empty: its Raft state is lost, and a voter that forgot its votes and log may let a leader without committed metadata be elected. Restore the directory, or remove this node's data entirely and replace it with a new node id",
+                    dir.display()
+                )));
+            }
             if pristine {
                 match raft.initialize(voters).await {
                     Ok(()) => tracing::info!("initialised the metadata quorum"),

@@ -136,32 +136,30 @@ fn write_snapshot(dir: &Path, file: &SnapshotFile) -> std::io::Result<Vec<u8>> {
 }
 
 impl MetadataStateMachine {
-    /// Opens the state machine over the snapshots in `dir` (the metadata log directory):
-    /// the newest readable snapshot is loaded; an unreadable one is skipped with a
-    /// warning (the log or the leader supplies the data again).
-    pub fn open(dir: &Path) -> (Self, MetadataView) {
+    /// Opens the state machine over the snapshot in `dir` (the metadata log directory).
+    /// Errors: the snapshot cannot be read or decoded. That stops start-up: the log
+    /// below a snapshot is purged, so nothing could rebuild what it held.
+    pub fn open(dir: &Path) -> std::io::Result<(Self, MetadataView)> {
         let mut applied = Applied {
             last_log_id: None,
             membership: StoredMembership::default(),
             image: Arc::new(MetadataImage::empty()),
         };
-        for path in snapshot_files(dir).into_iter().rev() {
-            match std::fs::read(&path)
+        if let Some(path) = snapshot_files(dir).pop() {
+            let file = std::fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<SnapshotFile>(&b).map_err(|e| e.to_string()))
-            {
-                Ok(file) => {
-                    applied = Applied {
-                        last_log_id: file.last_log_id,
-                        membership: file.membership,
-                        image: Arc::new(file.image),
-                    };
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "skipping unreadable metadata snapshot")
-                }
-            }
+                .map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("metadata snapshot {} is unreadable: {e}", path.display()),
+                    )
+                })?;
+            applied = Applied {
+                last_log_id: file.last_log_id,
+                membership: file.membership,
+                image: Arc::new(file.image),
+            };
         }
         let (publish, _) = watch::channel(applied.image.clone());
         let shared = Arc::new(Shared {
@@ -170,12 +168,12 @@ impl MetadataStateMachine {
             publish,
             bytes_since_snapshot: AtomicU64::new(0),
         });
-        (
+        Ok((
             Self {
                 shared: shared.clone(),
             },
             MetadataView { shared },
-        )
+        ))
     }
 
     fn snapshot_of(&self, file: &SnapshotFile, bytes: Vec<u8>) -> Snapshot<TypeConfig> {

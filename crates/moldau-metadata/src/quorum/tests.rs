@@ -133,6 +133,7 @@ async fn start(router: &Router, dirs: &[tempfile::TempDir], id: NodeId) -> Quoru
         voters(),
         dirs[(id - 1) as usize].path(),
         TIMING,
+        false,
         (router.clone(), id),
     )
     .await
@@ -294,6 +295,7 @@ async fn a_single_voter_leads_at_once_and_after_restart() {
         voters.clone(),
         dir.path(),
         TIMING,
+        false,
         (Router::default(), 1),
     )
     .await
@@ -307,7 +309,23 @@ async fn a_single_voter_leads_at_once_and_after_restart() {
     let first_start = started.elapsed();
     q.raft.shutdown().await.expect("shutdown");
     drop(q);
-    let q = Quorum::start(1, voters, dir.path(), TIMING, (Router::default(), 1))
+    // A voter whose Raft state is gone while its data says it was a member must not
+    // start (it could vote without the log it promised to keep).
+    let empty = tempfile::tempdir().expect("dir");
+    let refused = Quorum::start(
+        1,
+        voters.clone(),
+        empty.path(),
+        TIMING,
+        true,
+        (Router::default(), 1),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(QuorumError::Raft(_))),
+        "a wiped voter must be refused"
+    );
+    let q = Quorum::start(1, voters, dir.path(), TIMING, true, (Router::default(), 1))
         .await
         .expect("restart");
     wait_for("the image after restart", || {

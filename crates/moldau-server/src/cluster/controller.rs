@@ -252,21 +252,25 @@ impl QuorumController {
             );
             *guard = Some(Term {
                 term: m.current_term,
-                liveness: Liveness::activate(&image, now_ms()),
+                liveness: Liveness::activate(now_ms()),
                 confirmed: Instant::now(),
             });
             if image.cluster_id.is_none() {
                 let mut records = vec![MetadataRecord::ClusterId {
                     cluster_id: self.proposed_cluster_id.clone(),
                 }];
-                if let Some(legacy) = self.quorum.legacy.lock().take() {
-                    records.extend(
-                        MetadataOp::Import(legacy)
-                            .records(&image)
-                            .unwrap_or_default(),
-                    );
+                let legacy = self.quorum.legacy.lock().clone();
+                if let Some(legacy) = &legacy {
+                    match MetadataOp::Import(legacy.clone()).records(&image) {
+                        Ok(imported) => records.extend(imported),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot import the metadata log from before the quorum")
+                        }
+                    }
                 }
                 self.write(records).await?;
+                // Only once committed: a failed write imports again on the next try.
+                self.quorum.legacy.lock().take();
                 tracing::info!(cluster_id = %self.proposed_cluster_id, "new cluster formed");
             }
         }

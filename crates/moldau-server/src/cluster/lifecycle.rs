@@ -145,12 +145,12 @@ impl Lifecycle {
                     want_fence: false,
                     want_shut_down,
                 };
+                let sent = std::time::Instant::now();
                 match channel
                     .call(ControllerRequest::Heartbeat(hb), timeout)
                     .await
                 {
                     Ok(ok) => {
-                        *self.last_contact.lock() = std::time::Instant::now();
                         if let ControllerReply::Heartbeat(reply) = ok.reply {
                             if reply.is_fenced != state.fenced {
                                 tracing::info!(
@@ -162,6 +162,11 @@ impl Lifecycle {
                                 s.fenced = reply.is_fenced;
                                 s.shut_down = reply.should_shut_down;
                             });
+                            // Contact counts from when the heartbeat left, and only
+                            // while the controller keeps this broker unfenced.
+                            if !reply.is_fenced {
+                                *self.last_contact.lock() = sent;
+                            }
                             if reply.should_shut_down {
                                 tracing::info!("controlled shutdown complete");
                                 return Ok(());

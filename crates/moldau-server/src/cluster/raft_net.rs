@@ -56,8 +56,10 @@ fn unexpected<E: std::error::Error>(what: &str, resp: RpcResponse) -> Rpc<E> {
 }
 
 impl RaftLink {
+    /// The RPC's own deadline: openraft cancels the call at `hard_ttl`, so answer by
+    /// the soft deadline and release the connection cleanly.
     fn timeout(option: &RPCOption) -> Duration {
-        option.hard_ttl().max(Duration::from_millis(100))
+        option.soft_ttl().max(Duration::from_millis(100))
     }
 
     fn remote<E: std::error::Error>(&self, e: RaftError<NodeId, E>) -> Rpc<E> {

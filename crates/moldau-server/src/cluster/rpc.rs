@@ -243,6 +243,11 @@ impl RpcClient {
         })?;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(id, tx);
+        // Removes the entry however this call ends, also when the caller drops it.
+        let _guard = PendingGuard {
+            pending: conn.pending.clone(),
+            id,
+        };
         let exchange = async {
             {
                 let mut w = conn.writer.lock().await;
@@ -264,9 +269,19 @@ impl RpcClient {
                 timeout_ms: timeout.as_millis() as u64,
             }),
         };
-        conn.pending.lock().remove(&id);
         self.drop_connection(&conn).await;
         result
+    }
+}
+
+struct PendingGuard {
+    pending: Pending,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.pending.lock().remove(&self.id);
     }
 }
 

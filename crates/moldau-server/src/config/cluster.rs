@@ -153,6 +153,13 @@ pub(super) fn resolve(
             controller: true,
         },
     };
+    if p.contains_key("controller.quorum.bootstrap.servers") {
+        return Err(err(
+            "controller.quorum.bootstrap.servers",
+            p,
+            "dynamic quorums (KIP-853) are not implemented: list the voters in controller.quorum.voters",
+        ));
+    }
     if !explicit {
         for name in [
             "controller.quorum.voters",
@@ -391,12 +398,27 @@ pub(super) fn resolve(
             format!("must be 0 or more and below replica.lag.time.max.ms ({lag}), or followers would drop out of the ISR while they wait"),
         ));
     }
+    let socket_timeout: u64 = parse(p, "replica.socket.timeout.ms", 30_000)?;
+    if socket_timeout < fetch_wait as u64 {
+        return Err(err(
+            "replica.socket.timeout.ms",
+            p,
+            format!("must be at least replica.fetch.wait.max.ms ({fetch_wait}), or every long-polling follower fetch would time out"),
+        ));
+    }
     let election: u64 = parse(p, "controller.quorum.election.timeout.ms", 1_000)?;
     if election < 10 {
         return Err(err(
             "controller.quorum.election.timeout.ms",
             p,
             "must be at least 10",
+        ));
+    }
+    if roles.broker && !roles.controller {
+        return Err(err(
+            "process.roles",
+            p,
+            "a broker that is not also a controller (process.roles=broker) is not implemented yet: use broker,controller, or controller for a controller-only node",
         ));
     }
     let cluster_id = p.get("cluster.id").map(|v| v.trim().to_owned());
@@ -439,7 +461,7 @@ pub(super) fn resolve(
         replica_fetch_min_bytes: parse(p, "replica.fetch.min.bytes", 1)?,
         replica_fetch_wait_max_ms: fetch_wait,
         replica_fetch_backoff_ms: parse(p, "replica.fetch.backoff.ms", 1_000)?,
-        replica_socket_timeout_ms: parse(p, "replica.socket.timeout.ms", 30_000)?,
+        replica_socket_timeout_ms: socket_timeout,
         transaction_state_log_min_isr: parse(
             p,
             "transaction.state.log.min.isr",
@@ -648,16 +670,15 @@ mod tests {
             ("node.id", "4"),
             ("listeners", "PLAINTEXT://:9092"),
         ]);
-        let c = BrokerConfig::from_properties(broker).expect("broker-only");
-        assert!(c.cluster.roles.broker && !c.cluster.roles.controller);
-        let bootstrap = kraft(&[
-            ("process.roles", "broker"),
-            ("node.id", "4"),
-            ("listeners", "PLAINTEXT://:9092"),
-            ("controller.quorum.voters", ""),
-            ("controller.quorum.bootstrap.servers", "h1:9093"),
-        ]);
-        assert_eq!(error_names(bootstrap), "ok");
+        assert_eq!(error_names(broker), "process.roles", "not implemented yet");
+        assert_eq!(
+            error_names(kraft(&[("controller.quorum.bootstrap.servers", "h1:9093")])),
+            "controller.quorum.bootstrap.servers"
+        );
+        assert_eq!(
+            error_names(kraft(&[("replica.socket.timeout.ms", "100")])),
+            "replica.socket.timeout.ms"
+        );
         let controller = kraft(&[
             ("process.roles", "controller"),
             ("listeners", "CONTROLLER://:9093"),

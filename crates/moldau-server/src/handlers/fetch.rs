@@ -178,15 +178,19 @@ fn read_for_follower(
             }
         };
         if let Some((epoch, end)) = p.diverging_epoch(t.last_fetched_epoch, t.fetch_offset) {
-            // The follower truncates first; an epoch unknown here means "everything
-            // after what this log holds".
-            let (epoch, end) = if epoch < 0 {
-                (0, p.with_log(|l| l.log_end_offset()))
-            } else {
-                (epoch, end)
-            };
             has_error = true;
             let offsets = p.offsets();
+            if epoch < 0 {
+                // This log knows no epoch up to the follower's: it cannot say where the
+                // logs part. OFFSET_OUT_OF_RANGE with the high watermark makes the
+                // follower fall back to what is committed here.
+                out.push(
+                    error_data(ResponseError::OffsetOutOfRange)
+                        .with_high_watermark(offsets.high_watermark)
+                        .with_log_start_offset(offsets.log_start_offset),
+                );
+                continue;
+            }
             out.push(
                 PartitionData::default()
                     .with_high_watermark(offsets.high_watermark)

@@ -10,11 +10,9 @@
 //! next epoch (KIP-279), and `-1`/`UNDEFINED_EPOCH` with end offset `-1` for an epoch
 //! above every known one or for `UNDEFINED_EPOCH` itself, without an error code.
 //!
-//! Kafka's new leader also records its epoch at the log end offset when elected
-//! (`Partition.makeLeader`); here the cache learns an epoch from the first batch
-//! appended in it, so until then the current epoch is answered `-1`/`-1` like any
-//! unknown one. Clients ask for epochs they read from stored batches, which the cache
-//! holds.
+//! A new leader records its epoch at its log end offset when elected (Kafka
+//! `Partition.makeLeader`), so the current epoch is known before its first append.
+//! Only the leader answers (`NOT_LEADER_OR_FOLLOWER` elsewhere).
 
 use super::RequestContext;
 use crate::broker::Broker;
