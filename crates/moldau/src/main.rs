@@ -99,19 +99,30 @@ fn load_properties(args: &ServeArgs) -> anyhow::Result<BTreeMap<String, String>>
     Ok(props)
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, listened for from the moment this is built: a signal that
+/// arrives while the broker is still starting (or just after it logs "started") asks
+/// for the same orderly shutdown instead of killing the process mid-way.
+struct ShutdownSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignal {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT received since [`ShutdownSignal::listen`]
+    /// (and not yet consumed by an earlier call). Cancel-safe.
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
@@ -148,13 +159,23 @@ impl HttpSettings {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut shutdown = ShutdownSignal::listen()?;
     let props = load_properties(&args)?;
     let http = HttpSettings::from_properties(&props)?;
     let config = BrokerConfig::from_properties(props)?;
     for warning in &config.no_effect {
         tracing::warn!("property has no effect: {warning}");
     }
-    let server = Server::bind(config).await?;
+    // A broker waits in `bind` until the controller unfences it, which never happens
+    // if no quorum forms: a signal then ends start-up (like a kill, the logs recover on
+    // the next start) instead of being ignored.
+    let server = tokio::select! {
+        server = Server::bind(config) => server?,
+        _ = shutdown.received() => {
+            tracing::info!("shutdown requested during start-up");
+            return Ok(());
+        }
+    };
     let broker = server.broker().clone();
     let Some(kafka_addr) = server.local_addr() else {
         // A controller-only node: no Kafka listener, no HTTP API.
@@ -164,7 +185,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             log_dir = %broker.config.log_dir.display(),
             "Moldau controller started"
         );
-        server.run(shutdown_signal()).await?;
+        server.run(async move { shutdown.received().await }).await?;
         return Ok(());
     };
     let http_listener = if http.enable {
@@ -209,7 +230,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     server
         .run(async move {
-            shutdown_signal().await;
+            shutdown.received().await;
             // HTTP first: its requests in flight finish against a broker that still
             // serves them, then the broker drains its own connections.
             let _ = stop_tx.send(true);
