@@ -11,6 +11,10 @@
 //! fixed 10,000 records/s, broker CPU seconds per GB moved (and the broker's CPU use
 //! during each phase, 100% = one core), broker RSS after the run, and cold start to
 //! the first answered ApiVersions.
+//!
+//! `moldau-bench BINARY cluster` measures a 3-node cluster instead ([`bench_cluster`]).
+
+mod bench_cluster;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -126,6 +130,11 @@ fn proc_rss_mib(pid: u32) -> f64 {
 }
 
 fn create_topic(addr: &str, name: &str, partitions: i32) {
+    create_topic_rf(addr, name, partitions, 1, &[]);
+}
+
+/// Creates `name` with `partitions` partitions, replication factor `rf` and `configs`.
+fn create_topic_rf(addr: &str, name: &str, partitions: i32, rf: i32, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .create()
@@ -136,7 +145,10 @@ fn create_topic(addr: &str, name: &str, partitions: i32) {
         .expect("rt");
     let r = rt
         .block_on(admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &[configs.iter().fold(
+                NewTopic::new(name, partitions, TopicReplication::Fixed(rf)),
+                |t, (k, v)| t.set(k, v),
+            )],
             &AdminOptions::new(),
         ))
         .expect("create");
@@ -286,6 +298,10 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "target/release/moldau".into());
     let mode = std::env::args().nth(2).unwrap_or_default();
+    if mode == "cluster" {
+        bench_cluster::run(&binary);
+        return;
+    }
     let only_latency = mode == "latency";
     let quick = mode == "quick" || mode == "quick6";
     let (broker, cold) = start_broker(&binary);
