@@ -661,3 +661,64 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_its_tail_on_return() {
         .ok()
     });
 }
+
+/// SIGTERM of a partition's leader (controlled shutdown, KIP-631): before the process
+/// exits, the controller moves its leaderships to other ISR members and takes it out of
+/// every ISR, so producers go on with no failed record. The heartbeat interval (70 s,
+/// so a lost connection is only noticed after a 140 s grace) and the session timeout
+/// (300 s) are set far beyond this test's deadlines: the leadership can only have moved
+/// because the broker handed it over, never because the controller noticed it gone.
+/// Checked by hand: with `MOLDAU_CONTROLLED_SHUTDOWN_ENABLE=false` in the environment
+/// (the nodes then exit without asking the controller) this test fails waiting for a
+/// new leader.
+#[test]
+fn a_leader_stopped_with_sigterm_hands_over_its_leadership_before_it_exits() {
+    let rt = runtime();
+    let mut cluster = Cluster::start(ClusterSpec {
+        nodes: 3,
+        extra: vec![
+            ("group.initial.rebalance.delay.ms".into(), "0".into()),
+            ("offsets.topic.num.partitions".into(), "4".into()),
+            ("transaction.state.log.num.partitions".into(), "4".into()),
+            ("broker.heartbeat.interval.ms".into(), "70000".into()),
+            ("broker.session.timeout.ms".into(), "300000".into()),
+        ],
+        ..ClusterSpec::default()
+    });
+    let bootstrap = cluster.bootstrap();
+    rt.block_on(create_topic(
+        &bootstrap,
+        "handover",
+        3,
+        3,
+        &[("min.insync.replicas", "2")],
+    ));
+    let work = Workload::start(&rt, &bootstrap, "handover", 3);
+    work.progress(2_000, "records before the shutdown");
+    let leader = leader_of(&rt, &bootstrap, "handover", 0);
+    assert!(
+        cluster.stop((leader - 1) as usize),
+        "node {leader} exits 0 on SIGTERM"
+    );
+    let survivors = cluster.bootstrap();
+    wait_until(
+        "leadership and ISRs without the stopped broker",
+        LONG,
+        || {
+            let parts = rt.block_on(topic_state(&survivors, "handover"));
+            (parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| p.leader >= 0 && p.leader != leader && !p.isr.contains(&leader)))
+            .then_some(())
+        },
+    );
+    work.progress(2_000, "records after the shutdown");
+    cluster.restart((leader - 1) as usize);
+    wait_for_full_isr(&rt, &bootstrap, "handover");
+    work.progress(1_000, "records after the restart");
+    let (acked, failed) = work.finish(&rt);
+    wait_for_full_isr(&rt, &bootstrap, "handover");
+    let log = read_all(&bootstrap, "handover", 3);
+    verify(&acked, &failed, &BTreeMap::new(), &log);
+}
