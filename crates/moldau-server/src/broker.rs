@@ -3,11 +3,13 @@
 //! retention, checkpoints). Handlers get an `Arc<Broker>`; they hold no state of their
 //! own.
 //!
-//! Start-up ([`Broker::start`]): open the metadata log and join the quorum (serving the
-//! controller listener at once, so the voters can elect a leader), wait until the
-//! quorum has a cluster id and check it against `meta.properties`, open the partition
-//! logs the image assigns here, then register with the active controller. The network
-//! layer serves clients once the controller has unfenced this broker.
+//! Start-up ([`Broker::start`]): on a controller, open the metadata log and join the
+//! quorum (serving the controller listener at once, so the voters can elect a leader);
+//! on a broker-only node, long-poll the active controller for its image instead. Then
+//! wait until the metadata has a cluster id and check it against `meta.properties`,
+//! open the partition logs the image assigns here, and register with the active
+//! controller. The network layer serves clients once the controller has unfenced this
+//! broker.
 
 use crate::cluster::channel::ControllerChannel;
 use crate::cluster::controller::{QuorumController, SnapshotSettings};
@@ -23,7 +25,7 @@ use crate::replica_fetcher::{FetcherConfig, ReplicaFetchers};
 use crate::replica_manager::{now_ms, ReplicaManager};
 use crate::txn_coordinator::TxnCoordinator;
 use moldau_metadata::cluster::{ControlConfig, Registration};
-use moldau_metadata::quorum::{self, MetadataView, Quorum, QuorumTiming};
+use moldau_metadata::quorum::{self, MetadataFeed, MetadataView, Quorum, QuorumTiming};
 use moldau_metadata::MetadataImage;
 use moldau_storage::StorageError;
 use std::collections::BTreeMap;
@@ -61,8 +63,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// The cluster id the quorum agreed on (22-character base64 of a UUID, like Kafka's).
     pub cluster_id: String,
-    /// This node's member of the metadata quorum.
-    pub quorum: Arc<Quorum>,
+    /// This node's member of the metadata quorum (`None` on a broker-only node).
+    pub quorum: Option<Arc<Quorum>>,
     /// The applied metadata.
     pub metadata: MetadataView,
     /// The way to the active controller.
@@ -109,68 +111,28 @@ impl Broker {
         })?;
         let mut meta =
             MetaProperties::load(&dir, config.node_id).map_err(StartError::Inconsistent)?;
-        // Every node is a controller: the configuration refuses broker-only nodes.
         let cluster = &config.cluster;
         let pool = Arc::new(RpcPool::default());
-        let voters: BTreeMap<quorum::NodeId, quorum::Node> = cluster
-            .voters
-            .iter()
-            .map(|v| (quorum::node_id(v.id), quorum::Node { addr: v.addr() }))
-            .collect();
-        let timing = QuorumTiming {
-            election_timeout_ms: cluster.election_timeout_ms,
-            logs_to_keep: 1_000,
-        };
-        let quorum = Arc::new(
-            Quorum::start(
-                quorum::node_id(config.node_id),
-                voters,
-                &dir,
-                timing,
-                meta.cluster_id.is_some(),
-                RaftNet { pool: pool.clone() },
-            )
-            .await?,
-        );
-        let control = ControlConfig {
-            session_timeout_ms: cluster.broker_session_timeout_ms as i64,
-            disconnect_grace_ms: 2 * cluster.broker_heartbeat_interval_ms as i64,
-            unclean_leader_election: config
-                .properties
-                .get("unclean.leader.election.enable")
-                .is_some_and(|v| v.trim() == "true"),
-        };
-        let proposed = cluster
-            .cluster_id
-            .clone()
-            .or_else(|| meta.cluster_id.clone())
-            .unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
-        let local = Arc::new(QuorumController::new(
-            quorum.clone(),
-            control,
-            proposed,
-            SnapshotSettings {
-                max_bytes: cluster.snapshot_max_bytes,
-                interval_ms: cluster.snapshot_interval_ms,
-            },
-        ));
         let (stop, stop_rx) = watch::channel(false);
-        if let Some(listener) = controller_listener {
-            let service = ControllerService {
-                quorum: quorum.clone(),
-                controller: local.clone(),
-            };
-            tokio::spawn(service.run(listener, stop_rx.clone()));
-        }
-        tokio::spawn(local.clone().run_timers(stop_rx.clone()));
-        let view = quorum.view.clone();
+        let (quorum, local, view, feed) = if cluster.roles.controller {
+            let (quorum, local) =
+                start_controller(&config, &meta, &pool, controller_listener, &stop_rx).await?;
+            let view = quorum.view.clone();
+            (Some(quorum), Some(local), view, None)
+        } else {
+            let (feed, view) = MetadataFeed::new();
+            (None, None, view, Some(feed))
+        };
         let channel = Arc::new(ControllerChannel::new(
             config.node_id,
-            Some(local),
+            local,
             cluster.voters.clone(),
             pool,
             view.clone(),
         ));
+        if let Some(feed) = feed {
+            tokio::spawn(channel.clone().follow_controller(feed, stop_rx.clone()));
+        }
         let cluster_id = wait_for_cluster_id(&view).await;
         meta.adopt_cluster_id(&cluster_id)
             .map_err(StartError::Inconsistent)?;
@@ -392,10 +354,12 @@ impl Broker {
     pub async fn stop_cluster(&self) {
         self.stop.send_replace(true);
         self.fetchers.shutdown();
-        if let Err(e) = self.quorum.raft.shutdown().await {
-            tracing::warn!(error = %e, "stopping the metadata quorum member failed");
+        if let Some(quorum) = &self.quorum {
+            if let Err(e) = quorum.raft.shutdown().await {
+                tracing::warn!(error = %e, "stopping the metadata quorum member failed");
+            }
+            quorum.store.close();
         }
-        self.quorum.store.close();
     }
 
     /// The current metadata image.
@@ -496,6 +460,69 @@ impl Broker {
 }
 
 /// Waits until the quorum has agreed on a cluster id, logging while it waits.
+/// Starts this node's controller: its quorum member (the metadata log in `log.dirs`),
+/// the active-controller logic and its timers, and the controller listener.
+async fn start_controller(
+    config: &BrokerConfig,
+    meta: &MetaProperties,
+    pool: &Arc<RpcPool>,
+    controller_listener: Option<tokio::net::TcpListener>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Arc<Quorum>, Arc<QuorumController>), StartError> {
+    let cluster = &config.cluster;
+    let voters: BTreeMap<quorum::NodeId, quorum::Node> = cluster
+        .voters
+        .iter()
+        .map(|v| (quorum::node_id(v.id), quorum::Node { addr: v.addr() }))
+        .collect();
+    let timing = QuorumTiming {
+        election_timeout_ms: cluster.election_timeout_ms,
+        logs_to_keep: 1_000,
+    };
+    let quorum = Arc::new(
+        Quorum::start(
+            quorum::node_id(config.node_id),
+            voters,
+            &config.log_dir,
+            timing,
+            meta.cluster_id.is_some(),
+            RaftNet { pool: pool.clone() },
+        )
+        .await?,
+    );
+    let control = ControlConfig {
+        session_timeout_ms: cluster.broker_session_timeout_ms as i64,
+        disconnect_grace_ms: 2 * cluster.broker_heartbeat_interval_ms as i64,
+        unclean_leader_election: config
+            .properties
+            .get("unclean.leader.election.enable")
+            .is_some_and(|v| v.trim() == "true"),
+    };
+    let proposed = cluster
+        .cluster_id
+        .clone()
+        .or_else(|| meta.cluster_id.clone())
+        .unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
+    let local = Arc::new(QuorumController::new(
+        quorum.clone(),
+        control,
+        proposed,
+        SnapshotSettings {
+            max_bytes: cluster.snapshot_max_bytes,
+            interval_ms: cluster.snapshot_interval_ms,
+        },
+    ));
+    if let Some(listener) = controller_listener {
+        let service = ControllerService {
+            quorum: quorum.clone(),
+            controller: local.clone(),
+        };
+        tokio::spawn(service.run(listener, stop.clone()));
+    }
+    tokio::spawn(local.clone().run_timers(stop.clone()));
+    Ok((quorum, local))
+}
+
 async fn wait_for_cluster_id(view: &MetadataView) -> String {
     let mut rx = view.subscribe();
     let mut waited = 0u64;

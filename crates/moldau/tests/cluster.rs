@@ -385,16 +385,30 @@ fn assert_replicas_identical(
     partitions: i32,
     high_watermarks: &HashMap<i32, i64>,
 ) {
+    let all: Vec<usize> = (0..cluster.node_count()).collect();
+    assert_replicas_identical_on(cluster, &all, topic, partitions, high_watermarks)
+}
+
+/// [`assert_replicas_identical`] over the nodes (indexes) that host the replicas.
+fn assert_replicas_identical_on(
+    cluster: &Cluster,
+    nodes: &[usize],
+    topic: &str,
+    partitions: i32,
+    high_watermarks: &HashMap<i32, i64>,
+) {
     for p in 0..partitions {
         let hw = high_watermarks[&p];
-        let copies: Vec<Vec<u8>> = (0..cluster.node_count())
-            .map(|n| committed_bytes(&cluster.data_dir(n).join(format!("{topic}-{p}")), hw))
+        let copies: Vec<Vec<u8>> = nodes
+            .iter()
+            .map(|n| committed_bytes(&cluster.data_dir(*n).join(format!("{topic}-{p}")), hw))
             .collect();
-        for (n, c) in copies.iter().enumerate().skip(1) {
+        for (i, c) in copies.iter().enumerate().skip(1) {
             assert!(
                 c == &copies[0],
-                "{topic}-{p}: node {} and node 1 differ below the high watermark {hw} ({} vs {} bytes)",
-                n + 1,
+                "{topic}-{p}: node {} and node {} differ below the high watermark {hw} ({} vs {} bytes)",
+                nodes[i] + 1,
+                nodes[0] + 1,
                 c.len(),
                 copies[0].len()
             );
@@ -721,4 +735,96 @@ fn a_leader_stopped_with_sigterm_hands_over_its_leadership_before_it_exits() {
     wait_for_full_isr(&rt, &bootstrap, "handover");
     let log = read_all(&bootstrap, "handover", 3);
     verify(&acked, &failed, &BTreeMap::new(), &log);
+}
+
+/// Kafka's production layout: three controller-only nodes (the metadata quorum) and
+/// three broker-only nodes, which get their metadata by long-polling the active
+/// controller. An idempotent acks=all producer writes to an RF=3 topic while the
+/// active controller dies (kill -9; the brokers must find the new one, for metadata and
+/// heartbeats, or they are fenced and stop serving) and then a partition leader dies
+/// (kill -9; its leadership must move, which every broker learns only through the new
+/// controller). CreateTopics after the controller's death proves the brokers reach the
+/// new one. Checked by hand: with each broker's metadata poll pinned to the controller
+/// it first reached, the brokers' images stop at that controller's death (their
+/// heartbeats still find the new one), the moved leadership never reaches them, and
+/// the producer stalls after the leader's death.
+#[test]
+fn broker_only_nodes_follow_the_controller_quorum_through_controller_and_leader_crashes() {
+    let rt = runtime();
+    let mut cluster = Cluster::start(ClusterSpec {
+        nodes: 6,
+        roles: [
+            "controller",
+            "controller",
+            "controller",
+            "broker",
+            "broker",
+            "broker",
+        ]
+        .map(String::from)
+        .to_vec(),
+        extra: vec![
+            ("group.initial.rebalance.delay.ms".into(), "0".into()),
+            ("offsets.topic.num.partitions".into(), "4".into()),
+            ("transaction.state.log.num.partitions".into(), "4".into()),
+        ],
+        ..ClusterSpec::default()
+    });
+    let bootstrap = cluster.bootstrap();
+    rt.block_on(create_topic(
+        &bootstrap,
+        "split",
+        3,
+        3,
+        &[("min.insync.replicas", "2")],
+    ));
+    let parts = rt.block_on(topic_state(&bootstrap, "split"));
+    for p in &parts {
+        assert!(
+            p.replicas.iter().all(|r| (4..=6).contains(r)),
+            "replicas only on broker nodes: {:?}",
+            p.replicas
+        );
+    }
+    let work = Workload::start(&rt, &bootstrap, "split", 3);
+    work.progress(2_000, "records before any fault");
+
+    let controller = controller_of(&rt, &bootstrap);
+    assert!((1..=3).contains(&controller), "a controller node leads");
+    cluster.kill9((controller - 1) as usize);
+    work.progress(2_000, "records after the active controller died");
+    // A broker names the controller it last reached: wait until it has found another.
+    wait_until("another active controller", LONG, || {
+        let id = rt.block_on(describe(&bootstrap)).controller_id;
+        (id >= 0 && id != controller).then_some(())
+    });
+    rt.block_on(create_topic(
+        &bootstrap,
+        "created-after-controller-death",
+        1,
+        3,
+        &[],
+    ));
+
+    let leader = leader_of(&rt, &bootstrap, "split", 0);
+    cluster.kill9((leader - 1) as usize);
+    work.progress(2_000, "records after a partition leader died");
+    let survivors = cluster.bootstrap();
+    assert_ne!(leader_of(&rt, &survivors, "split", 0), leader);
+    cluster.restart((leader - 1) as usize);
+    cluster.restart((controller - 1) as usize);
+    wait_for_full_isr(&rt, &bootstrap, "split");
+    work.progress(1_000, "records after both nodes returned");
+
+    let (acked, failed) = work.finish(&rt);
+    wait_for_full_isr(&rt, &bootstrap, "split");
+    let hws = high_watermarks(&rt, &bootstrap, "split", 3);
+    let log = read_all(&bootstrap, "split", 3);
+    verify(&acked, &failed, &BTreeMap::new(), &log);
+    wait_until("replicas identical below the high watermark", LONG, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_replicas_identical_on(&cluster, &[3, 4, 5], "split", 3, &hws)
+        }))
+        .ok()
+    });
 }

@@ -28,7 +28,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 pub use log_store::MetadataLogStore;
-pub use state_machine::{MetadataStateMachine, MetadataView};
+pub use state_machine::{MetadataFeed, MetadataStateMachine, MetadataView};
 
 /// One controller operation: the records it writes, committed and applied together.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -84,6 +84,55 @@ impl MetadataView {
     }
 }
 
+/// The writing end of a [`MetadataView`] that no quorum member feeds: a broker-only
+/// node (`process.roles=broker`) publishes into it the images it fetches from the
+/// active controller. Images only move forward: an older one is dropped.
+pub struct MetadataFeed {
+    shared: Arc<Shared>,
+}
+
+impl MetadataFeed {
+    /// A view holding the empty image (offset -1), and its feed.
+    pub fn new() -> (Self, MetadataView) {
+        let image = Arc::new(MetadataImage::empty());
+        let (publish, _) = watch::channel(image.clone());
+        let shared = Arc::new(Shared {
+            dir: PathBuf::new(),
+            applied: parking_lot::Mutex::new(Applied {
+                last_log_id: None,
+                membership: StoredMembership::default(),
+                image,
+            }),
+            publish,
+            bytes_since_snapshot: AtomicU64::new(0),
+        });
+        (
+            MetadataFeed {
+                shared: shared.clone(),
+            },
+            MetadataView { shared },
+        )
+    }
+
+    /// The offset of the image published last (-1 before the first).
+    pub fn offset(&self) -> i64 {
+        self.shared.applied.lock().image.offset
+    }
+
+    /// Publishes `image` if its offset is above the published one's; returns whether
+    /// it did.
+    pub fn publish(&self, image: MetadataImage) -> bool {
+        let mut applied = self.shared.applied.lock();
+        if image.offset <= applied.image.offset {
+            return false;
+        }
+        let image = Arc::new(image);
+        applied.image = image.clone();
+        self.shared.publish.send_replace(image);
+        true
+    }
+}
+
 fn snapshot_name(log_id: &Option<LogId>) -> String {
     match log_id {
         Some(l) => format!("{:020}-{:010}{SNAPSHOT_SUFFIX}", l.index, l.leader_id.term),

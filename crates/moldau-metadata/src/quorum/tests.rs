@@ -337,3 +337,24 @@ async fn a_single_voter_leads_at_once_and_after_restart() {
     eprintln!("single voter: first start to first commit {first_start:?}");
     q.raft.shutdown().await.expect("shutdown");
 }
+
+/// A broker-only node's feed publishes only images newer than the last one.
+#[test]
+fn a_metadata_feed_only_moves_forward() {
+    let (feed, view) = super::MetadataFeed::new();
+    assert_eq!(view.image().offset, -1);
+    let mut rx = view.subscribe();
+    let image = |offset| crate::MetadataImage {
+        offset,
+        ..crate::MetadataImage::empty()
+    };
+    assert!(feed.publish(image(5)));
+    assert!(rx.has_changed().expect("feed alive"));
+    assert_eq!(rx.borrow_and_update().offset, 5);
+    assert!(!feed.publish(image(3)), "older");
+    assert!(!feed.publish(image(5)), "same");
+    assert!(!rx.has_changed().expect("feed alive"));
+    assert_eq!(view.image().offset, 5);
+    assert!(feed.publish(image(9)));
+    assert_eq!((feed.offset(), view.image().offset), (9, 9));
+}

@@ -9,7 +9,7 @@ use super::controller::{
 use super::rpc::{RpcPool, RpcRequest, RpcResponse};
 use crate::config::Voter;
 use moldau_metadata::controller::{ControllerResult, MetadataOp};
-use moldau_metadata::quorum::MetadataView;
+use moldau_metadata::quorum::{MetadataFeed, MetadataView};
 use moldau_metadata::MetadataImage;
 use moldau_protocol::error::ResponseError;
 use parking_lot::Mutex;
@@ -18,6 +18,9 @@ use std::time::Duration;
 
 /// Pause before retrying when no active controller is known, ms.
 const RETRY_BACKOFF_MS: u64 = 100;
+
+/// Longest wait of a broker-only node's metadata long poll, ms.
+const METADATA_POLL_MS: u64 = 5_000;
 
 /// The way to the active controller.
 pub struct ControllerChannel {
@@ -181,6 +184,53 @@ impl ControllerChannel {
             .map_err(RemoteError::into_controller_error)?;
         let image = self.wait_for_offset(ok.offset, timeout).await;
         Ok((ok.reply, image))
+    }
+
+    /// A broker-only node's metadata: long-polls the active controller for newer images
+    /// ([`ControllerRequest::FetchMetadata`]) and publishes them into `feed`, until
+    /// `stop` flips. A new image reaches the broker as soon as the controller applies
+    /// it; while no controller answers, the broker keeps its last image (and, out of
+    /// contact, steps down: see `Broker::out_of_contact`).
+    pub async fn follow_controller(
+        self: Arc<Self>,
+        feed: MetadataFeed,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut failures = 0u32;
+        loop {
+            let request = ControllerRequest::FetchMetadata {
+                after_offset: feed.offset(),
+                max_wait_ms: METADATA_POLL_MS,
+            };
+            let answer = tokio::select! {
+                answer = self.call(request, Duration::from_millis(METADATA_POLL_MS + 10_000)) => answer,
+                _ = stop.changed() => return,
+            };
+            match answer {
+                Ok(ControllerOk {
+                    reply: ControllerReply::Metadata(image),
+                    ..
+                }) => {
+                    failures = 0;
+                    if let Some(image) = image {
+                        feed.publish(*image);
+                    }
+                }
+                Ok(other) => {
+                    tracing::warn!(reply = ?other.reply, "unexpected answer to a metadata fetch")
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(20) {
+                        tracing::info!(error = %e, "no metadata from the controllers; retrying");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        }
     }
 
     /// [`ControllerChannel::submit`] from a blocking thread (never from async code).

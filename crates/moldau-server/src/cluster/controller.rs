@@ -15,7 +15,7 @@ use moldau_metadata::cluster::{
 };
 use moldau_metadata::controller::{ControllerError, MetadataOp};
 use moldau_metadata::quorum::{MetadataBatch, Quorum};
-use moldau_metadata::{MetadataRecord, PartitionImage};
+use moldau_metadata::{MetadataImage, MetadataRecord, PartitionImage};
 use moldau_protocol::error::ResponseError;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
@@ -44,10 +44,20 @@ pub enum ControllerRequest {
         /// Proposed ISR changes.
         changes: Vec<IsrChange>,
     },
+    /// A broker-only node's long poll for metadata (Kafka's brokers fetch the metadata
+    /// log from the quorum; Moldau's take the active controller's image): answered with
+    /// the image once its offset is above `after_offset`, or with none after
+    /// `max_wait_ms`.
+    FetchMetadata {
+        /// The offset of the image the broker has (-1 for none).
+        after_offset: i64,
+        /// Longest wait for a newer image, ms.
+        max_wait_ms: u64,
+    },
 }
 
 /// What the controller answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerReply {
     /// The operation is committed.
     Done,
@@ -67,6 +77,9 @@ pub enum ControllerReply {
     AlterPartition(Vec<Result<PartitionImage, RemoteError>>),
     /// The quorum (DescribeQuorum).
     Quorum(QuorumState),
+    /// The active controller's image, if newer than the one asked after
+    /// (FetchMetadata).
+    Metadata(Option<Box<MetadataImage>>),
 }
 
 /// The metadata quorum as its leader sees it (KIP-595 DescribeQuorum).
@@ -86,7 +99,7 @@ pub struct QuorumState {
 /// A successful answer and the metadata offset that holds its effect (the commit
 /// offset of its records, or the image offset when nothing was written): the caller
 /// waits for its own image to reach it before telling a client the change is done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ControllerOk {
     /// The answer.
     pub reply: ControllerReply,
@@ -332,6 +345,13 @@ impl QuorumController {
 
     /// Serves one controller request (see the module docs).
     pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerOk, RemoteError> {
+        if let ControllerRequest::FetchMetadata {
+            after_offset,
+            max_wait_ms,
+        } = request
+        {
+            return self.fetch_metadata(after_offset, max_wait_ms).await;
+        }
         let mut guard = self.activate().await?;
         let Some(term) = guard.as_mut() else {
             return Err(RemoteError::not_controller(self.leader()));
@@ -370,6 +390,7 @@ impl QuorumController {
             ControllerRequest::DescribeQuorum => {
                 (Vec::new(), ControllerReply::Quorum(self.quorum_state()))
             }
+            ControllerRequest::FetchMetadata { .. } => unreachable!("answered above"),
             ControllerRequest::AlterPartition {
                 broker_id,
                 broker_epoch,
@@ -401,6 +422,29 @@ impl QuorumController {
             other => other,
         };
         Ok(ControllerOk { reply, offset })
+    }
+
+    /// Answers a broker-only node's FetchMetadata. Only the active controller answers,
+    /// once a quorum has confirmed its leadership ([`QuorumController::activate`]), so
+    /// its image holds every committed entry: a broker never gets an image older than
+    /// one it applied before (it would otherwise delete the logs of a topic it had
+    /// opened). The wait happens outside the operation lock. Errors: `NOT_CONTROLLER`.
+    async fn fetch_metadata(
+        &self,
+        after_offset: i64,
+        max_wait_ms: u64,
+    ) -> Result<ControllerOk, RemoteError> {
+        drop(self.activate().await?);
+        let mut images = self.quorum.view.subscribe();
+        let wait = images.wait_for(|image| image.offset > after_offset);
+        let _ = tokio::time::timeout(Duration::from_millis(max_wait_ms), wait).await;
+        let image = self.quorum.view.image();
+        let offset = image.offset;
+        let reply = (image.offset > after_offset).then(|| Box::new((*image).clone()));
+        Ok(ControllerOk {
+            reply: ControllerReply::Metadata(reply),
+            offset,
+        })
     }
 
     /// Fences brokers whose session expired (on the active controller), writes the

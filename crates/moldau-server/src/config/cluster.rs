@@ -414,11 +414,13 @@ pub(super) fn resolve(
             "must be at least 10",
         ));
     }
-    if roles.broker && !roles.controller {
+    if explicit && !roles.controller && voters.iter().any(|v| v.id == node_id) {
         return Err(err(
-            "process.roles",
+            "controller.quorum.voters",
             p,
-            "a broker that is not also a controller (process.roles=broker) is not implemented yet: use broker,controller, or controller for a controller-only node",
+            format!(
+                "node.id {node_id} is a voter, but this node is not a controller (process.roles); give broker-only nodes ids outside the voter set"
+            ),
         ));
     }
     let cluster_id = p.get("cluster.id").map(|v| v.trim().to_owned());
@@ -670,7 +672,16 @@ mod tests {
             ("node.id", "4"),
             ("listeners", "PLAINTEXT://:9092"),
         ]);
-        assert_eq!(error_names(broker), "process.roles", "not implemented yet");
+        let c = BrokerConfig::from_properties(broker).expect("broker-only");
+        assert!(c.cluster.roles.broker && !c.cluster.roles.controller);
+        assert_eq!(
+            error_names(kraft(&[
+                ("process.roles", "broker"),
+                ("listeners", "PLAINTEXT://:9092"),
+            ])),
+            "controller.quorum.voters",
+            "a broker-only node whose id is a voter"
+        );
         assert_eq!(
             error_names(kraft(&[("controller.quorum.bootstrap.servers", "h1:9093")])),
             "controller.quorum.bootstrap.servers"
