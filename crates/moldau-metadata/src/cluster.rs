@@ -51,6 +51,9 @@ pub struct Liveness {
     last_heartbeat_ms: HashMap<i32, i64>,
     /// When a broker's connection closed with no heartbeat since (ms).
     disconnected_ms: HashMap<i32, i64>,
+    /// Brokers whose process is known to be gone (nothing listens on any of their
+    /// advertised endpoints) with no heartbeat since.
+    gone: std::collections::HashSet<i32>,
     /// Metadata offset the broker must have applied before it may shut down.
     shutdown_ready_offset: HashMap<i32, i64>,
 }
@@ -65,8 +68,12 @@ impl Liveness {
     }
 
     /// No heartbeat (or, before any, no term start) within the session timeout, or
-    /// none since its connection closed longer than the disconnect grace ago.
+    /// none since its connection closed longer than the disconnect grace ago, or its
+    /// process is gone ([`Liveness::process_gone`]).
     fn expired(&self, broker: i32, config: &ControlConfig, now: i64) -> bool {
+        if self.gone.contains(&broker) {
+            return true;
+        }
         let last = self
             .last_heartbeat_ms
             .get(&broker)
@@ -85,9 +92,18 @@ impl Liveness {
         self.disconnected_ms.insert(broker, now);
     }
 
+    /// Nothing listens any more on the broker's advertised endpoints (every connection
+    /// attempt was refused): its process is gone, so it is fenced at the next pass
+    /// without waiting for its session or the disconnect grace. A heartbeat undoes
+    /// this.
+    pub fn process_gone(&mut self, broker: i32) {
+        self.gone.insert(broker);
+    }
+
     fn heard_from(&mut self, broker: i32, now: i64) {
         self.last_heartbeat_ms.insert(broker, now);
         self.disconnected_ms.remove(&broker);
+        self.gone.remove(&broker);
     }
 
     /// A heartbeat from this broker arrived within the session timeout.

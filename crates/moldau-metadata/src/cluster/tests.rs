@@ -165,6 +165,30 @@ fn a_closed_connection_fences_after_the_grace_unless_the_broker_heartbeats_again
 }
 
 #[test]
+fn a_broker_whose_process_is_gone_is_fenced_at_once_unless_it_heartbeats_again() {
+    let mut image = cluster(3);
+    // A controller that just became active gives everyone a full session...
+    let mut live = Liveness::activate(0);
+    for b in 1..=3 {
+        let (records, _) = heartbeat(&image, &mut live, &CONFIG, &hb(&image, b), 100).expect("hb");
+        apply_all(&mut image, &records);
+    }
+    // ...but a broker found gone (its listeners refuse connections) is fenced on the
+    // next pass, its leaderships moved.
+    live.process_gone(1);
+    let (records, fenced) = fence_expired(&image, &live, &CONFIG, 200);
+    assert_eq!(fenced, vec![1]);
+    apply_all(&mut image, &records);
+    assert!(image.brokers[&1].fenced);
+    assert!((0..3).all(|p| part(&image, p).leader != 1 && !part(&image, p).isr.contains(&1)));
+    // A probe that raced a restart: the broker heartbeats, and is no longer gone.
+    live.process_gone(2);
+    let (records, _) = heartbeat(&image, &mut live, &CONFIG, &hb(&image, 2), 300).expect("hb");
+    apply_all(&mut image, &records);
+    assert!(fence_expired(&image, &live, &CONFIG, 400).1.is_empty());
+}
+
+#[test]
 fn the_last_isr_member_stays_and_leads_again_when_back() {
     let mut image = cluster(1);
     let mut live = Liveness::activate(0);

@@ -173,6 +173,9 @@ struct Term {
 /// would never notice they are cut off from the cluster.
 const LEADERSHIP_LEASE: Duration = Duration::from_millis(500);
 
+/// How long [`QuorumController::probe`] waits for each connection attempt.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// One controller node's active-controller logic.
 pub struct QuorumController {
     quorum: Arc<Quorum>,
@@ -336,11 +339,54 @@ impl QuorumController {
 
     /// A connection on which broker `broker` registered or heartbeated closed: unless
     /// it heartbeats again within the disconnect grace, it is fenced (a crashed
-    /// process is noticed long before its session expires).
-    pub async fn connection_lost(&self, broker: i32) {
+    /// process is noticed long before its session expires). It is also probed
+    /// ([`QuorumController::probe`]): a process found gone is fenced at once.
+    pub async fn connection_lost(self: &Arc<Self>, broker: i32) {
         if let Some(term) = self.term.lock().await.as_mut() {
             term.liveness.connection_lost(broker, now_ms());
         }
+        self.probe(broker);
+    }
+
+    /// Tries to connect to every advertised endpoint of `broker` (in the background,
+    /// [`PROBE_TIMEOUT`] each). If every attempt is refused, nothing listens there any
+    /// more: the process is gone (killed, crashed), and the broker is fenced and its
+    /// leaderships moved now rather than after the disconnect grace or, for a new
+    /// active controller, a whole session. Only a refusal counts: a timeout (a
+    /// partition, a frozen host) or an accepted connection leaves the session rules
+    /// in charge. A broker that restarted meanwhile heartbeats, which undoes it.
+    pub fn probe(self: &Arc<Self>, broker: i32) {
+        let image = self.quorum.view.image();
+        let Some(registered) = image.brokers.get(&broker) else {
+            return;
+        };
+        if registered.fenced || registered.listeners.is_empty() {
+            return;
+        }
+        let endpoints: Vec<String> = registered
+            .listeners
+            .iter()
+            .map(|l| format!("{}:{}", l.host, l.port))
+            .collect();
+        let this = self.clone();
+        tokio::spawn(async move {
+            for addr in &endpoints {
+                let refused = matches!(
+                    tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+                );
+                if !refused {
+                    return;
+                }
+            }
+            tracing::info!(broker, endpoints = ?endpoints, "broker process gone: its listeners refuse connections");
+            if let Some(term) = this.term.lock().await.as_mut() {
+                term.liveness.process_gone(broker);
+            }
+            if let Err(e) = this.fence_expired().await {
+                tracing::debug!(error = %e, "fencing pass failed");
+            }
+        });
     }
 
     /// Serves one controller request (see the module docs).
@@ -459,6 +505,7 @@ impl QuorumController {
         // Leadership changes wake the loop at once, so a new active controller writes
         // the cluster id and starts its term without waiting for a tick.
         let mut metrics = self.quorum.raft.metrics();
+        let mut probed_term = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -468,6 +515,17 @@ impl QuorumController {
             if self.is_active() {
                 if let Err(e) = self.fence_expired().await {
                     tracing::debug!(error = %e, "fencing pass failed");
+                }
+                // A new active controller knows nothing of the brokers' liveness and
+                // gives each a full session; a broker that died with the old
+                // controller (often the same node) is found by a probe instead.
+                let term = self.term.lock().await.as_ref().map(|t| t.term);
+                if term.is_some() && term != probed_term {
+                    probed_term = term;
+                    let image = self.quorum.view.image();
+                    for broker in image.brokers.values().filter(|b| !b.fenced) {
+                        self.probe(broker.broker_id);
+                    }
                 }
             }
             let bytes = self.quorum.view.bytes_since_snapshot();
