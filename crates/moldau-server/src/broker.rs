@@ -13,6 +13,7 @@
 
 use crate::cluster::channel::ControllerChannel;
 use crate::cluster::controller::{QuorumController, SnapshotSettings};
+use crate::cluster::leader_watch::LeaderWatch;
 use crate::cluster::lifecycle::{self, Lifecycle};
 use crate::cluster::listener::ControllerService;
 use crate::cluster::meta_properties::{base64_uuid, MetaProperties};
@@ -513,9 +514,15 @@ async fn start_controller(
         },
     ));
     if let Some(listener) = controller_listener {
+        let lease = Duration::from_millis(quorum.raft.config().election_timeout_max);
         let service = ControllerService {
             quorum: quorum.clone(),
             controller: local.clone(),
+            leader_watch: Arc::new(LeaderWatch::new(
+                config.node_id,
+                cluster.voters.clone(),
+                lease,
+            )),
         };
         tokio::spawn(service.run(listener, stop.clone()));
     }

@@ -2,6 +2,7 @@
 //! controller API) on each connection, many at a time, answers in completion order.
 
 use super::controller::{ControllerRequest, QuorumController};
+use super::leader_watch::LeaderWatch;
 use super::rpc::{frame, read_frame, unframe, RpcRequest, RpcResponse};
 use moldau_metadata::cluster::{Heartbeat, Registration};
 use moldau_metadata::quorum::Quorum;
@@ -20,6 +21,8 @@ pub struct ControllerService {
     pub quorum: Arc<Quorum>,
     /// This node's controller.
     pub controller: Arc<QuorumController>,
+    /// Quick elections when the leader's process dies.
+    pub leader_watch: Arc<LeaderWatch>,
 }
 
 impl ControllerService {
@@ -27,6 +30,7 @@ impl ControllerService {
         let raft = &self.quorum.raft;
         match request {
             RpcRequest::AppendEntries(r) => {
+                self.leader_watch.heard_from_leader();
                 RpcResponse::AppendEntries(raft.append_entries(r).await)
             }
             RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await),
@@ -77,6 +81,8 @@ impl ControllerService {
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
         // Brokers that registered or heartbeated on this connection.
         let mut brokers = std::collections::BTreeSet::new();
+        // The Raft leader that replicated over this connection.
+        let mut leader = None;
         let result = loop {
             let bytes = match read_frame(&mut rd).await {
                 Ok(Some(b)) => b,
@@ -93,6 +99,13 @@ impl ControllerService {
             ) = &request
             {
                 brokers.insert(*broker_id);
+            }
+            if let RpcRequest::AppendEntries(r) = &request {
+                leader = r
+                    .vote
+                    .leader_id()
+                    .voted_for()
+                    .and_then(|id| i32::try_from(id).ok());
             }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break Ok(());
@@ -114,6 +127,10 @@ impl ControllerService {
         let _ = writer.await;
         for broker in brokers {
             self.controller.connection_lost(broker).await;
+        }
+        if let Some(leader) = leader {
+            self.leader_watch
+                .connection_lost(leader, self.quorum.clone());
         }
         result
     }
