@@ -353,7 +353,11 @@ pub fn heartbeat(
         ));
     }
     liveness.heard_from(hb.broker_id, now);
-    let caught_up = hb.current_metadata_offset >= broker.epoch;
+    // Caught up: it has applied its registration and the record that last fenced it
+    // (with the leadership moves written in the same entry), so unfenced it takes its
+    // roles from an image that knows it was replaced (Kafka checks the registration
+    // offset only).
+    let caught_up = hb.current_metadata_offset >= broker.epoch.max(broker.fenced_at);
     let change = |fenced: Option<bool>, in_controlled_shutdown: Option<bool>| {
         MetadataRecord::BrokerRegistrationChange {
             broker_id: hb.broker_id,

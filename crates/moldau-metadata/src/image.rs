@@ -24,6 +24,13 @@ pub struct BrokerImage {
     pub fenced: bool,
     /// Shutting down under control: leaderships are moving away.
     pub in_controlled_shutdown: bool,
+    /// Metadata offset of the record that last fenced the broker (its registration's
+    /// until one did). The controller unfences it only once it has applied this offset
+    /// ([`crate::cluster::heartbeat`]): a broker cut off while others took over its
+    /// leaderships must see that before it serves again, or it would lead, and answer
+    /// Metadata, from the image it had before the cut.
+    #[serde(default)]
+    pub fenced_at: i64,
 }
 
 impl BrokerImage {
@@ -139,6 +146,7 @@ impl MetadataImage {
                         rack: rack.clone(),
                         fenced: *fenced,
                         in_controlled_shutdown: false,
+                        fenced_at: offset,
                     },
                 );
             }
@@ -152,6 +160,9 @@ impl MetadataImage {
                     if b.epoch == *broker_epoch {
                         if let Some(f) = fenced {
                             b.fenced = *f;
+                            if *f {
+                                b.fenced_at = offset;
+                            }
                         }
                         if let Some(s) = in_controlled_shutdown {
                             b.in_controlled_shutdown = *s;

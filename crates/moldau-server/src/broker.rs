@@ -250,7 +250,7 @@ impl Broker {
     }
 
     /// Whether this broker has lost contact with the controller for longer than its
-    /// session ([`Lifecycle::out_of_contact`]).
+    /// session, or heard from it that it was fenced ([`Lifecycle::out_of_contact`]).
     ///
     /// The bound is the session timeout plus the longest election of a new controller
     /// (twice `controller.quorum.election.timeout.ms`), so a controller failover (which
@@ -279,7 +279,7 @@ impl Broker {
             }
             let out = self.out_of_contact();
             if out && !stepped_down {
-                tracing::warn!("no heartbeat answered by the controller within the session timeout: stepping down from every leadership");
+                tracing::warn!("out of contact with the controller (no heartbeat answered within the session, or it fenced this broker): stepping down from every leadership");
                 for p in self.replicas.all() {
                     p.step_down();
                 }

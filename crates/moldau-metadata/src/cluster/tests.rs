@@ -135,8 +135,17 @@ fn fencing_moves_leadership_within_the_isr() {
             .expect("other");
         assert_eq!(part.leader, expected, "preferred order among the ISR");
     }
-    // Broker 1 comes back: unfenced when caught up, but no leadership (its partitions
-    // have leaders) and no ISR membership (the leader adds it back when it catches up).
+    // Broker 1 comes back from a network partition with the image it had before it
+    // was fenced: it stays fenced (it would lead from that image) until it has applied
+    // the fencing and the leadership moves.
+    let stale = Heartbeat {
+        current_metadata_offset: image.brokers[&1].fenced_at - 1,
+        ..hb(&image, 1)
+    };
+    let (records, reply) = heartbeat(&image, &mut live, &CONFIG, &stale, 12_500).expect("hb");
+    assert!(records.is_empty() && reply.is_fenced && !reply.is_caught_up);
+    // Caught up: unfenced, but no leadership (its partitions have leaders) and no ISR
+    // membership (the leader adds it back when it catches up).
     let (records, reply) =
         heartbeat(&image, &mut live, &CONFIG, &hb(&image, 1), 13_000).expect("hb");
     apply_all(&mut image, &records);

@@ -32,6 +32,10 @@ pub struct Lifecycle {
     pub incarnation_id: Uuid,
     /// When the active controller last answered a heartbeat.
     last_contact: parking_lot::Mutex<std::time::Instant>,
+    /// The controller fenced this broker while it served (it was cut off, or its
+    /// connection closed for longer than the grace): other brokers lead its partitions
+    /// now. Cleared when the controller unfences it again.
+    fenced_while_serving: std::sync::atomic::AtomicBool,
     state: watch::Sender<BrokerState>,
     want_shut_down: watch::Sender<bool>,
 }
@@ -53,6 +57,7 @@ impl Lifecycle {
         Self {
             incarnation_id: Uuid::new_v4(),
             last_contact: parking_lot::Mutex::new(std::time::Instant::now()),
+            fenced_while_serving: std::sync::atomic::AtomicBool::new(false),
             state: watch::channel(BrokerState {
                 epoch: -1,
                 fenced: true,
@@ -74,10 +79,15 @@ impl Lifecycle {
     }
 
     /// Whether this broker, once registered, has gone longer than `session` without a
-    /// heartbeat answered by the active controller: the controller has fenced it by
-    /// now, so it must not act as a leader (another broker leads its partitions).
+    /// heartbeat answered by the active controller, or was told by the controller that
+    /// it fenced it while it served: either way other brokers lead its partitions, so
+    /// it must not act as a leader.
     pub fn out_of_contact(&self, session: Duration) -> bool {
-        self.state().epoch >= 0 && self.last_contact.lock().elapsed() > session
+        self.state().epoch >= 0
+            && (self
+                .fenced_while_serving
+                .load(std::sync::atomic::Ordering::Acquire)
+                || self.last_contact.lock().elapsed() > session)
     }
 
     /// Asks the controller for a controlled shutdown (the loop sends it with the next
@@ -166,6 +176,14 @@ impl Lifecycle {
                             // while the controller keeps this broker unfenced.
                             if !reply.is_fenced {
                                 *self.last_contact.lock() = sent;
+                            }
+                            let cut_off = reply.is_fenced
+                                && !state.fenced
+                                && !want_shut_down
+                                && !reply.should_shut_down;
+                            if cut_off || !reply.is_fenced {
+                                self.fenced_while_serving
+                                    .store(cut_off, std::sync::atomic::Ordering::Release);
                             }
                             if reply.should_shut_down {
                                 tracing::info!("controlled shutdown complete");
