@@ -100,6 +100,13 @@ pub struct ConsumerConfig {
     /// partition counts of its topics again; a change (partitions added, a subscribed
     /// topic created or deleted) makes it rejoin, so the new partitions get assigned.
     pub metadata_max_age: Duration,
+    /// `allow.auto.create.topics` (default true): looking up a subscribed or assigned
+    /// topic that the cluster does not have asks the broker to create it, which it does
+    /// when its `auto.create.topics.enable` is on (Kafka's consumer, KIP-361). With
+    /// `false`, or when the broker does not create topics, such a topic is
+    /// UNKNOWN_TOPIC_OR_PARTITION for an assignment and has no partitions for a
+    /// subscription.
+    pub allow_auto_create_topics: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -116,6 +123,7 @@ impl Default for ConsumerConfig {
             fetch: FetchOptions::default(),
             max_poll_records: 500,
             metadata_max_age: Duration::from_secs(300),
+            allow_auto_create_topics: true,
         }
     }
 }
@@ -350,7 +358,8 @@ impl Consumer {
                 rebalance: self.config.max_poll_interval,
                 heartbeat: self.config.heartbeat_interval,
             };
-            let membership = Membership::new(link, timeouts);
+            let membership = Membership::new(link, timeouts)
+                .with_auto_create_topics(self.config.allow_auto_create_topics);
             self.group = Some(GroupHandle {
                 wakeup: membership.wakeup(),
                 last_poll: membership.poll_clock(),
@@ -708,7 +717,8 @@ impl Consumer {
             }
         }
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let Ok(meta) = self.client.metadata(Some(&names), false).await else {
+        let auto_create = self.config.allow_auto_create_topics;
+        let Ok(meta) = self.client.metadata(Some(&names), auto_create).await else {
             return false;
         };
         let counts: BTreeMap<String, usize> = meta
@@ -743,7 +753,10 @@ impl Consumer {
         }
         let topics: BTreeSet<&str> = missing.iter().map(|(t, _)| t.as_str()).collect();
         for topic in topics {
-            let info = self.client.topic(topic).await?;
+            let info = self
+                .client
+                .topic_with(topic, self.config.allow_auto_create_topics)
+                .await?;
             if let Some((t, p)) = missing
                 .iter()
                 .filter(|(t, _)| t == topic)

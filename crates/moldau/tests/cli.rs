@@ -280,8 +280,6 @@ fn produce_lines_and_consume_them_back() {
     let bad = moldau(b, &["produce", "lines", "--partition", "9"], "x\n");
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION"));
-    let bad = moldau(b, &["produce", "nope"], "x\n");
-    assert_eq!(bad.status.code(), Some(1));
     let bad = moldau(b, &["consume", "lines", "--offset", "soon"], "");
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--offset"));
@@ -380,4 +378,36 @@ fn group_consumption_shows_lag() {
     let unknown = moldau(b, &["groups", "describe", "nobody"], "");
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("GROUP_ID_NOT_FOUND"));
+}
+
+/// `moldau produce` asks for auto-creation as Kafka's producer does: on a broker with
+/// `auto.create.topics.enable=true` (the default) a missing topic is created and the
+/// record written; with it off, the CLI fails with UNKNOWN_TOPIC_OR_PARTITION and exit
+/// code 1. Before the fix the first half failed with UNKNOWN_TOPIC_OR_PARTITION.
+#[test]
+fn produce_creates_a_missing_topic_unless_the_broker_forbids_it() {
+    let broker = TestBroker::start();
+    let b = broker.addr.as_str();
+    ok(b, &["produce", "newtopic-x"], "hi\n");
+    let read = ok(
+        b,
+        &[
+            "consume",
+            "newtopic-x",
+            "--from-beginning",
+            "--max-messages",
+            "1",
+        ],
+        "",
+    );
+    assert_eq!(read, "hi\n");
+
+    let strict = TestBroker::start_with(&[("auto.create.topics.enable", "false")]);
+    let s = strict.addr.as_str();
+    let refused = moldau(s, &["produce", "newtopic-y"], "hi\n");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{err}");
+    let missing = moldau(s, &["topics", "describe", "newtopic-y"], "");
+    assert_eq!(missing.status.code(), Some(1), "nothing was created");
 }

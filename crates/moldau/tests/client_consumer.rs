@@ -649,8 +649,15 @@ async fn misuse_and_missing_partitions_fail_promptly() {
     produce(&broker.addr, topic, 5).await;
     let bounded = Duration::from_secs(10);
 
-    let mut plain =
-        Consumer::new(client(&broker.addr).await, ConsumerConfig::default()).expect("consumer");
+    // allow.auto.create.topics=false: an unknown topic stays unknown.
+    let mut plain = Consumer::new(
+        client(&broker.addr).await,
+        ConsumerConfig {
+            allow_auto_create_topics: false,
+            ..Default::default()
+        },
+    )
+    .expect("consumer");
     assert!(matches!(
         plain.subscribe(&[topic.to_string()]),
         Err(Error::Invalid(_))
@@ -697,6 +704,23 @@ async fn misuse_and_missing_partitions_fail_promptly() {
             "{err}"
         );
     }
+    // Kafka's default (allow.auto.create.topics=true): the broker creates the topic,
+    // and the consumer reads it (empty) without an error.
+    let mut creating =
+        Consumer::new(client(&broker.addr).await, ConsumerConfig::default()).expect("consumer");
+    creating
+        .assign(&[("made-by-a-consumer".to_string(), 0)])
+        .expect("assign");
+    let records = tokio::time::timeout(bounded, creating.poll(Duration::from_secs(1)))
+        .await
+        .expect("prompt")
+        .expect("the topic was created");
+    assert!(records.is_empty());
+    client(&broker.addr)
+        .await
+        .topic("made-by-a-consumer")
+        .await
+        .expect("the topic exists");
 
     // auto.offset.reset=none: no committed offset, and a position past the end.
     let mut strict = Consumer::new(

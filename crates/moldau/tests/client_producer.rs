@@ -468,6 +468,26 @@ async fn records_are_batched_and_every_acks_level_delivers() {
 }
 
 /// `f`, failing the test if it takes more than 30 s.
+/// Kafka's producer asks for auto-creation in its Metadata requests: a record for a
+/// topic the broker does not have creates the topic (with `num.partitions`) and is
+/// delivered. Fails if the producer looks the topic up without
+/// `allow_auto_topic_creation` (UNKNOWN_TOPIC_OR_PARTITION, as before this was fixed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_for_a_missing_topic_creates_it_when_the_broker_allows() {
+    let broker = TestBroker::start_with(&[("num.partitions", "2")]);
+    let client = connect(&broker.addr).await;
+    let p = producer(&client, ProducerConfig::default()).await;
+    let delivery = within(p.send(ProducerRecord::new("born-on-send").with_value("v")))
+        .await
+        .expect("no hang")
+        .expect("queued");
+    let meta = within(delivery).await.expect("no hang").expect("delivered");
+    assert_eq!(meta.offset, 0, "{meta:?}");
+    let fresh = connect(&broker.addr).await;
+    let info = fresh.topic("born-on-send").await.expect("the topic exists");
+    assert_eq!(info.partitions.len(), 2);
+}
+
 fn within<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
     tokio::time::timeout(Duration::from_secs(30), f)
 }
@@ -490,7 +510,8 @@ async fn create_topic_with(addr: &str, name: &str, partitions: i32, configs: &[(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_reports_errors_and_nothing_hangs() {
-    let broker = TestBroker::start();
+    // Without auto-creation a missing topic is an error, not a new topic.
+    let broker = TestBroker::start_with(&[("auto.create.topics.enable", "false")]);
     create_topic(&broker.addr, "three", 3).await;
     create_topic_with(&broker.addr, "tiny", 1, &[("max.message.bytes", "2000")]).await;
     let client = connect(&broker.addr).await;

@@ -176,6 +176,9 @@ pub(crate) struct Membership {
     /// Last time the application polled (for `max.poll.interval.ms`).
     last_poll: Arc<parking_lot::Mutex<Instant>>,
     heartbeat: Option<JoinHandle<()>>,
+    /// `allow.auto.create.topics`: the leader's metadata lookup of the subscribed
+    /// topics asks the broker to create missing ones.
+    auto_create_topics: bool,
 }
 
 impl Drop for Membership {
@@ -200,7 +203,15 @@ impl Membership {
             wakeup: Arc::default(),
             last_poll: Arc::new(parking_lot::Mutex::new(Instant::now())),
             heartbeat: None,
+            auto_create_topics: false,
         }
+    }
+
+    /// Whether the group leader's lookup of the subscribed topics asks the broker to
+    /// create missing ones (the consumer's `allow.auto.create.topics`).
+    pub fn with_auto_create_topics(mut self, allow: bool) -> Membership {
+        self.auto_create_topics = allow;
+        self
     }
 
     /// The member id ("" before the first join).
@@ -417,7 +428,11 @@ impl Membership {
             .flat_map(|s| s.topics.iter().map(String::as_str))
             .collect();
         let topics: Vec<&str> = topics.into_iter().collect();
-        let metadata = self.link.client.metadata(Some(&topics), false).await?;
+        let metadata = self
+            .link
+            .client
+            .metadata(Some(&topics), self.auto_create_topics)
+            .await?;
         let counts: BTreeMap<String, i32> = metadata
             .topics
             .iter()

@@ -286,8 +286,11 @@ impl Producer {
     /// to `max.block.ms` for `buffer.memory`, and appends the record to the partition's
     /// open batch. A record without a timestamp gets the current time.
     ///
+    /// A topic the cluster does not have is asked for with auto-creation, as Kafka's
+    /// producer does: the broker creates it when its `auto.create.topics.enable` is on.
+    ///
     /// Errors (nothing is queued): UNKNOWN_TOPIC_OR_PARTITION for a topic the cluster
-    /// does not have; [`Error::Invalid`] for an explicit partition outside
+    /// does not have and did not create; [`Error::Invalid`] for an explicit partition outside
     /// `0..partitions`; MESSAGE_TOO_LARGE for a record whose batch would exceed
     /// `max.request.size` or `buffer.memory`; [`Error::Timeout`] when no buffer room
     /// came within `max.block.ms`; [`Error::Closed`] after [`Producer::close`].
@@ -297,7 +300,7 @@ impl Producer {
         if shared.state.lock().closed {
             return Err(Error::Closed);
         }
-        let topic = shared.client.topic(&record.topic).await?;
+        let topic = shared.client.topic_with(&record.topic, true).await?;
         let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
         if partitions == 0 {
             return Err(Error::Kafka {

@@ -48,7 +48,9 @@ pub struct ConsumeArgs {
 /// Runs `moldau consume`.
 pub async fn run(ctx: &Context, args: ConsumeArgs) -> anyhow::Result<()> {
     let client = ctx.client().await?;
-    let info = client.topic(&args.topic).await?;
+    // Kafka's consumer default (`allow.auto.create.topics=true`): a missing topic is
+    // created when the broker auto-creates topics.
+    let info = client.topic_with(&args.topic, true).await?;
     let config = ConsumerConfig {
         group_id: args.group.clone(),
         auto_offset_reset: if args.from_beginning {

@@ -73,8 +73,9 @@ pub async fn run(ctx: &Context, args: ProduceArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let client = ctx.client().await?;
-    // Fail early and clearly on a topic that does not exist.
-    let info = client.topic(&args.topic).await?;
+    // A missing topic is created when the broker auto-creates topics (Kafka's producer
+    // asks for it in its Metadata request); otherwise fail early and clearly.
+    let info = client.topic_with(&args.topic, true).await?;
     if let Some(p) = args.partition {
         if !(0..info.partitions.len() as i32).contains(&p) {
             anyhow::bail!(
