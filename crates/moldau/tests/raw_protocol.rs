@@ -191,3 +191,111 @@ fn hostile_input_costs_one_connection_only() {
     }
     assert_healthy(&addr);
 }
+
+/// Produces `batch` to partition 0 of `topic` at Produce v`version`; returns the
+/// partition's answer.
+fn produce_raw(
+    conn: &mut common::wire::Conn,
+    version: i16,
+    topic: &str,
+    batch: Vec<u8>,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let resp: ProduceResponse = conn.call(ApiKey::Produce, version, &req);
+    resp.responses[0].partition_responses[0].clone()
+}
+
+/// KIP-467 on the wire: a refused batch names its offending records by index in
+/// `record_errors` (Produce v8+) with a message, under the partition's error code:
+/// `INVALID_RECORD` for keyless records in a compacted topic, `INVALID_TIMESTAMP` for
+/// timestamps outside `message.timestamp.after.max.ms` (which wins when a batch has
+/// both), in compressed batches too; v7, which has no such field, gets the code alone.
+/// Nothing of a refused batch is written. librdkafka's side is in `rdkafka_client.rs`.
+#[test]
+fn refused_records_are_listed_by_index() {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use moldau_protocol::batch::{BatchBuilder, Compression, ProducerFields};
+    let broker = TestBroker::start();
+    let mut conn = common::wire::Conn::open(&broker.addr);
+    let config = |k: &str, v: &str| {
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_string(k.to_owned()))
+            .with_value(Some(StrBytes::from_string(v.to_owned())))
+    };
+    let topics = vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("compacted")))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![
+            config("cleanup.policy", "compact"),
+            config("message.timestamp.after.max.ms", "60000"),
+        ])];
+    let created: CreateTopicsResponse = conn.call(
+        ApiKey::CreateTopics,
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(topics)
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    // Records 2 and 5 have no key; record 4 is an hour ahead when `late`.
+    let batch = |late: bool, compression: Compression| {
+        let mut b = BatchBuilder::default();
+        for i in 0..8 {
+            let key = format!("k{i}");
+            let key = (i != 2 && i != 5).then_some(key.as_bytes());
+            let ts = if late && i == 4 { now + 3_600_000 } else { now };
+            b.push(ts, key, Some(b"v"), &[]);
+        }
+        b.finish(0, ProducerFields::NONE, compression)
+            .expect("batch")
+    };
+    for compression in [Compression::None, Compression::Lz4] {
+        let keyless = produce_raw(&mut conn, 9, "compacted", batch(false, compression));
+        assert_eq!(keyless.error_code, 87, "INVALID_RECORD: {keyless:?}");
+        let listed: Vec<i32> = keyless
+            .record_errors
+            .iter()
+            .map(|e| e.batch_index)
+            .collect();
+        assert_eq!(listed, vec![2, 5], "{keyless:?}");
+        assert!(keyless.record_errors.iter().all(|e| e
+            .batch_index_error_message
+            .as_ref()
+            .is_some_and(|m| m.contains("without key"))));
+        assert!(keyless.error_message.is_some());
+
+        let both = produce_raw(&mut conn, 9, "compacted", batch(true, compression));
+        assert_eq!(both.error_code, 32, "INVALID_TIMESTAMP wins: {both:?}");
+        let listed: Vec<i32> = both.record_errors.iter().map(|e| e.batch_index).collect();
+        assert_eq!(listed, vec![2, 4, 5], "{both:?}");
+
+        let old = produce_raw(&mut conn, 7, "compacted", batch(false, compression));
+        assert_eq!(old.error_code, 87, "{old:?}");
+    }
+    // Nothing was written: the first good batch lands at offset 0.
+    let mut good = BatchBuilder::default();
+    good.push(now, Some(b"k"), Some(b"v"), &[]);
+    let ok = produce_raw(
+        &mut conn,
+        9,
+        "compacted",
+        good.finish(0, ProducerFields::NONE, Compression::None)
+            .expect("batch"),
+    );
+    assert_eq!((ok.error_code, ok.base_offset), (0, 0), "{ok:?}");
+}

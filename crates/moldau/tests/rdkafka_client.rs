@@ -381,3 +381,96 @@ async fn records_and_topics_survive_a_graceful_restart() {
         .expect("produce after restart");
     assert_eq!(d.offset, in_partition_0);
 }
+
+/// Sends 100 records in one batch (long linger) in `compression`; `bad(i)` decides which
+/// get `modify` applied. Returns each record's delivery error code (`None`: delivered).
+async fn one_batch(
+    addr: &str,
+    topic: &str,
+    compression: &str,
+    bad: impl Fn(usize) -> bool,
+) -> Vec<Option<RDKafkaErrorCode>> {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("compression.type", compression)
+        .set("linger.ms", "500")
+        .set("batch.num.messages", "1000")
+        .set("enable.idempotence", "false")
+        .set("retries", "0")
+        .create()
+        .expect("producer");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    let values: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    let mut pending = Vec::new();
+    for i in 0..100 {
+        let mut record = FutureRecord::<str, str>::to(topic)
+            .partition(0)
+            .payload(values[i].as_str())
+            .timestamp(now);
+        if bad(i) {
+            // Keyless, and an hour ahead of the broker's clock.
+            record = record.timestamp(now + 3_600_000);
+        } else {
+            record = record.key(keys[i].as_str());
+        }
+        pending.push(p.send_result(record).map_err(|(e, _)| e).expect("queued"));
+    }
+    let mut codes = Vec::new();
+    for d in pending {
+        codes.push(match d.await.expect("delivery report") {
+            Ok(_) => None,
+            Err((KafkaError::MessageProduction(code), _)) => Some(code),
+            Err((other, _)) => panic!("unexpected delivery error {other:?}"),
+        });
+    }
+    codes
+}
+
+/// KIP-467: a batch with 10 bad records among 100 is refused with `record_errors`
+/// naming those 10, so librdkafka fails exactly them (with `INVALID_RECORD`: it gives
+/// every listed record that code, whatever the partition's) and the other 90 with
+/// `INVALID_DIFFERENT_RECORD`, so they can be sent again. Two rules, each uncompressed
+/// and lz4: keyless records in a compacted topic and timestamps past
+/// `message.timestamp.after.max.ms` (the partition codes, `INVALID_RECORD` and
+/// `INVALID_TIMESTAMP`, are checked in `raw_protocol.rs`). Nothing of a refused batch
+/// is stored. Without `record_errors` in the response (checked by leaving the list
+/// empty) librdkafka fails all 100 with the partition's error and this fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_record_errors_fail_exactly_the_offending_records() {
+    let broker = TestBroker::start();
+    create_topic(&broker.addr, "keyed", 1, &[("cleanup.policy", "compact")]).await;
+    create_topic(
+        &broker.addr,
+        "timely",
+        1,
+        &[
+            ("message.timestamp.type", "CreateTime"),
+            ("message.timestamp.after.max.ms", "60000"),
+        ],
+    )
+    .await;
+    for topic in ["keyed", "timely"] {
+        for compression in ["none", "lz4"] {
+            let codes = one_batch(&broker.addr, topic, compression, |i| i % 10 == 3).await;
+            for (i, got) in codes.iter().enumerate() {
+                let want = if i % 10 == 3 {
+                    RDKafkaErrorCode::InvalidRecord
+                } else {
+                    RDKafkaErrorCode::InvalidDifferentRecord
+                };
+                assert_eq!(*got, Some(want), "{topic} ({compression}) record {i}");
+            }
+            // A batch without bad records goes through.
+            let codes = one_batch(&broker.addr, topic, compression, |_| false).await;
+            assert!(codes.iter().all(Option::is_none), "{topic}: {codes:?}");
+        }
+        let (low, high) = consumer(&broker.addr)
+            .fetch_watermarks(topic, 0, Duration::from_secs(10))
+            .expect("watermarks");
+        assert_eq!((low, high), (0, 200), "{topic}: only the two good batches");
+    }
+}

@@ -4,9 +4,12 @@
 //! Per partition: the `records` field must be exactly one magic-2 batch (Kafka's rule
 //! since v3) whose length, record count and CRC-32C are valid (`CORRUPT_MESSAGE`,
 //! `INVALID_RECORD`, `UNSUPPORTED_FOR_MESSAGE_FORMAT`), no larger than the topic's
-//! `max.message.bytes` (`MESSAGE_TOO_LARGE`), and with timestamps inside
-//! `message.timestamp.before/after.max.ms` (`INVALID_TIMESTAMP`). Offsets are assigned by
-//! rewriting the batch header in place; records are never decompressed or re-encoded.
+//! `max.message.bytes` (`MESSAGE_TOO_LARGE`), with timestamps inside
+//! `message.timestamp.before/after.max.ms` (`INVALID_TIMESTAMP`) and, in a compacted
+//! topic, a key on every record (`INVALID_RECORD`); the records behind the last two are
+//! listed in `record_errors` (KIP-467, v8+; see [`check_records`]). Offsets are
+//! assigned by rewriting the batch header in place; records are never re-encoded, and
+//! decompressed only for those checks.
 //!
 //! Idempotence (KIP-98): batches with a producer id are checked against the partition's
 //! producer state; a retry of one of the producer's last five batches is answered with
@@ -30,7 +33,9 @@ use crate::config::TopicSettings;
 use crate::partition::{Partition, PartitionError};
 use crate::replica_manager::now_ms;
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use moldau_protocol::batch::{self, BatchError, TimestampType};
 use moldau_protocol::error::ResponseError;
@@ -38,7 +43,23 @@ use moldau_storage::AppendOrigin;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Rejection(ResponseError, String);
+/// Why a partition's records were refused: the error code, its message, and (KIP-467)
+/// the records that caused it by index in the batch, each with why.
+struct Rejection {
+    code: ResponseError,
+    message: String,
+    record_errors: Vec<(i32, String)>,
+}
+
+impl Rejection {
+    fn new(code: ResponseError, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+            record_errors: Vec::new(),
+        }
+    }
+}
 
 fn batch_error(e: BatchError) -> Rejection {
     let code = match e {
@@ -48,11 +69,11 @@ fn batch_error(e: BatchError) -> Rejection {
         | BatchError::InvalidLength(_)
         | BatchError::CorruptCrc { .. } => ResponseError::CorruptMessage,
     };
-    Rejection(code, e.to_string())
+    Rejection::new(code, e.to_string())
 }
 
 fn partition_error(e: &PartitionError) -> Rejection {
-    Rejection(e.response_error(), e.to_string())
+    Rejection::new(e.response_error(), e.to_string())
 }
 
 /// Validates one partition's records and appends them. Returns the append info and the
@@ -67,24 +88,24 @@ fn append(
         partition.check_min_isr().map_err(|e| partition_error(&e))?;
     }
     let records =
-        records.ok_or_else(|| Rejection(ResponseError::InvalidRecord, "null records".into()))?;
+        records.ok_or_else(|| Rejection::new(ResponseError::InvalidRecord, "null records"))?;
     let header = batch::validate(records).map_err(batch_error)?;
     if header.size_in_bytes() != records.len() {
-        return Err(Rejection(
+        return Err(Rejection::new(
             ResponseError::InvalidRecord,
-            "produce requests (v3+) must carry exactly one record batch per partition".into(),
+            "produce requests (v3+) must carry exactly one record batch per partition",
         ));
     }
     header.validate_record_count().map_err(batch_error)?;
     if header.is_control() {
-        return Err(Rejection(
+        return Err(Rejection::new(
             ResponseError::InvalidRecord,
-            "clients may not produce control batches".into(),
+            "clients may not produce control batches",
         ));
     }
     let settings = partition.settings();
     if records.len() > settings.max_message_bytes {
-        return Err(Rejection(
+        return Err(Rejection::new(
             ResponseError::MessageTooLarge,
             format!(
                 "batch of {} bytes exceeds max.message.bytes ({})",
@@ -93,15 +114,10 @@ fn append(
             ),
         ));
     }
-    if settings.compacted {
-        require_keys(records, &header)?;
-    }
+    check_records(records, &header, &settings, now)?;
     let log_append_time = match settings.timestamp_type {
         TimestampType::LogAppendTime => Some(now),
-        TimestampType::CreateTime => {
-            check_timestamp(&settings, header.max_timestamp, now)?;
-            None
-        }
+        TimestampType::CreateTime => None,
     };
     // The frame buffer is shared with the decoded request; the batch is copied once so
     // its header can be rewritten (the CRC pass over it costs as much again).
@@ -111,50 +127,104 @@ fn append(
         .map_err(|e| partition_error(&e))
 }
 
-/// A compacted topic keeps the latest record per key, so a record without one cannot
-/// be stored (Kafka `LogValidator`: "Compacted topic cannot accept message without
-/// key"). The only produce-path check that looks inside a batch, and only for compacted
-/// topics: compressed batches are decompressed (bounded) to walk their records.
-fn require_keys(records: &[u8], header: &batch::BatchHeader) -> Result<(), Rejection> {
+/// The checks Kafka's `LogValidator` makes record by record, each refused record listed
+/// by its index in the batch (KIP-467, Produce v8+ `record_errors`), so a client fails
+/// exactly those records (librdkafka: the others with `INVALID_DIFFERENT_RECORD`):
+///
+/// - a record without a key in a compacted topic (which keeps the latest record per
+///   key): `INVALID_RECORD`;
+/// - under `CreateTime`, a record timestamp more than `message.timestamp.before.max.ms`
+///   before or `message.timestamp.after.max.ms` after the broker's clock:
+///   `INVALID_TIMESTAMP`, which wins when both kinds occur, as in Kafka.
+///
+/// The records are walked (a compressed batch decompressed, bounded) only for a
+/// compacted topic or when the batch header's timestamps (the first record's and the
+/// largest) fall outside the window, so the common path never looks inside a batch. A
+/// later record older than the window while the first is inside it is therefore let
+/// through; Kafka, which decompresses every batch, would refuse it.
+fn check_records(
+    records: &[u8],
+    header: &batch::BatchHeader,
+    settings: &TopicSettings,
+    now: i64,
+) -> Result<(), Rejection> {
+    let window = match settings.timestamp_type {
+        TimestampType::LogAppendTime => None,
+        TimestampType::CreateTime => Some((
+            now.saturating_sub(settings.timestamp_before_max_ms),
+            now.saturating_add(settings.timestamp_after_max_ms),
+        )),
+    };
+    let outside = |ts: i64| window.is_some_and(|(lo, hi)| ts != -1 && (ts < lo || ts > hi));
+    let check_timestamps = outside(header.base_timestamp) || outside(header.max_timestamp);
+    if !settings.compacted && !check_timestamps {
+        return Ok(());
+    }
     let body = &records[batch::RECORD_BATCH_OVERHEAD..header.size_in_bytes()];
     let owned;
     let body = match header.compression() {
         batch::Compression::None => body,
         codec => {
             owned = moldau_protocol::compression::decompress(codec, body).ok_or_else(|| {
-                Rejection(
-                    ResponseError::CorruptMessage,
-                    "cannot decompress the batch".into(),
-                )
+                Rejection::new(ResponseError::CorruptMessage, "cannot decompress the batch")
             })?;
             &owned[..]
         }
     };
     let walked = batch::records_in(body, header.records_count)
-        .ok_or_else(|| Rejection(ResponseError::CorruptMessage, "malformed records".into()))?;
-    if walked.iter().any(|r| r.key.is_none()) {
-        return Err(Rejection(
-            ResponseError::InvalidRecord,
-            "Compacted topic cannot accept message without key".into(),
-        ));
+        .ok_or_else(|| Rejection::new(ResponseError::CorruptMessage, "malformed records"))?;
+    let mut record_errors = Vec::new();
+    let mut timestamp_errors = 0;
+    for (index, r) in walked.iter().enumerate() {
+        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        if settings.compacted && r.key.is_none() {
+            record_errors.push((
+                index,
+                "Compacted topic cannot accept message without key".to_owned(),
+            ));
+        }
+        let ts = header.base_timestamp.saturating_add(r.timestamp_delta);
+        if check_timestamps && outside(ts) {
+            let (lo, hi) = window.unwrap_or_default();
+            timestamp_errors += 1;
+            record_errors.push((
+                index,
+                format!("Timestamp {ts} of record {index} is outside [{lo}, {hi}] (message.timestamp.before/after.max.ms around {now})"),
+            ));
+        }
     }
-    Ok(())
-}
-
-fn check_timestamp(
-    settings: &TopicSettings,
-    max_timestamp: i64,
-    now: i64,
-) -> Result<(), Rejection> {
-    let after = now.saturating_add(settings.timestamp_after_max_ms);
-    let before = now.saturating_sub(settings.timestamp_before_max_ms);
-    if max_timestamp > after || max_timestamp < before {
-        return Err(Rejection(
-            ResponseError::InvalidTimestamp,
-            format!("timestamp {max_timestamp} is outside message.timestamp.before/after.max.ms around {now}"),
-        ));
+    if record_errors.is_empty() {
+        if outside(header.max_timestamp) {
+            // The header's largest timestamp matches no record: refuse the batch whole
+            // rather than index a timestamp no record has.
+            return Err(Rejection::new(
+                ResponseError::InvalidTimestamp,
+                format!("the batch's max timestamp {} is outside message.timestamp.before/after.max.ms around {now}", header.max_timestamp),
+            ));
+        }
+        return Ok(());
     }
-    Ok(())
+    let code = if timestamp_errors > 0 {
+        ResponseError::InvalidTimestamp
+    } else {
+        ResponseError::InvalidRecord
+    };
+    let shown: Vec<String> = record_errors
+        .iter()
+        .take(3)
+        .map(|(i, m)| format!("record {i}: {m}"))
+        .collect();
+    Err(Rejection {
+        code,
+        message: format!(
+            "{} of {} records refused (first {}: {})",
+            record_errors.len(),
+            walked.len(),
+            shown.len(),
+            shown.join("; ")
+        ),
+        record_errors,
+    })
 }
 
 /// Handles Produce (see the module docs). Appends now; the returned future waits for
@@ -175,20 +245,20 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
         for (pi, p) in topic.partition_data.iter().enumerate() {
             let mut resp = PartitionProduceResponse::default().with_index(p.index);
             let result = if !(-1..=1).contains(&acks) {
-                Err(Rejection(
+                Err(Rejection::new(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not -1, 0 or 1"),
                 ))
             } else if moldau_metadata::controller::is_internal_topic(name) {
                 // Only the coordinators write their topics (Kafka: "Cannot append to
                 // internal topic").
-                Err(Rejection(
+                Err(Rejection::new(
                     ResponseError::InvalidTopicException,
                     format!("Cannot append to internal topic {name}"),
                 ))
             } else {
                 match broker.replicas.get(name, p.index) {
-                    None => Err(Rejection(
+                    None => Err(Rejection::new(
                         ResponseError::UnknownTopicOrPartition,
                         format!("{name}-{} is not hosted here", p.index),
                     )),
@@ -206,8 +276,23 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
                     },
                 }
             };
-            if let Err(Rejection(code, message)) = result {
+            if let Err(Rejection {
+                code,
+                message,
+                record_errors,
+            }) = result
+            {
                 any_error = true;
+                if version >= 8 {
+                    resp.record_errors = record_errors
+                        .into_iter()
+                        .map(|(batch_index, m)| {
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(batch_index)
+                                .with_batch_index_error_message(msg(m))
+                        })
+                        .collect();
+                }
                 tracing::debug!(topic = name, partition = p.index, ?code, %message, "produce rejected");
                 resp.error_code = code.code();
                 resp.error_message = msg(message);
@@ -248,7 +333,7 @@ pub fn handle(broker: &Arc<Broker>, header: RequestHeader, req: ProduceRequest) 
         for ((ti, pi, _, _), result) in waits.iter().zip(results) {
             let (ti, pi) = (*ti, *pi);
             if let Err(e) = result {
-                let Rejection(code, message) = partition_error(&e);
+                let Rejection { code, message, .. } = partition_error(&e);
                 let resp = &mut responses[ti].partition_responses[pi];
                 resp.error_code = code.code();
                 resp.error_message = msg(message);
