@@ -363,6 +363,50 @@ def confluent_transactions(broker):
     assert set(ru) == idem_values | committed | aborted, len(ru)
 
 
+@check("confluent-kafka: legacy alter_configs replaces a topic's overrides; errors per resource")
+def confluent_alter_configs(broker):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.addr})
+    topic = "cfg-" + uuid.uuid4().hex[:8]
+    admin.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "1000000",
+                                                        "cleanup.policy": "compact"})])[topic].result(30)
+
+    def described():
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        return admin.describe_configs([res])[res].result(30)
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "60000"})
+    admin.alter_configs([res])[res].result(30)
+    configs = described()
+    assert configs["retention.ms"].value == "60000", configs["retention.ms"]
+    assert configs["cleanup.policy"].value == "delete", "an override not named returns to its default"
+    assert configs["cleanup.policy"].is_default
+
+    def refused(resource):
+        try:
+            admin.alter_configs([resource])[resource].result(30)
+        except KafkaException as e:
+            return e.args[0].name()
+        raise AssertionError(f"{resource} was accepted")
+
+    bad = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "soon"})
+    assert refused(bad) == "INVALID_CONFIG"
+    unknown = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"no.such.config": "1"})
+    assert refused(unknown) == "INVALID_CONFIG"
+    absent = ConfigResource(ConfigResource.Type.TOPIC, "absent-" + topic, set_config={"retention.ms": "1"})
+    assert refused(absent) == "UNKNOWN_TOPIC_OR_PART"
+    node = str(next(iter(admin.list_topics(timeout=10).brokers)))
+    broker_res = ConfigResource(ConfigResource.Type.BROKER, node, set_config={"log.retention.ms": "1"})
+    assert refused(broker_res) == "INVALID_REQUEST"
+    dry = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"max.message.bytes": "5000"})
+    admin.alter_configs([dry], validate_only=True)[dry].result(30)
+    configs = described()
+    assert configs["max.message.bytes"].is_default, "validate_only wrote nothing"
+    assert configs["retention.ms"].value == "60000", "refused alterations changed nothing"
+
+
 def main():
     if shutil.which("kcat") is None:
         print("kcat is not installed (run .ci/run, which installs it)")
@@ -370,7 +414,8 @@ def main():
     broker = Broker()
     try:
         for fn in (kcat_roundtrip, confluent_roundtrip, kafka_python_roundtrip, kcat_balanced,
-                   confluent_group, kafka_python_group, confluent_transactions):
+                   confluent_group, kafka_python_group, confluent_transactions,
+                   confluent_alter_configs):
             fn(broker)
     finally:
         code = broker.stop()

@@ -394,24 +394,7 @@ pub fn alter_configs(
     resource_name: &str,
     ops: &[(String, AlterOp, Option<String>)],
 ) -> ControllerResult<Vec<MetadataRecord>> {
-    let current = match resource {
-        ConfigResource::Topic => {
-            &image
-                .topics
-                .get(resource_name)
-                .ok_or_else(|| {
-                    ControllerError::new(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("Topic '{resource_name}' does not exist."),
-                    )
-                })?
-                .configs
-        }
-        ConfigResource::Broker => {
-            static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-            image.broker_configs.get(resource_name).unwrap_or(&EMPTY)
-        }
-    };
+    let current = dynamic_configs(image, resource, resource_name)?;
     let mut records = Vec::with_capacity(ops.len());
     for (name, op, value) in ops {
         let new_value = match op {
@@ -465,6 +448,51 @@ pub fn alter_configs(
     Ok(records)
 }
 
+/// The dynamic configs (overrides) of a resource. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
+fn dynamic_configs<'a>(
+    image: &'a MetadataImage,
+    resource: ConfigResource,
+    resource_name: &str,
+) -> ControllerResult<&'a BTreeMap<String, String>> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    match resource {
+        ConfigResource::Topic => image
+            .topics
+            .get(resource_name)
+            .map(|t| &t.configs)
+            .ok_or_else(|| {
+                ControllerError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("Topic '{resource_name}' does not exist."),
+                )
+            }),
+        ConfigResource::Broker => Ok(image.broker_configs.get(resource_name).unwrap_or(&EMPTY)),
+    }
+}
+
+/// Records that make a resource's dynamic configs exactly `configs` (the legacy
+/// AlterConfigs API, key 33): every override not named returns to its default, every
+/// named one is set. Validated as [`alter_configs`] does, with its errors.
+pub fn replace_configs(
+    image: &MetadataImage,
+    resource: ConfigResource,
+    resource_name: &str,
+    configs: &[(String, String)],
+) -> ControllerResult<Vec<MetadataRecord>> {
+    let current = dynamic_configs(image, resource, resource_name)?;
+    let ops: Vec<(String, AlterOp, Option<String>)> = current
+        .keys()
+        .filter(|k| !configs.iter().any(|(name, _)| name == *k))
+        .map(|k| (k.clone(), AlterOp::Delete, None))
+        .chain(
+            configs
+                .iter()
+                .map(|(name, value)| (name.clone(), AlterOp::Set, Some(value.clone()))),
+        )
+        .collect();
+    alter_configs(image, resource, resource_name, &ops)
+}
+
 /// An operation a client or broker asks the active controller for, carried to it over
 /// the network when this node is not the active controller (Kafka forwards the admin
 /// request itself; Moldau forwards the operation it decoded).
@@ -495,6 +523,16 @@ pub enum MetadataOp {
         /// `(config, operation, value)` in request order.
         ops: Vec<(String, AlterOp, Option<String>)>,
     },
+    /// AlterConfigs (the legacy, non-incremental API), one resource: its dynamic
+    /// configs become exactly `configs`.
+    ReplaceConfigs {
+        /// Resource type.
+        resource: ConfigResource,
+        /// Resource name.
+        name: String,
+        /// `(config, value)` in request order, names distinct.
+        configs: Vec<(String, String)>,
+    },
     /// AllocateProducerIds (KIP-730) for a broker.
     AllocateProducerIds {
         /// The broker that takes the block.
@@ -521,6 +559,11 @@ impl MetadataOp {
                 name,
                 ops,
             } => alter_configs(image, *resource, name, ops),
+            MetadataOp::ReplaceConfigs {
+                resource,
+                name,
+                configs,
+            } => replace_configs(image, *resource, name, configs),
             MetadataOp::AllocateProducerIds { broker_id } => {
                 allocate_producer_ids(image, *broker_id)
             }

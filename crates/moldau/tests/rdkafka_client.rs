@@ -474,3 +474,75 @@ async fn per_record_errors_fail_exactly_the_offending_records() {
         assert_eq!((low, high), (0, 200), "{topic}: only the two good batches");
     }
 }
+
+/// The legacy AlterConfigs API (key 33) through librdkafka's `AlterConfigs`: the named
+/// configs replace the topic's whole set of overrides (one not named returns to its
+/// default), `validate_only` writes nothing, and errors come back per resource as
+/// IncrementalAlterConfigs gives them. Before the API was served librdkafka failed with
+/// "AlterConfigs not supported by broker". (The rdkafka crate reports every resource of
+/// an AlterConfigs answer as a success, so the error codes are checked through
+/// confluent-kafka in `tests/compat/compat.py`; here, that refused ones change nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_alter_configs_replaces_the_overrides() {
+    use rdkafka::admin::AlterConfig;
+    let broker = TestBroker::start();
+    create_topic(
+        &broker.addr,
+        "cfg",
+        1,
+        &[("retention.ms", "1000000"), ("cleanup.policy", "compact")],
+    )
+    .await;
+    let admin = admin(&broker.addr);
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    type Entry = (String, bool);
+    async fn described(admin: &AdminClient<DefaultClientContext>) -> (Entry, Entry, Entry) {
+        let configs = admin
+            .describe_configs(&[ResourceSpecifier::Topic("cfg")], &AdminOptions::new())
+            .await
+            .expect("describe");
+        let resource = configs[0].as_ref().expect("resource");
+        let get = |name: &str| {
+            let e = resource.get(name).expect("listed");
+            (e.value.clone().unwrap_or_default(), e.is_default)
+        };
+        (
+            get("retention.ms"),
+            get("cleanup.policy"),
+            get("max.message.bytes"),
+        )
+    }
+
+    let set = AlterConfig::new(ResourceSpecifier::Topic("cfg")).set("retention.ms", "60000");
+    let results = admin.alter_configs(&[set], &opts).await.expect("alter");
+    assert!(results[0].is_ok(), "{results:?}");
+    let (retention, policy, _) = described(&admin).await;
+    assert_eq!(retention, ("60000".to_string(), false));
+    assert_eq!(
+        policy,
+        ("delete".to_string(), true),
+        "not named: back to the default"
+    );
+
+    let dry = AlterConfig::new(ResourceSpecifier::Topic("cfg")).set("max.message.bytes", "5000");
+    let results = admin
+        .alter_configs(&[dry], &AdminOptions::new().validate_only(true))
+        .await
+        .expect("validate");
+    assert!(results[0].is_ok(), "{results:?}");
+    let (retention, _, max) = described(&admin).await;
+    assert_eq!(retention.0, "60000", "validate_only changed nothing");
+    assert!(max.1, "validate_only changed nothing");
+
+    for config in [
+        AlterConfig::new(ResourceSpecifier::Topic("cfg")).set("retention.ms", "soon"),
+        AlterConfig::new(ResourceSpecifier::Topic("cfg"))
+            .set("no.such.config", "1")
+            .set("max.message.bytes", "5000"),
+    ] {
+        admin.alter_configs(&[config], &opts).await.expect("alter");
+        let (retention, _, max) = described(&admin).await;
+        assert_eq!(retention.0, "60000", "a refused alteration changed nothing");
+        assert!(max.1, "a refused alteration changed nothing");
+    }
+}

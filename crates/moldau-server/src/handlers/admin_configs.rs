@@ -1,4 +1,5 @@
-//! DescribeConfigs (key 32, v1–4) and IncrementalAlterConfigs (key 44, v0–1, KIP-339).
+//! DescribeConfigs (key 32, v1–4), AlterConfigs (key 33, v0–2) and IncrementalAlterConfigs
+//! (key 44, v0–1, KIP-339).
 //!
 //! Topic configs are described with their effective value and Kafka's `config_source`
 //! (1 dynamic topic override, 4 static broker property, 5 default) and, from v3, their
@@ -14,8 +15,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use moldau_metadata::configs::{self, Kind};
@@ -182,7 +183,38 @@ pub async fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Handles IncrementalAlterConfigs.
+/// Why a resource's alteration was refused before it reached the controller.
+fn refused(code: ResponseError, message: impl Into<String>) -> (i16, Option<StrBytes>) {
+    (code.code(), msg(message.into()))
+}
+
+/// Submits one resource's alteration: `(error code, message)` for its response.
+/// Only topics can be altered: dynamic broker configs are refused with INVALID_REQUEST
+/// rather than stored and ignored.
+async fn alter_one(
+    broker: &Arc<Broker>,
+    resource_type: i8,
+    validate_only: bool,
+    op: Result<MetadataOp, (i16, Option<StrBytes>)>,
+) -> (i16, Option<StrBytes>) {
+    if resource_type != RESOURCE_TOPIC {
+        return refused(
+            ResponseError::InvalidRequest,
+            "Only topic configs can be altered (dynamic broker configs are not supported yet).",
+        );
+    }
+    let op = match op {
+        Ok(op) => op,
+        Err(e) => return e,
+    };
+    match super::admin_topics::submit(broker, validate_only, op).await {
+        Ok(_) => (0, None),
+        Err(e) => (e.error.code(), msg(e.message)),
+    }
+}
+
+/// Handles IncrementalAlterConfigs: each config is set, deleted (back to its default),
+/// appended to or subtracted from (list configs); the others stay as they are.
 pub async fn incremental_alter_configs(
     broker: Arc<Broker>,
     _ctx: RequestContext,
@@ -190,17 +222,6 @@ pub async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
-        let response = AlterConfigsResourceResponse::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name.clone());
-        if res.resource_type != RESOURCE_TOPIC {
-            responses.push(
-                response
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(msg("Only topic configs can be altered (dynamic broker configs are not supported yet).")),
-            );
-            continue;
-        }
         let mut ops = Vec::with_capacity(res.configs.len());
         let mut bad_op = None;
         for c in &res.configs {
@@ -220,26 +241,74 @@ pub async fn incremental_alter_configs(
                 c.value.as_ref().map(|v| v.to_string()),
             ));
         }
-        if let Some(op) = bad_op {
-            responses.push(
-                response
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(msg(format!("Unknown config operation {op}."))),
-            );
-            continue;
-        }
-        let op = MetadataOp::AlterConfigs {
-            resource: ConfigResource::Topic,
-            name: res.resource_name.to_string(),
-            ops,
+        let op = match bad_op {
+            Some(op) => Err(refused(
+                ResponseError::InvalidRequest,
+                format!("Unknown config operation {op}."),
+            )),
+            None => Ok(MetadataOp::AlterConfigs {
+                resource: ConfigResource::Topic,
+                name: res.resource_name.to_string(),
+                ops,
+            }),
         };
-        let response = match super::admin_topics::submit(&broker, req.validate_only, op).await {
-            Ok(_) => response,
-            Err(e) => response
-                .with_error_code(e.error.code())
-                .with_error_message(msg(e.message)),
-        };
-        responses.push(response);
+        let (code, message) = alter_one(&broker, res.resource_type, req.validate_only, op).await;
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Handles AlterConfigs (key 33, v0–2), the API before KIP-339 that librdkafka's
+/// `AlterConfigs`, confluent-kafka's `alter_configs` and kafkajs's `alterConfigs` use:
+/// the resource's dynamic configs become exactly the ones named, so every override not
+/// named returns to its default. A null value or a name given twice is INVALID_REQUEST
+/// (as in Kafka); otherwise the errors are IncrementalAlterConfigs' (unknown topic,
+/// INVALID_CONFIG, broker resources refused). `validate_only` checks without writing.
+pub async fn alter_configs(
+    broker: Arc<Broker>,
+    _ctx: RequestContext,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let mut configs: Vec<(String, String)> = Vec::with_capacity(res.configs.len());
+        let mut problem = None;
+        for c in &res.configs {
+            let name = c.name.to_string();
+            if configs.iter().any(|(n, _)| *n == name) {
+                problem = Some(format!("Config '{name}' is given more than once."));
+                break;
+            }
+            match &c.value {
+                Some(v) => configs.push((name, v.to_string())),
+                None => {
+                    problem = Some(format!("Null value not supported for config '{name}'."));
+                    break;
+                }
+            }
+        }
+        let op = match problem {
+            Some(p) => Err(refused(ResponseError::InvalidRequest, p)),
+            None => Ok(MetadataOp::ReplaceConfigs {
+                resource: ConfigResource::Topic,
+                name: res.resource_name.to_string(),
+                configs,
+            }),
+        };
+        let (code, message) = alter_one(&broker, res.resource_type, req.validate_only, op).await;
+        responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
+    }
+    AlterConfigsResponse::default().with_responses(responses)
 }

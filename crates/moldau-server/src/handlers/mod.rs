@@ -85,6 +85,7 @@ no_records!(
     kafka_protocol::messages::DescribeTopicPartitionsResponse,
     kafka_protocol::messages::DescribeConfigsResponse,
     kafka_protocol::messages::IncrementalAlterConfigsResponse,
+    kafka_protocol::messages::AlterConfigsResponse,
     kafka_protocol::messages::DescribeClusterResponse,
     kafka_protocol::messages::DescribeQuorumResponse,
     kafka_protocol::messages::DeleteRecordsResponse,
@@ -214,6 +215,7 @@ pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Di
             run(b, conn, header, body, metadata::describe_topic_partitions)
         }
         ApiKey::DescribeConfigs => run(b, conn, header, body, admin_configs::describe_configs),
+        ApiKey::AlterConfigs => run(b, conn, header, body, admin_configs::alter_configs),
         ApiKey::IncrementalAlterConfigs => run(
             b,
             conn,
