@@ -214,32 +214,23 @@ fn produce_raw(
     resp.responses[0].partition_responses[0].clone()
 }
 
-/// KIP-467 on the wire: a refused batch names its offending records by index in
-/// `record_errors` (Produce v8+) with a message, under the partition's error code:
-/// `INVALID_RECORD` for keyless records in a compacted topic, `INVALID_TIMESTAMP` for
-/// timestamps outside `message.timestamp.after.max.ms` (which wins when a batch has
-/// both), in compressed batches too; v7, which has no such field, gets the code alone.
-/// Nothing of a refused batch is written. librdkafka's side is in `rdkafka_client.rs`.
-#[test]
-fn refused_records_are_listed_by_index() {
+/// Creates `name` (one partition) with `configs` through CreateTopics v5.
+fn create_raw(conn: &mut common::wire::Conn, name: &str, configs: &[(&str, &str)]) {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
-    use moldau_protocol::batch::{BatchBuilder, Compression, ProducerFields};
-    let broker = TestBroker::start();
-    let mut conn = common::wire::Conn::open(&broker.addr);
-    let config = |k: &str, v: &str| {
-        CreatableTopicConfig::default()
-            .with_name(StrBytes::from_string(k.to_owned()))
-            .with_value(Some(StrBytes::from_string(v.to_owned())))
-    };
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string((*k).to_owned()))
+                .with_value(Some(StrBytes::from_string((*v).to_owned())))
+        })
+        .collect();
     let topics = vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str("compacted")))
+        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
         .with_num_partitions(1)
         .with_replication_factor(1)
-        .with_configs(vec![
-            config("cleanup.policy", "compact"),
-            config("message.timestamp.after.max.ms", "60000"),
-        ])];
+        .with_configs(configs)];
     let created: CreateTopicsResponse = conn.call(
         ApiKey::CreateTopics,
         5,
@@ -248,6 +239,27 @@ fn refused_records_are_listed_by_index() {
             .with_timeout_ms(10_000),
     );
     assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+}
+
+/// KIP-467 on the wire: a refused batch names its offending records by index in
+/// `record_errors` (Produce v8+) with a message, under the partition's error code:
+/// `INVALID_RECORD` for keyless records in a compacted topic, `INVALID_TIMESTAMP` for
+/// timestamps outside `message.timestamp.after.max.ms` (which wins when a batch has
+/// both), in compressed batches too; v7, which has no such field, gets the code alone.
+/// Nothing of a refused batch is written. librdkafka's side is in `rdkafka_client.rs`.
+#[test]
+fn refused_records_are_listed_by_index() {
+    use moldau_protocol::batch::{BatchBuilder, Compression, ProducerFields};
+    let broker = TestBroker::start();
+    let mut conn = common::wire::Conn::open(&broker.addr);
+    create_raw(
+        &mut conn,
+        "compacted",
+        &[
+            ("cleanup.policy", "compact"),
+            ("message.timestamp.after.max.ms", "60000"),
+        ],
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -298,4 +310,52 @@ fn refused_records_are_listed_by_index() {
             .expect("batch"),
     );
     assert_eq!((ok.error_code, ok.base_offset), (0, 0), "{ok:?}");
+}
+
+/// The broker's `fetch.max.bytes` caps a consumer's Fetch response whatever the request
+/// asks (Kafka: the smaller of the two), so a client cannot make one response, and the
+/// memory behind it, as large as it likes; the first batch still comes whole (KIP-74).
+/// Without the cap this response carries all ~100 KB.
+#[test]
+fn fetch_max_bytes_caps_a_fetch_response() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    use moldau_protocol::batch::{BatchBuilder, Compression, ProducerFields};
+    let broker = TestBroker::start_with(&[("fetch.max.bytes", "12000")]);
+    let mut conn = common::wire::Conn::open(&broker.addr);
+    create_raw(&mut conn, "capped", &[]);
+    let value = vec![7u8; 1000];
+    for _ in 0..20 {
+        let mut b = BatchBuilder::default();
+        for _ in 0..5 {
+            b.push(0, Some(b"k"), Some(&value), &[]);
+        }
+        let batch = b
+            .finish(0, ProducerFields::NONE, Compression::None)
+            .expect("batch");
+        let resp = produce_raw(&mut conn, 9, "capped", batch);
+        assert_eq!(resp.error_code, 0, "{resp:?}");
+    }
+    let fetch = |max_bytes: i32| {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("capped")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(50_000_000)])]);
+        let resp: FetchResponse =
+            common::wire::Conn::open(&broker.addr).call(ApiKey::Fetch, 12, &req);
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "{p:?}");
+        p.records.as_ref().map_or(0, |r| r.len())
+    };
+    let got = fetch(50_000_000);
+    assert!(
+        got > 0 && got <= 12_000,
+        "{got} bytes for a 12000-byte fetch.max.bytes"
+    );
+    assert!(fetch(6_000) <= 6_000, "a smaller request is honoured");
 }

@@ -2,7 +2,9 @@
 //!
 //! Returns stored batches as they are, from the batch containing `fetch_offset` up to the
 //! high watermark (`read_uncommitted`) or the last stable offset (`read_committed`, with
-//! the aborted transactions among the returned batches listed, KIP-98), within `partition_max_bytes` per partition and `max_bytes` overall;
+//! the aborted transactions among the returned batches listed, KIP-98), within
+//! `partition_max_bytes` per partition and `max_bytes` overall (for consumers, no more
+//! than the broker's `fetch.max.bytes`);
 //! the first batch of the first non-empty partition is returned whole even when larger
 //! (KIP-74). Long poll: when fewer than `min_bytes` are ready the request waits up to
 //! `max_wait_ms`, woken by appends to any of its partitions (no polling).
@@ -107,17 +109,25 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
     };
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 {
-        i32::MAX as usize
-    } else {
-        req.max_bytes as usize
-    };
     let replica = if ctx.version >= 15 {
         req.replica_state.replica_id.0
     } else {
         req.replica_id.0
     };
     let follower = (replica >= 0).then_some(replica);
+    let asked = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
+    // A consumer gets at most the broker's `fetch.max.bytes`, whatever it asks (the
+    // first batch still comes whole, KIP-74); followers are sized by their own
+    // `replica.fetch.*` settings.
+    let max_bytes = if follower.is_some() {
+        asked
+    } else {
+        asked.min(broker.config.fetch_max_bytes.max(1))
+    };
     let mut first = true;
     loop {
         // Register for wake-ups before reading, so a change in between is not missed:
