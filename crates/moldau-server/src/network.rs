@@ -45,6 +45,85 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a graceful shutdown waits for in-flight requests, ms.
 const SHUTDOWN_GRACE_MS: u64 = 10_000;
 
+/// The broker's connection quotas (`max.connections`, `max.connections.per.ip` and its
+/// overrides), shared by every listener's acceptor.
+struct ConnectionLimits {
+    /// One permit per connection under `max.connections`.
+    total: Arc<tokio::sync::Semaphore>,
+    per_ip: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    per_ip_max: usize,
+    overrides: std::collections::BTreeMap<std::net::IpAddr, usize>,
+}
+
+/// A connection's place under [`ConnectionLimits`], given back when it is dropped.
+struct ConnectionSlot {
+    limits: Arc<ConnectionLimits>,
+    ip: Option<std::net::IpAddr>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.limits.per_ip.lock();
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn new(config: &BrokerConfig) -> Self {
+        Self {
+            total: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .max_connections
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            per_ip: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            per_ip_max: config.max_connections_per_ip,
+            overrides: config.max_connections_per_ip_overrides.clone(),
+        }
+    }
+
+    /// Counts a connection from `ip` against its address's limit; `None` when the
+    /// address already holds that many (the connection is to be closed).
+    fn admit(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<ConnectionSlot, usize> {
+        let limit = self.overrides.get(&ip).copied().unwrap_or(self.per_ip_max);
+        let mut per_ip = self.per_ip.lock();
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= limit {
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+            return Err(limit);
+        }
+        *n += 1;
+        Ok(ConnectionSlot {
+            limits: self.clone(),
+            ip: Some(ip),
+            _permit: permit,
+        })
+    }
+
+    /// A connection that no limit counts (the inter-broker listener's).
+    fn exempt(self: &Arc<Self>) -> ConnectionSlot {
+        ConnectionSlot {
+            limits: self.clone(),
+            ip: None,
+            _permit: None,
+        }
+    }
+}
+
 /// One bound broker listener.
 struct BoundListener {
     name: Arc<str>,
@@ -131,15 +210,44 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = self.broker.spawn_background(stop_rx.clone());
         let mut connections = tokio::task::JoinSet::new();
-        let (accepted_tx, mut accepted) = mpsc::channel::<(TcpStream, SocketAddr, Arc<str>)>(64);
+        let (accepted_tx, mut accepted) =
+            mpsc::channel::<(TcpStream, SocketAddr, Arc<str>, ConnectionSlot)>(64);
         let mut acceptors = tokio::task::JoinSet::new();
+        let limits = Arc::new(ConnectionLimits::new(&self.broker.config));
+        // With a listener of its own, inter-broker traffic is not limited (Kafka's
+        // rule), so clients cannot starve replication; on a shared listener every
+        // connection counts.
+        let inter_broker = &self.broker.config.cluster.inter_broker_listener_name;
+        let separate = self.listeners.len() > 1;
         for l in self.listeners {
             let tx = accepted_tx.clone();
+            let limits = limits.clone();
+            let exempt = separate && *l.name == **inter_broker;
             acceptors.spawn(async move {
                 loop {
+                    // At `max.connections` no more are accepted until one closes.
+                    let permit = if exempt {
+                        None
+                    } else {
+                        match limits.total.clone().acquire_owned().await {
+                            Ok(p) => Some(p),
+                            Err(_) => return,
+                        }
+                    };
                     match l.listener.accept().await {
                         Ok((stream, peer)) => {
-                            if tx.send((stream, peer, l.name.clone())).await.is_err() {
+                            let slot = if exempt {
+                                limits.exempt()
+                            } else {
+                                match limits.admit(peer.ip(), permit) {
+                                    Ok(slot) => slot,
+                                    Err(limit) => {
+                                        tracing::info!(%peer, limit, "closing connection: its address already holds max.connections.per.ip connections");
+                                        continue;
+                                    }
+                                }
+                            };
+                            if tx.send((stream, peer, l.name.clone(), slot)).await.is_err() {
                                 return;
                             }
                         }
@@ -155,10 +263,11 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                Some((stream, peer, listener)) = accepted.recv() => {
+                Some((stream, peer, listener, slot)) = accepted.recv() => {
                     let broker = self.broker.clone();
                     let stop = stop_rx.clone();
                     connections.spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = serve_connection(broker, stream, stop, listener).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
@@ -282,6 +391,8 @@ async fn serve_connection(
     let mut sizes: VecDeque<usize> = VecDeque::new();
     let mut in_flight_bytes = 0usize;
     let mut closing = *stop.borrow();
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let mut last_active = tokio::time::Instant::now();
     loop {
         if closing && in_flight.is_empty() {
             break;
@@ -317,12 +428,14 @@ async fn serve_connection(
                     next = in_flight.next().now_or_never().flatten();
                 }
                 writer.flush().await?;
+                last_active = tokio::time::Instant::now();
             }
             frame = frames.recv(),
                 if !closing
                     && in_flight.len() < MAX_IN_FLIGHT
                     && (in_flight.is_empty() || in_flight_bytes < MAX_IN_FLIGHT_BYTES) => match frame {
                 Some(Ok(frame)) => {
+                    last_active = tokio::time::Instant::now();
                     let size = frame.len();
                     let timer = broker.metrics.start_request(&frame);
                     match handlers::dispatch(&broker, &conn, frame) {
@@ -344,6 +457,10 @@ async fn serve_connection(
                 }
                 None => closing = true,
             },
+            () = tokio::time::sleep_until(last_active + idle), if !closing && in_flight.is_empty() => {
+                tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing connection: idle for connections.max.idle.ms");
+                closing = true;
+            }
             changed = stop.changed(), if !closing => {
                 if changed.is_err() || *stop.borrow() {
                     closing = true;

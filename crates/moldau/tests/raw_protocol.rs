@@ -359,3 +359,81 @@ fn fetch_max_bytes_caps_a_fetch_response() {
     );
     assert!(fetch(6_000) <= 6_000, "a smaller request is honoured");
 }
+
+/// Sends ApiVersions on `s` and says whether an answer came back within the socket's
+/// read timeout.
+fn answers(s: &mut TcpStream) -> bool {
+    s.write_all(&api_versions_frame(3, 5)).is_ok() && read_frame(s).is_some()
+}
+
+/// `max.connections.per.ip`: a third connection from 127.0.0.1 is closed at once while
+/// two are held, and accepted again once one of them closed; other clients are served
+/// meanwhile. Without the limit the third connection is answered. (The HTTP API is off:
+/// its client's connections to the broker would count too.)
+#[test]
+fn connections_per_ip_are_limited() {
+    let broker =
+        TestBroker::start_with(&[("max.connections.per.ip", "2"), ("http.enable", "false")]);
+    let mut first = connect(&broker.addr);
+    let mut second = connect(&broker.addr);
+    assert!(answers(&mut first) && answers(&mut second));
+    let mut third = connect(&broker.addr);
+    assert!(
+        closed_by_broker(&mut third),
+        "a third connection from the address is closed"
+    );
+    drop(first);
+    common::cluster::wait_until(
+        "a connection slot frees up",
+        Duration::from_secs(30),
+        || answers(&mut connect(&broker.addr)).then_some(()),
+    );
+    assert!(answers(&mut second), "held connections keep being served");
+}
+
+/// `max.connections`: at the limit the broker accepts no more connections (the next
+/// one waits unanswered in the kernel's backlog) until one closes; then it is served.
+#[test]
+fn at_max_connections_new_ones_wait_until_one_closes() {
+    let broker = TestBroker::start_with(&[("max.connections", "2"), ("http.enable", "false")]);
+    let mut first = connect(&broker.addr);
+    let mut second = connect(&broker.addr);
+    assert!(answers(&mut first) && answers(&mut second));
+    let mut third = connect(&broker.addr);
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    assert!(
+        !answers(&mut third),
+        "not served while two connections are held"
+    );
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    assert!(
+        read_frame(&mut third).is_some(),
+        "served once a connection closed"
+    );
+    assert!(answers(&mut second));
+}
+
+/// `connections.max.idle.ms`: a connection that sends nothing for that long is closed;
+/// one that keeps sending is not.
+#[test]
+fn idle_connections_are_closed() {
+    let broker = TestBroker::start_with(&[("connections.max.idle.ms", "1000")]);
+    let mut idle = connect(&broker.addr);
+    assert!(answers(&mut idle));
+    let mut busy = connect(&broker.addr);
+    let started = std::time::Instant::now();
+    idle.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(30) && !closed {
+        assert!(answers(&mut busy), "a busy connection stays open");
+        closed = closed_by_broker(&mut idle);
+    }
+    assert!(closed, "the idle connection was closed");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}

@@ -83,6 +83,11 @@ fn unknown_contradictory_and_unimplemented_settings_stop_start_up() {
     );
     refused(&[("log.dirs", "/tmp/a,/tmp/b")], &["log.dirs"]);
     refused(
+        &[("max.connections.per.ip.overrides", "db.example:5")],
+        &["max.connections.per.ip.overrides", "IP address"],
+    );
+    refused(&[("max.connections", "0")], &["max.connections"]);
+    refused(
         &[("controller.quorum.voters", "1@127.0.0.1:9093")],
         &["controller.quorum.voters", "process.roles"],
     );

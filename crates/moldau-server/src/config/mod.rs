@@ -70,6 +70,21 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes`: most record bytes one Fetch response carries, whatever the
     /// request asks (default 57671680, 55 MiB, as Kafka).
     pub fetch_max_bytes: usize,
+    /// `max.connections` (default unlimited): client connections held at once across
+    /// the broker's listeners; at the limit the broker accepts no more until one closes
+    /// (they wait in the kernel's backlog), as Kafka does (KIP-402). Connections on the
+    /// inter-broker listener are not counted, so replication goes on.
+    pub max_connections: usize,
+    /// `max.connections.per.ip` (default unlimited) and
+    /// `max.connections.per.ip.overrides` (`ip:count,…`): connections held from one IP
+    /// address; one more is closed as soon as it is accepted. Inter-broker connections
+    /// are not counted.
+    pub max_connections_per_ip: usize,
+    /// Per-address exceptions to [`BrokerConfig::max_connections_per_ip`].
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// `connections.max.idle.ms` (default 600000, 10 min): a connection that sent no
+    /// request for this long and has none in flight is closed.
+    pub connections_max_idle_ms: u64,
     /// `log.retention.check.interval.ms` (default 300000).
     pub retention_check_interval_ms: u64,
     /// `log.flush.scheduler.interval.ms` (default 1000 here; Kafka's is Long.MAX).
@@ -153,6 +168,48 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+/// A connection limit: a positive count, unlimited (`i32::MAX`, Kafka's default) when
+/// not given.
+fn positive(props: &BTreeMap<String, String>, name: &str) -> Result<usize, ConfigError> {
+    let n: usize = parse(props, name, i32::MAX as usize)?;
+    if n == 0 {
+        return Err(ConfigError::new(
+            name,
+            "0",
+            "a limit of 0 would refuse every connection",
+        ));
+    }
+    Ok(n)
+}
+
+/// `max.connections.per.ip.overrides`: `ip:count` pairs, comma-separated (IPv6 as
+/// `[addr]:count`). Kafka also takes host names; Moldau takes addresses only, and says so.
+fn per_ip_overrides(
+    props: &BTreeMap<String, String>,
+) -> Result<BTreeMap<std::net::IpAddr, usize>, ConfigError> {
+    const NAME: &str = "max.connections.per.ip.overrides";
+    let Some(v) = props.get(NAME) else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |why: &str| ConfigError::new(NAME, v, format!("{entry}: {why}"));
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected ip:count"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = host
+            .parse()
+            .map_err(|_| bad("give an IP address (host names are not resolved here)"))?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .map_err(|_| bad("the count is not a number"))?;
+        out.insert(ip, count);
+    }
+    Ok(out)
+}
+
 impl BrokerConfig {
     /// Resolves the configuration from properties. Errors name the bad property:
     /// unknown names, values that do not parse, contradictory combinations.
@@ -207,6 +264,10 @@ impl BrokerConfig {
             auto_create_topics_enable: parse(p, "auto.create.topics.enable", true)?,
             socket_request_max_bytes: parse(p, "socket.request.max.bytes", 104_857_600)?,
             fetch_max_bytes: parse(p, "fetch.max.bytes", 57_671_680)?,
+            max_connections: positive(p, "max.connections")?,
+            max_connections_per_ip: positive(p, "max.connections.per.ip")?,
+            max_connections_per_ip_overrides: per_ip_overrides(p)?,
+            connections_max_idle_ms: parse(p, "connections.max.idle.ms", 600_000)?,
             retention_check_interval_ms: parse(p, "log.retention.check.interval.ms", 300_000)?,
             flush_scheduler_interval_ms: parse(p, "log.flush.scheduler.interval.ms", 1_000)?,
             checkpoint_interval_ms: parse(p, "log.flush.offset.checkpoint.interval.ms", 60_000)?,
