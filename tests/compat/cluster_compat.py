@@ -273,14 +273,26 @@ def confluent_txn_failover(cluster):
         p.produce("txn-in", value=f"in{i}".encode(), partition=i % 2)
     p.flush(30)
     txn_id = "moldau-cluster-txn"
-    group = "txn-loop"
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "transactional.id": txn_id,
+                         "transaction.timeout.ms": 60000})
+    producer.init_transactions(60)
+    # The kill below takes the transaction coordinator. The group is chosen so that its
+    # coordinator is another broker: when both die at once, librdkafka 2.16's
+    # send_offsets_to_transaction waits on the dead group coordinator for good (its
+    # timeout not honoured, no new FindCoordinator sent, while every broker answers
+    # FindCoordinator with the new one); seen here, and a client matter.
+    txn_coordinator = coordinator_node(cluster.bootstrap(), "__transaction_state", txn_id)
+    from kafka.admin import KafkaAdminClient
+    kadmin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    wait_until("__consumer_offsets (created by a FindCoordinator)",
+               lambda: kadmin.describe_consumer_groups(["txn-loop-0"]) is not None)
+    kadmin.close()
+    group = next(g for g in (f"txn-loop-{i}" for i in range(64))
+                 if coordinator_node(cluster.bootstrap(), "__consumer_offsets", g) != txn_coordinator)
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "isolation.level": "read_committed"})
     consumer.subscribe(["txn-in"])
-    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "transactional.id": txn_id,
-                         "transaction.timeout.ms": 60000})
-    producer.init_transactions(60)
     done = 0
     killed = None
     transactions = 0
