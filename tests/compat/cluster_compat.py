@@ -282,11 +282,16 @@ def confluent_txn_failover(cluster):
     # timeout not honoured, no new FindCoordinator sent, while every broker answers
     # FindCoordinator with the new one); seen here, and a client matter.
     txn_coordinator = coordinator_node(cluster.bootstrap(), "__transaction_state", txn_id)
-    from kafka.admin import KafkaAdminClient
-    kadmin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
-    wait_until("__consumer_offsets (created by a FindCoordinator)",
-               lambda: kadmin.describe_consumer_groups(["txn-loop-0"]) is not None)
-    kadmin.close()
+
+    def offsets_topic():
+        # A FindCoordinator (which describing a group sends) creates the topic.
+        for f in admin.describe_consumer_groups(["txn-loop-0"]).values():
+            try:
+                f.result(10)
+            except KafkaException:
+                pass
+        return leader_of(cluster.bootstrap(), "__consumer_offsets", 0)
+    wait_until("__consumer_offsets", offsets_topic)
     group = next(g for g in (f"txn-loop-{i}" for i in range(64))
                  if coordinator_node(cluster.bootstrap(), "__consumer_offsets", g) != txn_coordinator)
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
