@@ -407,6 +407,50 @@ def confluent_alter_configs(broker):
     assert configs["retention.ms"].value == "60000", "refused alterations changed nothing"
 
 
+@check("confluent-kafka, kafka-python: ACL admin calls answer SECURITY_DISABLED (no authorizer), nothing stored")
+def confluent_acls_disabled(broker):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                       AclPermissionType, AdminClient, ResourcePatternType,
+                                       ResourceType)
+
+    admin = AdminClient({"bootstrap.servers": broker.addr})
+
+    def error_of(future):
+        try:
+            future.result(30)
+        except KafkaException as e:
+            return e.args[0].name()
+        raise AssertionError("accepted")
+
+    any_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    # librdkafka 2.16 turns DescribeAcls' SECURITY_DISABLED into an empty list;
+    # kafka-python (like Kafka's own kafka-acls.sh) reports the error.
+    assert admin.describe_acls(any_filter).result(30) == []
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType,
+                             ACLResourcePatternType, KafkaAdminClient,
+                             ResourcePatternFilter)
+    from kafka.admin import ResourceType as KResourceType
+    from kafka.errors import SecurityDisabledError
+    kadmin = KafkaAdminClient(bootstrap_servers=broker.addr)
+    try:
+        kadmin.describe_acls(ACLFilter(
+            principal=None, host="*", operation=ACLOperation.ANY,
+            permission_type=ACLPermissionType.ANY,
+            resource_pattern=ResourcePatternFilter(KResourceType.ANY, None,
+                                                   ACLResourcePatternType.ANY)))
+        raise AssertionError("kafka-python: DescribeAcls accepted")
+    except SecurityDisabledError:
+        pass
+    finally:
+        kadmin.close()
+    binding = AclBinding(ResourceType.TOPIC, "t", ResourcePatternType.LITERAL, "User:alice", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    assert error_of(admin.create_acls([binding])[binding]) == "SECURITY_DISABLED"
+    assert error_of(admin.delete_acls([any_filter])[any_filter]) == "SECURITY_DISABLED"
+
+
 def main():
     if shutil.which("kcat") is None:
         print("kcat is not installed (run .ci/run, which installs it)")
@@ -415,7 +459,7 @@ def main():
     try:
         for fn in (kcat_roundtrip, confluent_roundtrip, kafka_python_roundtrip, kcat_balanced,
                    confluent_group, kafka_python_group, confluent_transactions,
-                   confluent_alter_configs):
+                   confluent_alter_configs, confluent_acls_disabled):
             fn(broker)
     finally:
         code = broker.stop()

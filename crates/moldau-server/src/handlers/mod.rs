@@ -6,6 +6,7 @@
 //! yields the framed response (`None` when the request gets no response, as produce
 //! with `acks=0`).
 
+mod acls;
 mod admin_configs;
 mod admin_topics;
 mod api_versions;
@@ -86,6 +87,9 @@ no_records!(
     kafka_protocol::messages::DescribeConfigsResponse,
     kafka_protocol::messages::IncrementalAlterConfigsResponse,
     kafka_protocol::messages::AlterConfigsResponse,
+    kafka_protocol::messages::DescribeAclsResponse,
+    kafka_protocol::messages::CreateAclsResponse,
+    kafka_protocol::messages::DeleteAclsResponse,
     kafka_protocol::messages::DescribeClusterResponse,
     kafka_protocol::messages::DescribeQuorumResponse,
     kafka_protocol::messages::DeleteRecordsResponse,
@@ -216,6 +220,9 @@ pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Di
         }
         ApiKey::DescribeConfigs => run(b, conn, header, body, admin_configs::describe_configs),
         ApiKey::AlterConfigs => run(b, conn, header, body, admin_configs::alter_configs),
+        ApiKey::DescribeAcls => run(b, conn, header, body, acls::describe_acls),
+        ApiKey::CreateAcls => run(b, conn, header, body, acls::create_acls),
+        ApiKey::DeleteAcls => run(b, conn, header, body, acls::delete_acls),
         ApiKey::IncrementalAlterConfigs => run(
             b,
             conn,
