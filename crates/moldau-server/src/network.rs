@@ -59,7 +59,7 @@ struct ConnectionLimits {
 struct ConnectionSlot {
     limits: Arc<ConnectionLimits>,
     ip: Option<std::net::IpAddr>,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for ConnectionSlot {
@@ -90,13 +90,25 @@ impl ConnectionLimits {
         }
     }
 
-    /// Counts a connection from `ip` against its address's limit; `None` when the
-    /// address already holds that many (the connection is to be closed).
-    fn admit(
+    /// Counts a connection from `ip` against its address's limit, then waits for a
+    /// place under `max.connections` (the connection, accepted, waits unserved).
+    /// `Err(limit)` when the address already holds its limit (the connection is to be
+    /// closed); `Ok(None)` if the limits are gone (shutting down).
+    async fn admit(
         self: &Arc<Self>,
         ip: std::net::IpAddr,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> Result<ConnectionSlot, usize> {
+    ) -> Result<Option<ConnectionSlot>, usize> {
+        let mut slot = self.count_ip(ip)?;
+        match self.total.clone().acquire_owned().await {
+            Ok(permit) => {
+                slot.permit = Some(permit);
+                Ok(Some(slot))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn count_ip(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<ConnectionSlot, usize> {
         let limit = self.overrides.get(&ip).copied().unwrap_or(self.per_ip_max);
         let mut per_ip = self.per_ip.lock();
         let n = per_ip.entry(ip).or_insert(0);
@@ -110,7 +122,7 @@ impl ConnectionLimits {
         Ok(ConnectionSlot {
             limits: self.clone(),
             ip: Some(ip),
-            _permit: permit,
+            permit: None,
         })
     }
 
@@ -119,7 +131,7 @@ impl ConnectionLimits {
         ConnectionSlot {
             limits: self.clone(),
             ip: None,
-            _permit: None,
+            permit: None,
         }
     }
 }
@@ -225,22 +237,16 @@ impl Server {
             let exempt = separate && *l.name == **inter_broker;
             acceptors.spawn(async move {
                 loop {
-                    // At `max.connections` no more are accepted until one closes.
-                    let permit = if exempt {
-                        None
-                    } else {
-                        match limits.total.clone().acquire_owned().await {
-                            Ok(p) => Some(p),
-                            Err(_) => return,
-                        }
-                    };
                     match l.listener.accept().await {
                         Ok((stream, peer)) => {
+                            // At `max.connections` this listener accepts no more until
+                            // one closes.
                             let slot = if exempt {
                                 limits.exempt()
                             } else {
-                                match limits.admit(peer.ip(), permit) {
-                                    Ok(slot) => slot,
+                                match limits.admit(peer.ip()).await {
+                                    Ok(Some(slot)) => slot,
+                                    Ok(None) => return,
                                     Err(limit) => {
                                         tracing::info!(%peer, limit, "closing connection: its address already holds max.connections.per.ip connections");
                                         continue;
