@@ -828,3 +828,144 @@ fn broker_only_nodes_follow_the_controller_quorum_through_controller_and_leader_
         .ok()
     });
 }
+
+/// The log end offset of a partition directory: one past the last batch in its segments.
+fn log_end_offset(dir: &Path) -> i64 {
+    let mut segments: Vec<_> = std::fs::read_dir(dir)
+        .expect("partition dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let mut end = 0;
+    for seg in segments {
+        let bytes = std::fs::read(&seg).expect("segment");
+        let mut pos = 0usize;
+        while pos + 27 <= bytes.len() {
+            let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
+            let len =
+                i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().expect("4 bytes")) as usize;
+            if len == 0 || pos + 12 + len > bytes.len() {
+                break;
+            }
+            let delta = i32::from_be_bytes(bytes[pos + 23..pos + 27].try_into().expect("4 bytes"));
+            end = base + i64::from(delta) + 1;
+            pos += 12 + len;
+        }
+    }
+    end
+}
+
+/// ListOffsets (latest) for partition 0 of `topic`, asked of the broker at `addr`:
+/// `(error code, offset)`.
+fn list_latest(addr: &str, topic: &str) -> (i16, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let resp: ListOffsetsResponse =
+        common::wire::Conn::open(addr).call(ApiKey::ListOffsets, 7, &req);
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
+/// KIP-207: a new leader whose high watermark is still below the start of its leader
+/// epoch answers ListOffsets(latest) with OFFSET_NOT_AVAILABLE (retriable) until its
+/// followers have fetched what it had when it took over, instead of an old high
+/// watermark. Set up with broker-only nodes (so the quorum survives): the replica that
+/// is next in line fetched ten records that the third replica (paused, kept in the ISR
+/// by long session and lag timeouts) did not, so the old leader's high watermark stayed
+/// below them; the old leader is killed and fenced at once (its listeners refuse), the
+/// next one leads, and answers OFFSET_NOT_AVAILABLE until the paused replica resumes.
+/// Fails without the check in ListOffsets (checked: the answer then carries no error).
+#[test]
+fn a_new_leader_lists_no_latest_offset_until_its_high_watermark_reaches_its_epoch() {
+    let rt = runtime();
+    let mut cluster = Cluster::start(ClusterSpec {
+        nodes: 6,
+        roles: [
+            "controller",
+            "controller",
+            "controller",
+            "broker",
+            "broker",
+            "broker",
+        ]
+        .map(String::from)
+        .to_vec(),
+        extra: vec![
+            ("broker.heartbeat.interval.ms".into(), "70000".into()),
+            ("broker.session.timeout.ms".into(), "300000".into()),
+            ("replica.lag.time.max.ms".into(), "300000".into()),
+        ],
+        ..ClusterSpec::default()
+    });
+    let bootstrap = cluster.bootstrap();
+    rt.block_on(create_topic(&bootstrap, "kip207", 1, 3, &[]));
+    let send = |acks: &str, from: usize, n: usize| {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("acks", acks)
+            .set("enable.idempotence", "false")
+            .create()
+            .expect("producer");
+        rt.block_on(async {
+            for i in from..from + n {
+                let value = i.to_string();
+                producer
+                    .send(
+                        FutureRecord::<(), str>::to("kip207")
+                            .partition(0)
+                            .payload(&value),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("delivered");
+            }
+        });
+    };
+    send("all", 0, 100);
+    let state = rt.block_on(topic_state(&bootstrap, "kip207"));
+    let replicas = state[0].replicas.clone();
+    let leader = state[0].leader;
+    let rest: Vec<i32> = replicas.iter().copied().filter(|r| *r != leader).collect();
+    // Elections take the first live ISR member in replica order: `next`.
+    let (next, paused) = ((rest[0] - 1) as usize, (rest[1] - 1) as usize);
+    cluster.pause(paused);
+    send("1", 100, 10);
+    let next_dir = cluster.data_dir(next).join("kip207-0");
+    wait_until(
+        "the next leader fetched the ten records",
+        Duration::from_secs(60),
+        || (log_end_offset(&next_dir) >= 110).then_some(()),
+    );
+    cluster.kill9((leader - 1) as usize);
+    let next_addr = cluster.node(next).addr().to_owned();
+    wait_until("the next replica leads", Duration::from_secs(60), || {
+        let l = rt
+            .block_on(topic_state(&next_addr, "kip207"))
+            .first()
+            .map_or(-1, |p| p.leader);
+        (l == next as i32 + 1).then_some(())
+    });
+    assert_eq!(
+        list_latest(&next_addr, "kip207").0,
+        78,
+        "OFFSET_NOT_AVAILABLE while the high watermark is behind the epoch start"
+    );
+    cluster.resume(paused);
+    wait_until(
+        "the latest offset once the follower caught up",
+        Duration::from_secs(60),
+        || (list_latest(&next_addr, "kip207") == (0, 110)).then_some(()),
+    );
+}

@@ -5,6 +5,11 @@
 //! record with the largest timestamp (KIP-734, v7+), `-4` earliest local (KIP-405, v8+;
 //! equal to earliest without tiered storage), otherwise the first offset whose timestamp
 //! is at least the one given (KIP-79), or offset -1 when there is none.
+//!
+//! A new leader whose high watermark has not yet reached the start of its leader epoch
+//! (its followers have not fetched what it had when it took over) answers latest and
+//! timestamp lookups with the retriable `OFFSET_NOT_AVAILABLE` (KIP-207) rather than a
+//! high watermark older than the one consumers may have seen from the old leader.
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -61,6 +66,11 @@ pub async fn handle(
                     } else {
                         offsets.high_watermark
                     };
+                    let epoch_start = partition.with_log(|log| log.epoch_start_offset(partition.leader_epoch()));
+                    let behind = epoch_start.is_some_and(|start| start > offsets.high_watermark);
+                    if behind && (p.timestamp == LATEST || p.timestamp >= 0) {
+                        return resp.with_error_code(ResponseError::OffsetNotAvailable.code());
+                    }
                     let found = match p.timestamp {
                         LATEST => Ok(Some((bound, -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
