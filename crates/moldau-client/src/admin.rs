@@ -222,17 +222,7 @@ impl Admin {
     /// only). `topics` is empty.
     pub async fn describe_cluster(&self) -> Result<ClusterMetadata> {
         let request = DescribeClusterRequest::default().with_include_fenced_brokers(true);
-        let response = self
-            .client
-            .retry(None, || async {
-                let conn = self.client.any_connection().await?;
-                let r = conn.send(request.clone()).await;
-                if r.is_err() {
-                    self.client.drop_connection(&conn).await;
-                }
-                r
-            })
-            .await?;
+        let response = self.client.send_any(request).await?;
         Error::check_message(response.error_code, response.error_message.as_ref())?;
         let mut brokers: Vec<BrokerInfo> = response
             .brokers
@@ -261,17 +251,7 @@ impl Admin {
         let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
             .with_topic_name(topic_name("__cluster_metadata"))
             .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
-        let response = self
-            .client
-            .retry(None, || async {
-                let conn = self.client.any_connection().await?;
-                let r = conn.send(request.clone()).await;
-                if r.is_err() {
-                    self.client.drop_connection(&conn).await;
-                }
-                r
-            })
-            .await?;
+        let response = self.client.send_any(request).await?;
         Error::check_message(response.error_code, response.error_message.as_ref())?;
         let p = response
             .topics

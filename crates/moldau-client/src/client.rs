@@ -259,6 +259,24 @@ impl Client {
         &self.inner.config
     }
 
+    /// Sends `request` to any broker, retried as [`Client::retry`] does; a connection
+    /// that failed is dropped, so the retry opens another (possibly to another broker).
+    /// For requests any broker answers (Metadata, DescribeCluster, DescribeQuorum).
+    pub async fn send_any<R>(&self, request: R) -> Result<R::Response>
+    where
+        R: kafka_protocol::protocol::Request + Clone,
+    {
+        self.retry(None, || async {
+            let conn = self.any_connection().await?;
+            let r = conn.send(request.clone()).await;
+            if r.is_err() {
+                self.drop_connection(&conn).await;
+            }
+            r
+        })
+        .await
+    }
+
     /// Runs `op` until it succeeds, fails for good, or retries run out; before each retry
     /// it waits `retry.backoff.ms` (doubling, at most 1 s) and, when the error says the
     /// metadata is stale, drops the cached topic `topic` and coordinators.
@@ -306,16 +324,7 @@ impl Client {
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);
-        let response = self
-            .retry(None, || async {
-                let conn = self.any_connection().await?;
-                let r = conn.send(request.clone()).await;
-                if r.is_err() {
-                    self.drop_connection(&conn).await;
-                }
-                r
-            })
-            .await?;
+        let response = self.send_any(request).await?;
         Ok(self.absorb(response))
     }
 
