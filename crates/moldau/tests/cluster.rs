@@ -20,6 +20,7 @@
 mod common;
 
 use common::cluster::{wait_until, Cluster, ClusterSpec};
+use common::runtime;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -34,14 +35,6 @@ use std::time::Duration;
 
 /// Deadline for anything the cluster must get done (generous: 3 processes on 2 cores).
 const LONG: Duration = Duration::from_secs(120);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn three_nodes(netns: bool) -> Cluster {
     Cluster::start(ClusterSpec {
@@ -81,22 +74,27 @@ async fn create_topic(
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
 }
 
-/// The cluster's view through Moldau's own client (rdkafka exposes no controller id).
-async fn describe(bootstrap: &str) -> moldau_client::ClusterMetadata {
+/// Moldau's own admin client (rdkafka exposes no controller id, leader epochs or ISR).
+async fn moldau_admin(bootstrap: &str) -> moldau_client::Admin {
     let client = moldau_client::Client::connect(moldau_client::ClientConfig::new(bootstrap))
         .await
         .expect("client");
     moldau_client::Admin::new(client)
+}
+
+/// The cluster's view: active controller and brokers, fenced ones marked.
+async fn describe(bootstrap: &str) -> moldau_client::ClusterMetadata {
+    moldau_admin(bootstrap)
+        .await
         .describe_cluster()
         .await
         .expect("describe cluster")
 }
 
+/// Leader, replicas and ISR of each partition of `topic` (empty if it is not known).
 async fn topic_state(bootstrap: &str, topic: &str) -> Vec<moldau_client::PartitionInfo> {
-    let client = moldau_client::Client::connect(moldau_client::ClientConfig::new(bootstrap))
+    moldau_admin(bootstrap)
         .await
-        .expect("client");
-    moldau_client::Admin::new(client)
         .describe_topic(topic)
         .await
         .map(|t| t.partitions)
@@ -376,21 +374,38 @@ fn verify(
     );
 }
 
-/// Asserts that every replica of every partition of `topic` holds the same bytes below
-/// the high watermark: the batches of each replica's segments, in offset order, are
-/// compared up to the high watermark.
-fn assert_replicas_identical(
+/// Ends a fault test: stops the producer (and the reader), waits until every replica is
+/// back in the ISR, reads every partition of `topic` to its high watermark and checks it
+/// ([`verify`]), then waits until the replicas on `nodes` (indexes) hold the same bytes
+/// below the high watermark (followers may still be fetching the tail).
+fn finish_and_verify(
+    rt: &tokio::runtime::Runtime,
     cluster: &Cluster,
+    work: Workload,
+    reader: Option<Reader>,
     topic: &str,
     partitions: i32,
-    high_watermarks: &HashMap<i32, i64>,
+    nodes: &[usize],
 ) {
-    let all: Vec<usize> = (0..cluster.node_count()).collect();
-    assert_replicas_identical_on(cluster, &all, topic, partitions, high_watermarks)
+    let bootstrap = cluster.bootstrap();
+    let (acked, failed) = work.finish(rt);
+    let seen = reader.map(Reader::finish).unwrap_or_default();
+    wait_for_full_isr(rt, &bootstrap, topic);
+    let hws = high_watermarks(&bootstrap, topic, partitions);
+    let log = read_all(&bootstrap, topic, partitions);
+    verify(&acked, &failed, &seen, &log);
+    wait_until("replicas identical below the high watermark", LONG, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_replicas_identical(cluster, nodes, topic, partitions, &hws)
+        }))
+        .ok()
+    });
 }
 
-/// [`assert_replicas_identical`] over the nodes (indexes) that host the replicas.
-fn assert_replicas_identical_on(
+/// Asserts that the replicas on `nodes` (indexes) of every partition of `topic` hold the
+/// same bytes below the high watermark: the batches of each replica's segments, in
+/// offset order, are compared up to the high watermark.
+fn assert_replicas_identical(
     cluster: &Cluster,
     nodes: &[usize],
     topic: &str,
@@ -420,8 +435,9 @@ fn assert_replicas_identical_on(
     }
 }
 
-/// The bytes of the batches below `hw` in a partition directory (segments in order).
-fn committed_bytes(dir: &Path, hw: i64) -> Vec<u8> {
+/// Every complete batch in a partition directory's segments, in offset order, as
+/// `(base offset, last offset, the batch's bytes)`; a torn tail ends the walk.
+fn batches(dir: &Path) -> Vec<(i64, i64, Vec<u8>)> {
     let mut segments: Vec<_> = std::fs::read_dir(dir)
         .expect("partition dir")
         .flatten()
@@ -433,28 +449,38 @@ fn committed_bytes(dir: &Path, hw: i64) -> Vec<u8> {
     for seg in segments {
         let bytes = std::fs::read(&seg).expect("segment");
         let mut pos = 0usize;
-        while pos + 12 <= bytes.len() {
+        // base offset (8), length (4), leader epoch (4), magic (1), crc (4),
+        // attributes (2), last offset delta (4).
+        while pos + 27 <= bytes.len() {
             let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
             let len =
                 i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().expect("4 bytes")) as usize;
-            if base >= hw || pos + 12 + len > bytes.len() {
+            if len < 15 || pos + 12 + len > bytes.len() {
                 return out;
             }
-            out.extend_from_slice(&bytes[pos..pos + 12 + len]);
+            let delta = i32::from_be_bytes(bytes[pos + 23..pos + 27].try_into().expect("4 bytes"));
+            out.push((
+                base,
+                base + i64::from(delta),
+                bytes[pos..pos + 12 + len].to_vec(),
+            ));
             pos += 12 + len;
         }
     }
     out
 }
 
-fn high_watermarks(
-    rt: &tokio::runtime::Runtime,
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-) -> HashMap<i32, i64> {
+/// The bytes of the batches below `hw` in a partition directory (segments in order).
+fn committed_bytes(dir: &Path, hw: i64) -> Vec<u8> {
+    batches(dir)
+        .into_iter()
+        .take_while(|(base, _, _)| *base < hw)
+        .flat_map(|(_, _, bytes)| bytes)
+        .collect()
+}
+
+fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
     let consumer = consumer(bootstrap, topic, partitions);
-    let _ = rt;
     (0..partitions)
         .map(|p| {
             (
@@ -552,19 +578,7 @@ fn acknowledged_records_survive_leader_and_controller_crashes_and_a_paused_broke
     wait_for_full_isr(&rt, &bootstrap, "events");
     work.progress(1_000, "records after every fault");
 
-    let (acked, failed) = work.finish(&rt);
-    let seen = reader.finish();
-    wait_for_full_isr(&rt, &bootstrap, "events");
-    let hws = high_watermarks(&rt, &bootstrap, "events", 3);
-    let log = read_all(&bootstrap, "events", 3);
-    verify(&acked, &failed, &seen, &log);
-    // Followers may still be fetching the tail: wait until their files match.
-    wait_until("replicas identical below the high watermark", LONG, || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            assert_replicas_identical(&cluster, "events", 3, &hws)
-        }))
-        .ok()
-    });
+    finish_and_verify(&rt, &cluster, work, Some(reader), "events", 3, &[0, 1, 2]);
 }
 
 /// Both followers of a partition freeze (SIGSTOP) while an acks=all producer writes to
@@ -662,18 +676,7 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_its_tail_on_return() {
     cluster.heal(isolated);
     wait_for_full_isr(&rt, &bootstrap, "cut");
     work.progress(1_000, "records after the heal");
-    let (acked, failed) = work.finish(&rt);
-    let seen = reader.finish();
-    wait_for_full_isr(&rt, &bootstrap, "cut");
-    let hws = high_watermarks(&rt, &bootstrap, "cut", 1);
-    let log = read_all(&bootstrap, "cut", 1);
-    verify(&acked, &failed, &seen, &log);
-    wait_until("replicas identical below the high watermark", LONG, || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            assert_replicas_identical(&cluster, "cut", 1, &hws)
-        }))
-        .ok()
-    });
+    finish_and_verify(&rt, &cluster, work, Some(reader), "cut", 1, &[0, 1, 2]);
 }
 
 /// SIGTERM of a partition's leader (controlled shutdown, KIP-631): before the process
@@ -731,10 +734,7 @@ fn a_leader_stopped_with_sigterm_hands_over_its_leadership_before_it_exits() {
     cluster.restart((leader - 1) as usize);
     wait_for_full_isr(&rt, &bootstrap, "handover");
     work.progress(1_000, "records after the restart");
-    let (acked, failed) = work.finish(&rt);
-    wait_for_full_isr(&rt, &bootstrap, "handover");
-    let log = read_all(&bootstrap, "handover", 3);
-    verify(&acked, &failed, &BTreeMap::new(), &log);
+    finish_and_verify(&rt, &cluster, work, None, "handover", 3, &[0, 1, 2]);
 }
 
 /// Kafka's production layout: three controller-only nodes (the metadata quorum) and
@@ -816,45 +816,12 @@ fn broker_only_nodes_follow_the_controller_quorum_through_controller_and_leader_
     wait_for_full_isr(&rt, &bootstrap, "split");
     work.progress(1_000, "records after both nodes returned");
 
-    let (acked, failed) = work.finish(&rt);
-    wait_for_full_isr(&rt, &bootstrap, "split");
-    let hws = high_watermarks(&rt, &bootstrap, "split", 3);
-    let log = read_all(&bootstrap, "split", 3);
-    verify(&acked, &failed, &BTreeMap::new(), &log);
-    wait_until("replicas identical below the high watermark", LONG, || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            assert_replicas_identical_on(&cluster, &[3, 4, 5], "split", 3, &hws)
-        }))
-        .ok()
-    });
+    finish_and_verify(&rt, &cluster, work, None, "split", 3, &[3, 4, 5]);
 }
 
 /// The log end offset of a partition directory: one past the last batch in its segments.
 fn log_end_offset(dir: &Path) -> i64 {
-    let mut segments: Vec<_> = std::fs::read_dir(dir)
-        .expect("partition dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    let mut end = 0;
-    for seg in segments {
-        let bytes = std::fs::read(&seg).expect("segment");
-        let mut pos = 0usize;
-        while pos + 27 <= bytes.len() {
-            let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
-            let len =
-                i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().expect("4 bytes")) as usize;
-            if len == 0 || pos + 12 + len > bytes.len() {
-                break;
-            }
-            let delta = i32::from_be_bytes(bytes[pos + 23..pos + 27].try_into().expect("4 bytes"));
-            end = base + i64::from(delta) + 1;
-            pos += 12 + len;
-        }
-    }
-    end
+    batches(dir).last().map_or(0, |(_, last, _)| last + 1)
 }
 
 /// ListOffsets (latest) for partition 0 of `topic`, asked of the broker at `addr`:

@@ -11,6 +11,7 @@ mod common;
 use chrono::Utc;
 use common::cluster::{process_state, wait_until, Cluster, ClusterSpec, BROKER_READY};
 use common::netns::{self, Probe};
+use common::runtime;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
@@ -24,14 +25,6 @@ use std::time::Duration;
 const SHORT: Duration = Duration::from_secs(2);
 /// How long a request that must succeed is given.
 const LONG: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// `nodes` independent one-node brokers.
 fn brokers(nodes: usize, netns: bool) -> ClusterSpec {
