@@ -489,9 +489,27 @@ pub fn records(batch: &[u8]) -> Option<Vec<Record<'_>>> {
 /// uncompressed batch, or the decompressed records of a compressed one. Returns `None`
 /// if a record is malformed or `body` ends early.
 pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
-    let mut out = Vec::with_capacity(usize::try_from(count).ok()?.min(body.len()));
+    // `count` comes from the peer: reserve no more than `body` can hold.
+    let fit = body.len() / MIN_RECORD_BYTES;
+    let mut out = Vec::with_capacity(usize::try_from(count).ok()?.min(fit));
+    for_each_record(body, count, |_, r| out.push(r))?;
+    Some(out)
+}
+
+/// The smallest encoded record: length, attributes, timestamp delta, offset delta, key
+/// length, value length and header count, one byte each.
+const MIN_RECORD_BYTES: usize = 7;
+
+/// [`records_in`] without collecting: calls `f(index, record)` for each of the `count`
+/// records in `body`, allocating nothing. `None` if a record is malformed or `body`
+/// ends early (records before it were passed to `f`).
+pub fn for_each_record<'a>(
+    body: &'a [u8],
+    count: i32,
+    mut f: impl FnMut(usize, Record<'a>),
+) -> Option<()> {
     let mut pos = 0;
-    for _ in 0..count {
+    for index in 0..usize::try_from(count).ok()? {
         let start = pos;
         let len = usize::try_from(read_varint(body, &mut pos)?).ok()?;
         let end = pos.checked_add(len)?;
@@ -503,16 +521,19 @@ pub fn records_in(body: &[u8], count: i32) -> Option<Vec<Record<'_>>> {
         let offset_delta = i32::try_from(read_varint(rec, &mut p)?).ok()?;
         let key = read_nullable(rec, &mut p)?;
         let value = read_nullable(rec, &mut p)?;
-        out.push(Record {
-            raw,
-            offset_delta,
-            timestamp_delta,
-            key,
-            value,
-            headers_raw: rec.get(p..)?,
-        });
+        f(
+            index,
+            Record {
+                raw,
+                offset_delta,
+                timestamp_delta,
+                key,
+                value,
+                headers_raw: rec.get(p..)?,
+            },
+        );
     }
-    Some(out)
+    Some(())
 }
 
 /// A record's optional key and optional value, as [`build_batch`] takes them.
