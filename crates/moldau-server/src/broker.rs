@@ -221,6 +221,17 @@ impl Broker {
         }
         *applied = image.offset;
         let reconciled = self.replicas.reconcile(image);
+        // Out of contact with the controller, this broker leads nothing, whatever an
+        // image it is still catching up on says (`watch_contact` applies the image again
+        // once contact returns).
+        let actions = if self.out_of_contact() {
+            for p in self.replicas.all() {
+                p.step_down();
+            }
+            Vec::new()
+        } else {
+            reconciled.actions
+        };
         self.fetchers.update(reconciled.follows);
         for p in reconciled.flush {
             tokio::spawn(async move {
@@ -228,7 +239,7 @@ impl Broker {
                 let _ = p.wait_durable(end).await;
             });
         }
-        crate::isr_manager::act(self, reconciled.actions);
+        crate::isr_manager::act(self, actions);
         self.groups.sync(image, &self.replicas);
         self.txns.sync(image, &self.replicas);
     }
@@ -512,6 +523,7 @@ async fn start_controller(
             max_bytes: cluster.snapshot_max_bytes,
             interval_ms: cluster.snapshot_interval_ms,
         },
+        cluster.voters.clone(),
     ));
     if let Some(listener) = controller_listener {
         let lease = Duration::from_millis(quorum.raft.config().election_timeout_max);

@@ -208,6 +208,12 @@ impl Partition {
     ) -> (Vec<Action>, bool) {
         let mut log = self.log.write();
         let mut replica = self.replica.lock();
+        // An image applied late, from before a leadership change this replica already
+        // saw, changes nothing: not the role, and not the epoch cache either (assigning
+        // an older epoch would drop the newer entries).
+        if assignment.leader_epoch < replica.leader_epoch() {
+            return (Vec::new(), false);
+        }
         let was = (
             replica.is_leader(),
             replica.leader_epoch(),
@@ -259,6 +265,17 @@ impl Partition {
         {
             self.committed.notify_waiters();
         }
+    }
+
+    /// While leading, whether the high watermark is still below the log end offset this
+    /// leader epoch began at: the followers have not yet fetched what this broker had
+    /// when it took over, so the high watermark may be older than the one clients saw
+    /// from the previous leader (KIP-207).
+    pub fn high_watermark_behind_epoch_start(&self) -> bool {
+        let replica = self.replica.lock();
+        replica
+            .epoch_start_offset()
+            .is_some_and(|start| start > replica.high_watermark())
     }
 
     /// The current leader epoch (-1 before any metadata).
