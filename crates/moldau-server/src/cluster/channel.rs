@@ -217,7 +217,11 @@ impl ControllerChannel {
                     }
                 }
                 Ok(other) => {
-                    tracing::warn!(reply = ?other.reply, "unexpected answer to a metadata fetch")
+                    tracing::warn!(reply = ?other.reply, "unexpected answer to a metadata fetch");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)) => {}
+                        _ = stop.changed() => return,
+                    }
                 }
                 Err(e) => {
                     failures += 1;

@@ -173,8 +173,8 @@ struct Term {
 /// would never notice they are cut off from the cluster.
 const LEADERSHIP_LEASE: Duration = Duration::from_millis(500);
 
-/// How long [`QuorumController::probe`] waits for each connection attempt.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest a FetchMetadata long poll is held, whatever it asks, ms.
+const MAX_METADATA_WAIT_MS: u64 = 30_000;
 
 /// One controller node's active-controller logic.
 pub struct QuorumController {
@@ -186,6 +186,9 @@ pub struct QuorumController {
     /// Serialises operations: each sees every earlier one applied.
     term: tokio::sync::Mutex<Option<Term>>,
     snapshot: SnapshotSettings,
+    /// The quorum's voters, whose controller listeners [`QuorumController::probe`]
+    /// tries for a broker that is also a voter.
+    voters: Vec<crate::config::Voter>,
 }
 
 /// When to snapshot the metadata image (Kafka's `metadata.log.max.*` settings).
@@ -204,6 +207,7 @@ impl QuorumController {
         config: ControlConfig,
         proposed_cluster_id: String,
         snapshot: SnapshotSettings,
+        voters: Vec<crate::config::Voter>,
     ) -> Self {
         Self {
             quorum,
@@ -211,6 +215,7 @@ impl QuorumController {
             proposed_cluster_id,
             term: tokio::sync::Mutex::new(None),
             snapshot,
+            voters,
         }
     }
 
@@ -341,41 +346,66 @@ impl QuorumController {
     /// it heartbeats again within the disconnect grace, it is fenced (a crashed
     /// process is noticed long before its session expires). It is also probed
     /// ([`QuorumController::probe`]): a process found gone is fenced at once.
-    pub async fn connection_lost(self: &Arc<Self>, broker: i32) {
+    pub async fn connection_lost(self: &Arc<Self>, broker: i32, peer: std::net::IpAddr) {
         if let Some(term) = self.term.lock().await.as_mut() {
             term.liveness.connection_lost(broker, now_ms());
         }
-        self.probe(broker);
+        self.probe(broker, Some(peer));
     }
 
-    /// Tries to connect to every advertised endpoint of `broker` (in the background,
-    /// [`PROBE_TIMEOUT`] each). If every attempt is refused, nothing listens there any
-    /// more: the process is gone (killed, crashed), and the broker is fenced and its
-    /// leaderships moved now rather than after the disconnect grace or, for a new
-    /// active controller, a whole session. Only a refusal counts: a timeout (a
-    /// partition, a frozen host) or an accepted connection leaves the session rules
-    /// in charge. A broker that restarted meanwhile heartbeats, which undoes it.
-    pub fn probe(self: &Arc<Self>, broker: i32) {
+    /// Tries to connect to `broker` where it must be listening (in the background; see
+    /// [`super::rpc::refuses_connections`]). If every attempt is refused, its process is
+    /// gone (killed, crashed), and the broker is fenced and its leaderships moved now
+    /// rather than after the disconnect grace or, for a new active controller, a whole
+    /// session. Only a refusal counts: a timeout (a partition, a frozen host) or an
+    /// accepted connection leaves the session rules in charge. A broker that restarted
+    /// meanwhile heartbeats, which undoes it.
+    ///
+    /// Where it is tried matters: an advertised address may not be reachable from here
+    /// (`localhost`, a NAT mapping), and a refusal there would fence a live broker. So a
+    /// broker that is also a voter is tried on its controller listener (which every
+    /// voter reaches by definition), and any other broker only on the advertised
+    /// endpoints that resolve to `peer`, the address its closed controller connection
+    /// came from; with no such endpoint, or no `peer`, it is not probed.
+    pub fn probe(self: &Arc<Self>, broker: i32, peer: Option<std::net::IpAddr>) {
         let image = self.quorum.view.image();
         let Some(registered) = image.brokers.get(&broker) else {
             return;
         };
-        if registered.fenced || registered.listeners.is_empty() {
+        if registered.fenced {
             return;
         }
-        let endpoints: Vec<String> = registered
+        let voter = self
+            .voters
+            .iter()
+            .find(|v| v.id == broker)
+            .map(|v| v.addr());
+        let advertised: Vec<String> = registered
             .listeners
             .iter()
             .map(|l| format!("{}:{}", l.host, l.port))
             .collect();
         let this = self.clone();
         tokio::spawn(async move {
+            let endpoints = match (voter, peer) {
+                (Some(addr), _) => vec![addr],
+                (None, Some(ip)) => {
+                    let mut same_host = Vec::new();
+                    for addr in advertised {
+                        let resolved = tokio::net::lookup_host(addr.as_str()).await;
+                        if resolved.is_ok_and(|mut a| a.any(|a| a.ip() == ip)) {
+                            same_host.push(addr);
+                        }
+                    }
+                    same_host
+                }
+                (None, None) => Vec::new(),
+            };
+            if endpoints.is_empty() {
+                return;
+            }
             for addr in &endpoints {
-                let refused = matches!(
-                    tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
-                );
-                if !refused {
+                if !super::rpc::refuses_connections(addr).await {
                     return;
                 }
             }
@@ -483,7 +513,9 @@ impl QuorumController {
         drop(self.activate().await?);
         let mut images = self.quorum.view.subscribe();
         let wait = images.wait_for(|image| image.offset > after_offset);
-        let _ = tokio::time::timeout(Duration::from_millis(max_wait_ms), wait).await;
+        // The wait is the peer's to choose, within reason.
+        let max_wait = Duration::from_millis(max_wait_ms.min(MAX_METADATA_WAIT_MS));
+        let _ = tokio::time::timeout(max_wait, wait).await;
         let image = self.quorum.view.image();
         let offset = image.offset;
         let reply = (image.offset > after_offset).then(|| Box::new((*image).clone()));
@@ -524,7 +556,7 @@ impl QuorumController {
                     probed_term = term;
                     let image = self.quorum.view.image();
                     for broker in image.brokers.values().filter(|b| !b.fenced) {
-                        self.probe(broker.broker_id);
+                        self.probe(broker.broker_id, None);
                     }
                 }
             }

@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long the probe of the leader's controller listener may take.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Margin past the other voters' lease before asking for their votes.
 const LEASE_MARGIN: Duration = Duration::from_millis(50);
 
@@ -76,11 +74,7 @@ impl LeaderWatch {
             if !leads(&quorum) {
                 return;
             }
-            let refused = matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
-            );
-            if !refused {
+            if !super::rpc::refuses_connections(&addr).await {
                 return;
             }
             let since = (*this.last_append.lock()).unwrap_or_else(Instant::now);

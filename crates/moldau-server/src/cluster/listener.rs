@@ -69,6 +69,7 @@ impl ControllerService {
 
     async fn connection(&self, stream: TcpStream) -> std::io::Result<()> {
         stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?.ip();
         let (mut rd, mut wr) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
         let writer = tokio::spawn(async move {
@@ -126,7 +127,7 @@ impl ControllerService {
         drop(tx);
         let _ = writer.await;
         for broker in brokers {
-            self.controller.connection_lost(broker).await;
+            self.controller.connection_lost(broker, peer).await;
         }
         if let Some(leader) = leader {
             self.leader_watch

@@ -301,3 +301,16 @@ impl RpcPool {
             .clone()
     }
 }
+
+/// How long [`refuses_connections`] waits for the connection attempt.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Whether a TCP connection to `addr` is refused: nothing listens there, so the process
+/// that did is gone (killed, crashed; its host is up). A timeout (a partition, a frozen
+/// host) or an accepted connection is `false`: only a refusal proves anything.
+pub async fn refuses_connections(addr: &str) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
