@@ -23,7 +23,6 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeQuorum, 0, 1),
-    (ApiKey::DescribeQuorum, 0, 1),
     (ApiKey::FindCoordinator, 1, 3),
     (ApiKey::JoinGroup, 1, 7),
     (ApiKey::SyncGroup, 0, 5),

@@ -463,7 +463,10 @@ async fn serve_connection(
                 }
                 None => closing = true,
             },
-            () = tokio::time::sleep_until(last_active + idle), if !closing && in_flight.is_empty() => {
+            // A deadline past what the clock can hold (a huge `connections.max.idle.ms`)
+            // means never.
+            () = tokio::time::sleep_until(last_active.checked_add(idle).unwrap_or(last_active)),
+                if !closing && in_flight.is_empty() && last_active.checked_add(idle).is_some() => {
                 tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing connection: idle for connections.max.idle.ms");
                 closing = true;
             }

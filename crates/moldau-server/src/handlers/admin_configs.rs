@@ -278,10 +278,11 @@ pub async fn alter_configs(
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let mut configs: Vec<(String, String)> = Vec::with_capacity(res.configs.len());
+        let mut seen = std::collections::HashSet::with_capacity(res.configs.len());
         let mut problem = None;
         for c in &res.configs {
             let name = c.name.to_string();
-            if configs.iter().any(|(n, _)| *n == name) {
+            if !seen.insert(c.name.as_str()) {
                 problem = Some(format!("Config '{name}' is given more than once."));
                 break;
             }
