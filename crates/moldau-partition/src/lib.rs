@@ -149,6 +149,15 @@ impl ReplicaState {
         self.high_watermark
     }
 
+    /// While leading: the log end offset when this leader epoch began (KIP-207 answers
+    /// from it). `None` as a follower.
+    pub fn epoch_start_offset(&self) -> Option<i64> {
+        match &self.role {
+            Role::Leader(l) => Some(l.epoch_start_offset),
+            Role::Follower { .. } => None,
+        }
+    }
+
     /// The current leader epoch (-1 if none known).
     pub fn leader_epoch(&self) -> i32 {
         match &self.role {

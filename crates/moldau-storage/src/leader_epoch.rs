@@ -179,15 +179,6 @@ impl LeaderEpochCache {
         self.entries.last().map(|e| e.epoch)
     }
 
-    /// The first offset of leader epoch `epoch`, `None` if it is not cached.
-    pub fn start_offset_of(&self, epoch: i32) -> Option<i64> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| e.epoch == epoch)
-            .map(|e| e.start_offset)
-    }
-
     /// Whether [`LeaderEpochCache::assign`] of `(epoch, start_offset)` would change the
     /// cache (Kafka `isUpdateNeeded`, plus the ignored negative values): false for a
     /// negative epoch or offset, and when the latest entry has this epoch and a start
@@ -439,12 +430,6 @@ impl Log {
     /// cached one gets `(epoch, start offset of the first cached epoch)`.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
-    }
-
-    /// The first offset of leader epoch `epoch` (for a leader, the log end offset when it
-    /// took the leadership), `None` if the cache has no entry for it.
-    pub fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
-        self.epochs.start_offset_of(epoch)
     }
 
     /// The leader epoch that wrote `offset`: the epoch of the last cached entry starting

@@ -7,9 +7,10 @@
 //! is at least the one given (KIP-79), or offset -1 when there is none.
 //!
 //! A new leader whose high watermark has not yet reached the start of its leader epoch
-//! (its followers have not fetched what it had when it took over) answers latest and
-//! timestamp lookups with the retriable `OFFSET_NOT_AVAILABLE` (KIP-207) rather than a
-//! high watermark older than the one consumers may have seen from the old leader.
+//! (its followers have not fetched what it had when it took over) answers latest
+//! lookups from clients that give an isolation level (v2+) with the retriable
+//! `OFFSET_NOT_AVAILABLE` (KIP-207, as Kafka), rather than a high watermark older than
+//! the one consumers may have seen from the old leader.
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -66,9 +67,7 @@ pub async fn handle(
                     } else {
                         offsets.high_watermark
                     };
-                    let epoch_start = partition.with_log(|log| log.epoch_start_offset(partition.leader_epoch()));
-                    let behind = epoch_start.is_some_and(|start| start > offsets.high_watermark);
-                    if behind && (p.timestamp == LATEST || p.timestamp >= 0) {
+                    if p.timestamp == LATEST && ctx.version >= 2 && partition.high_watermark_behind_epoch_start() {
                         return resp.with_error_code(ResponseError::OffsetNotAvailable.code());
                     }
                     let found = match p.timestamp {
