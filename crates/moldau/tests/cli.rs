@@ -410,4 +410,5 @@ fn produce_creates_a_missing_topic_unless_the_broker_forbids_it() {
     assert!(err.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{err}");
     let missing = moldau(s, &["topics", "describe", "newtopic-y"], "");
     assert_eq!(missing.status.code(), Some(1), "nothing was created");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION"));
 }

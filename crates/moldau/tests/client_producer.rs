@@ -467,7 +467,6 @@ async fn records_are_batched_and_every_acks_level_delivers() {
     assert_eq!(fetched.records[99].value.as_deref(), Some(&b"None-99"[..]));
 }
 
-/// `f`, failing the test if it takes more than 30 s.
 /// Kafka's producer asks for auto-creation in its Metadata requests: a record for a
 /// topic the broker does not have creates the topic (with `num.partitions`) and is
 /// delivered. Fails if the producer looks the topic up without
@@ -488,6 +487,7 @@ async fn a_record_for_a_missing_topic_creates_it_when_the_broker_allows() {
     assert_eq!(info.partitions.len(), 2);
 }
 
+/// `f`, failing the test if it takes more than 30 s.
 fn within<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
     tokio::time::timeout(Duration::from_secs(30), f)
 }

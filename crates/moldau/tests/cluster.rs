@@ -333,13 +333,7 @@ fn verify(
         "records failed: {:?}",
         &failed[..failed.len().min(10)]
     );
-    for (p, off, seq) in acked {
-        assert_eq!(
-            log.get(&(*p, *off)),
-            Some(&seq.to_string()),
-            "acknowledged record {seq} at {p}/{off} is not there"
-        );
-    }
+    verify_acknowledged(acked, log);
     let mut seqs: HashMap<&str, (i32, i64)> = HashMap::new();
     for ((p, off), value) in log {
         if let Some(other) = seqs.insert(value.as_str(), (*p, *off)) {
@@ -559,7 +553,8 @@ fn acknowledged_records_survive_leader_and_controller_crashes_and_a_paused_broke
         next, controller,
         "another node became the active controller"
     );
-    // Two brokers are left: RF 3 is refused, RF 2 works.
+    // Two brokers are left: a topic of RF 2 can still be created (through the new
+    // active controller).
     rt.block_on(create_topic(
         &survivors,
         "created-after-controller-death",
@@ -586,7 +581,10 @@ fn acknowledged_records_survive_leader_and_controller_crashes_and_a_paused_broke
 /// old leader comes back as a follower. A record the leader had acknowledged on its
 /// own copy alone would be gone now. Checked by hand: with the high watermark taken
 /// from the leader's own durable offset alone, this test finds acknowledged records
-/// missing; as built, the producer gets no acknowledgement during the freeze.
+/// missing. It prints how many records were acknowledged during the freeze (0 as
+/// built) without asserting it: replies already under way when the followers stopped
+/// may land in the window. Replicas end byte-identical below the high watermark (the
+/// producer is not idempotent, so duplicates are allowed and not checked).
 #[test]
 fn acks_all_is_answered_only_once_every_isr_member_has_the_batch() {
     let rt = runtime();
@@ -626,6 +624,13 @@ fn acks_all_is_answered_only_once_every_isr_member_has_the_batch() {
     );
     let log = read_all(&bootstrap, "frozen", 1);
     verify_acknowledged(&acked, &log);
+    let hws = high_watermarks(&bootstrap, "frozen", 1);
+    wait_until("replicas identical below the high watermark", LONG, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_replicas_identical(&cluster, &[0, 1, 2], "frozen", 1, &hws)
+        }))
+        .ok()
+    });
     eprintln!(
         "acknowledged while both followers were frozen: {during} (of {})",
         acked.len()
@@ -657,7 +662,6 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_its_tail_on_return() {
     let leader = leader_of(&rt, &bootstrap, "cut", 0);
     let isolated = (leader - 1) as usize;
     cluster.isolate(isolated);
-    let before = work.acked();
     // The majority fences the cut-off leader and elects another; writes go on there.
     let others: String = (0..3)
         .filter(|i| *i != isolated)
@@ -672,7 +676,6 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_its_tail_on_return() {
         (l >= 0 && l != leader).then_some(())
     });
     work.progress(2_000, "records acknowledged by the new leader");
-    assert!(work.acked() > before);
     cluster.heal(isolated);
     wait_for_full_isr(&rt, &bootstrap, "cut");
     work.progress(1_000, "records after the heal");
@@ -683,11 +686,13 @@ fn an_isolated_leader_acknowledges_nothing_and_truncates_its_tail_on_return() {
 /// exits, the controller moves its leaderships to other ISR members and takes it out of
 /// every ISR, so producers go on with no failed record. The heartbeat interval (70 s,
 /// so a lost connection is only noticed after a 140 s grace) and the session timeout
-/// (300 s) are set far beyond this test's deadlines: the leadership can only have moved
-/// because the broker handed it over, never because the controller noticed it gone.
-/// Checked by hand: with `MOLDAU_CONTROLLED_SHUTDOWN_ENABLE=false` in the environment
-/// (the nodes then exit without asking the controller) this test fails waiting for a
-/// new leader.
+/// (300 s) are set far beyond this test's deadlines. A process that exits without
+/// handing over is still found at once by the controller's probe (its listeners refuse
+/// connections), so the test also checks that no controller had to: every node's log is
+/// free of "broker process gone" for the stopped broker, which the probe writes only
+/// for a broker that was still unfenced when it went. Checked by hand: with
+/// `MOLDAU_CONTROLLED_SHUTDOWN_ENABLE=false` in the environment (the nodes then exit
+/// without asking the controller) this test fails on that check.
 #[test]
 fn a_leader_stopped_with_sigterm_hands_over_its_leadership_before_it_exits() {
     let rt = runtime();
@@ -735,6 +740,17 @@ fn a_leader_stopped_with_sigterm_hands_over_its_leadership_before_it_exits() {
     wait_for_full_isr(&rt, &bootstrap, "handover");
     work.progress(1_000, "records after the restart");
     finish_and_verify(&rt, &cluster, work, None, "handover", 3, &[0, 1, 2]);
+    // By now (seconds later) a probe would have logged its finding.
+    let probed = format!(" broker={leader} ");
+    for i in 0..cluster.node_count() {
+        let log = std::fs::read_to_string(cluster.log_path(i)).unwrap_or_default();
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("broker process gone") && l.contains(&probed)),
+            "node {} found broker {leader} gone: it exited without handing over",
+            i + 1
+        );
+    }
 }
 
 /// Kafka's production layout: three controller-only nodes (the metadata quorum) and

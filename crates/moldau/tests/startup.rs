@@ -154,8 +154,9 @@ fn data_of_another_node_or_cluster_is_refused() {
         &[("log.dirs", &dir_b.display().to_string())],
         &["another cluster", &id_a, &id_b],
     );
-    // Put back, it starts again.
+    // Put back, it starts again (restart waits until it serves, or fails the test).
     std::fs::write(dir_b.join("meta.properties"), props_b).expect("write");
+    b.restart();
+    assert!(b.stop(), "the restored node stops cleanly");
     drop(a);
-    drop(b);
 }
