@@ -6,7 +6,7 @@
 
 use crate::configs;
 use crate::image::MetadataImage;
-use crate::records::{ConfigResource, MetadataRecord};
+use crate::records::{ConfigResource, MetadataRecord, ScramCredential, ScramMechanism};
 use moldau_protocol::error::ResponseError;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -493,6 +493,60 @@ pub fn replace_configs(
     alter_configs(image, resource, resource_name, &ops)
 }
 
+/// Records that delete and set one user's SCRAM credentials (AlterUserScramCredentials,
+/// KIP-554), deletions first. Errors: `RESOURCE_NOT_FOUND` when a deletion names a
+/// credential the user does not have, `DUPLICATE_RESOURCE` when a mechanism is named
+/// twice. Iteration bounds and key derivation are checked by the broker that took the
+/// request.
+pub fn alter_scram_credentials(
+    image: &MetadataImage,
+    user: &str,
+    deletions: &[ScramMechanism],
+    upsertions: &[ScramCredential],
+) -> ControllerResult<Vec<MetadataRecord>> {
+    let mut seen = std::collections::BTreeSet::new();
+    for m in deletions
+        .iter()
+        .chain(upsertions.iter().map(|c| &c.mechanism))
+    {
+        if !seen.insert(*m) {
+            return Err(ControllerError::new(
+                ResponseError::DuplicateResource,
+                format!(
+                    "A user credential cannot be altered twice in the same request ({user}, {})",
+                    m.name()
+                ),
+            ));
+        }
+    }
+    let existing = image.scram_credentials.get(user);
+    let mut records = Vec::new();
+    for m in deletions {
+        if !existing.is_some_and(|c| c.contains_key(m.name())) {
+            return Err(ControllerError::new(
+                ResponseError::ResourceNotFound,
+                format!(
+                    "Attempt to delete a user credential that does not exist ({user}, {})",
+                    m.name()
+                ),
+            ));
+        }
+        records.push(MetadataRecord::RemoveUserScramCredential {
+            name: user.to_owned(),
+            mechanism: *m,
+        });
+    }
+    records.extend(
+        upsertions
+            .iter()
+            .map(|c| MetadataRecord::UserScramCredential {
+                name: user.to_owned(),
+                credential: c.clone(),
+            }),
+    );
+    Ok(records)
+}
+
 /// An operation a client or broker asks the active controller for, carried to it over
 /// the network when this node is not the active controller (Kafka forwards the admin
 /// request itself; Moldau forwards the operation it decoded).
@@ -533,6 +587,15 @@ pub enum MetadataOp {
         /// `(config, value)` in request order, names distinct.
         configs: Vec<(String, String)>,
     },
+    /// AlterUserScramCredentials, one user (KIP-554).
+    AlterScramCredentials {
+        /// User name.
+        user: String,
+        /// Mechanisms whose credentials are removed.
+        deletions: Vec<ScramMechanism>,
+        /// Credentials set (derived by the broker that took the request).
+        upsertions: Vec<ScramCredential>,
+    },
     /// AllocateProducerIds (KIP-730) for a broker.
     AllocateProducerIds {
         /// The broker that takes the block.
@@ -564,6 +627,11 @@ impl MetadataOp {
                 name,
                 configs,
             } => replace_configs(image, *resource, name, configs),
+            MetadataOp::AlterScramCredentials {
+                user,
+                deletions,
+                upsertions,
+            } => alter_scram_credentials(image, user, deletions, upsertions),
             MetadataOp::AllocateProducerIds { broker_id } => {
                 allocate_producer_ids(image, *broker_id)
             }
@@ -641,6 +709,73 @@ mod tests {
             create_topic(&image, &bad).expect_err("config").error,
             ResponseError::InvalidConfig
         );
+    }
+
+    #[test]
+    fn scram_credentials_set_replace_and_delete() {
+        let mut image = image_with_broker();
+        let cred = |m: ScramMechanism, iterations: i32| ScramCredential {
+            mechanism: m,
+            salt: vec![1, 2],
+            stored_key: vec![3],
+            server_key: vec![4],
+            iterations,
+        };
+        let mut off = 1;
+        let mut apply = |image: &mut MetadataImage, records: Vec<MetadataRecord>| {
+            for r in &records {
+                image.apply(off, r);
+                off += 1;
+            }
+        };
+        let records = alter_scram_credentials(
+            &image,
+            "alice",
+            &[],
+            &[
+                cred(ScramMechanism::Sha256, 4096),
+                cred(ScramMechanism::Sha512, 8192),
+            ],
+        )
+        .expect("set");
+        apply(&mut image, records);
+        assert_eq!(image.scram_credentials["alice"].len(), 2);
+        assert_eq!(
+            alter_scram_credentials(&image, "bob", &[ScramMechanism::Sha256], &[])
+                .expect_err("nothing to delete")
+                .error,
+            ResponseError::ResourceNotFound
+        );
+        assert_eq!(
+            alter_scram_credentials(
+                &image,
+                "alice",
+                &[ScramMechanism::Sha256],
+                &[cred(ScramMechanism::Sha256, 4096)],
+            )
+            .expect_err("twice")
+            .error,
+            ResponseError::DuplicateResource
+        );
+        let records = alter_scram_credentials(
+            &image,
+            "alice",
+            &[ScramMechanism::Sha256],
+            &[cred(ScramMechanism::Sha512, 16384)],
+        )
+        .expect("replace");
+        apply(&mut image, records);
+        let alice = &image.scram_credentials["alice"];
+        assert_eq!(alice.len(), 1);
+        assert_eq!(alice["SCRAM-SHA-512"].iterations, 16384);
+        // A snapshot carries the credentials.
+        let json = serde_json::to_vec(&image).expect("snapshot");
+        let restored: MetadataImage = serde_json::from_slice(&json).expect("restore");
+        assert_eq!(restored.scram_credentials, image.scram_credentials);
+        let records =
+            alter_scram_credentials(&image, "alice", &[ScramMechanism::Sha512], &[]).expect("rm");
+        apply(&mut image, records);
+        assert!(image.scram_credentials.is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! rebuilt by applying records in order (KRaft's `MetadataImage`). Handlers read it;
 //! only [`crate::MetadataLog`] changes it.
 
-use crate::records::{BrokerEndpoint, ConfigResource, MetadataRecord};
+use crate::records::{BrokerEndpoint, ConfigResource, MetadataRecord, ScramCredential};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -91,6 +91,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// First producer id not yet handed out in a block (KIP-730); 0 at the start.
     pub next_producer_id: i64,
+    /// SCRAM credentials by user name, then mechanism name (KIP-554).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
 }
 
 impl MetadataImage {
@@ -238,6 +241,20 @@ impl MetadataImage {
                 next_producer_id, ..
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::UserScramCredential { name, credential } => {
+                self.scram_credentials
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(credential.mechanism.name().to_owned(), credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if let Some(user) = self.scram_credentials.get_mut(name) {
+                    user.remove(mechanism.name());
+                    if user.is_empty() {
+                        self.scram_credentials.remove(name);
+                    }
+                }
             }
         }
     }

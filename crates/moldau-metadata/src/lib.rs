@@ -18,4 +18,6 @@ pub mod records;
 pub(crate) mod testing;
 
 pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
-pub use records::{BrokerEndpoint, ConfigResource, MetadataRecord};
+pub use records::{
+    BrokerEndpoint, ConfigResource, MetadataRecord, ScramCredential, ScramMechanism,
+};

@@ -127,6 +127,82 @@ pub enum MetadataRecord {
         /// First id of the next block (exclusive end of this one).
         next_producer_id: i64,
     },
+    /// A user's SCRAM credential for one mechanism was set (KRaft
+    /// `UserScramCredentialRecord`, KIP-554). Only the derived keys are stored, never the
+    /// password or the salted password.
+    UserScramCredential {
+        /// User name (the principal is `User:<name>`).
+        name: String,
+        /// The credential.
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was removed (KRaft
+    /// `RemoveUserScramCredentialRecord`).
+    RemoveUserScramCredential {
+        /// User name.
+        name: String,
+        /// The mechanism whose credential goes.
+        mechanism: ScramMechanism,
+    },
+}
+
+/// A SCRAM mechanism (RFC 5802 with the hash of RFC 7677 / SHA-512), numbered as
+/// Kafka's `ScramMechanism` type ids in AlterUserScramCredentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ScramMechanism {
+    /// `SCRAM-SHA-256`, type 1.
+    #[serde(rename = "SCRAM-SHA-256")]
+    Sha256,
+    /// `SCRAM-SHA-512`, type 2.
+    #[serde(rename = "SCRAM-SHA-512")]
+    Sha512,
+}
+
+impl ScramMechanism {
+    /// Both mechanisms, in type order.
+    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
+
+    /// The SASL mechanism name (`SCRAM-SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SCRAM-SHA-256",
+            Self::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// Kafka's type id (1 or 2).
+    pub fn type_id(self) -> i8 {
+        match self {
+            Self::Sha256 => 1,
+            Self::Sha512 => 2,
+        }
+    }
+
+    /// The mechanism with Kafka type id `id`.
+    pub fn from_type_id(id: i8) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.type_id() == id)
+    }
+
+    /// The mechanism named `name` (exact, as SASL names are).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// A stored SCRAM credential (RFC 5802 section 3): what the server needs to verify a
+/// client proof and prove itself, never enough to log in as the user elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    /// Hash the keys were made with.
+    pub mechanism: ScramMechanism,
+    /// Salt given to Hi() (raw bytes).
+    pub salt: Vec<u8>,
+    /// `H(HMAC(SaltedPassword, "Client Key"))`.
+    pub stored_key: Vec<u8>,
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: Vec<u8>,
+    /// Hi() iteration count (4096..=16384, Kafka's bounds).
+    pub iterations: i32,
 }
 
 impl MetadataRecord {

@@ -69,6 +69,10 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::DescribeProducers, 0, 0),
     r(ApiKey::DescribeTransactions, 0, 0),
     r(ApiKey::ListTransactions, 0, 1),
+    r(ApiKey::SaslHandshake, 0, 1),
+    r(ApiKey::SaslAuthenticate, 0, 2),
+    r(ApiKey::DescribeUserScramCredentials, 0, 0),
+    r(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The served range of `key`, if Moldau serves it at all.
@@ -135,6 +139,12 @@ mod tests {
                 ApiKey::DescribeGroups => within::<DescribeGroupsRequest>(r),
                 ApiKey::DeleteGroups => within::<DeleteGroupsRequest>(r),
                 ApiKey::InitProducerId => within::<InitProducerIdRequest>(r),
+                ApiKey::SaslHandshake => within::<SaslHandshakeRequest>(r),
+                ApiKey::SaslAuthenticate => within::<SaslAuthenticateRequest>(r),
+                ApiKey::DescribeUserScramCredentials => {
+                    within::<DescribeUserScramCredentialsRequest>(r)
+                }
+                ApiKey::AlterUserScramCredentials => within::<AlterUserScramCredentialsRequest>(r),
                 ApiKey::AddPartitionsToTxn => within::<AddPartitionsToTxnRequest>(r),
                 ApiKey::AddOffsetsToTxn => within::<AddOffsetsToTxnRequest>(r),
                 ApiKey::EndTxn => within::<EndTxnRequest>(r),

@@ -23,6 +23,7 @@ pub mod producer_ids;
 pub mod replay;
 pub mod replica_fetcher;
 pub mod replica_manager;
+pub mod security;
 pub mod shard_map;
 pub mod txn_coordinator;
 pub mod txn_markers;

@@ -23,6 +23,7 @@
 //! | `network_bytes_in_total`, `network_bytes_out_total` | counter | |
 //! | `connections_active` | gauge | |
 //! | `connections_total` | counter | |
+//! | `failed_authentication_total` | counter | |
 //! | `partition_log_start_offset`, `partition_log_end_offset`, `partition_high_watermark`, `partition_last_stable_offset` | gauge | `topic`, `partition` |
 //! | `group_members` | gauge | `group` |
 //! | `group_committed_offset`, `group_lag` | gauge | `group`, `topic`, `partition` |
@@ -108,6 +109,7 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     connections_active: AtomicI64,
     connections_total: AtomicU64,
+    failed_authentication_total: AtomicU64,
     /// ISR changes this broker, as a leader, got committed (see `cluster_metrics`).
     pub(crate) isr_shrinks: AtomicU64,
     pub(crate) isr_expands: AtomicU64,
@@ -208,6 +210,7 @@ impl Metrics {
             bytes_out: AtomicU64::new(0),
             connections_active: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            failed_authentication_total: AtomicU64::new(0),
             isr_shrinks: AtomicU64::new(0),
             isr_expands: AtomicU64::new(0),
         }
@@ -219,6 +222,11 @@ impl Metrics {
         self.connections_total.fetch_add(1, Relaxed);
         self.connections_active.fetch_add(1, Relaxed);
         ConnectionGuard { metrics: self }
+    }
+
+    /// A SASL authentication failed (Kafka's `failed-authentication-total`).
+    pub fn record_failed_authentication(&self) {
+        self.failed_authentication_total.fetch_add(1, Relaxed);
     }
 
     /// A request frame was read (`frame` is the frame body, without its 4-byte size
@@ -370,6 +378,13 @@ impl Metrics {
             "counter",
             "Kafka client connections accepted.",
             self.connections_total.load(Relaxed),
+        );
+        single(
+            out,
+            "moldau_failed_authentication_total",
+            "counter",
+            "SASL authentications that failed (wrong password, unknown user or mechanism).",
+            self.failed_authentication_total.load(Relaxed),
         );
     }
 }

@@ -8,11 +8,17 @@
 //! at) and returns a future for the rest (waiting for fsync, long-poll fetch); the
 //! futures run concurrently and their responses are written strictly in request order.
 //! A malformed frame or unknown api key closes only that connection.
+//!
+//! SSL and SASL_SSL connections run the TLS handshake first; SASL_PLAINTEXT and SASL_SSL
+//! connections then authenticate ([`crate::security::sasl`]) before any other request is
+//! served, with frames capped at `sasl.server.max.receive.size` until then.
 
 use crate::broker::{Broker, StartError};
 use crate::config::BrokerConfig;
 use crate::handlers::{self, Dispatch, Reply, ResponseFuture};
 use crate::metrics::Timed;
+use crate::security::sasl::{Authenticator, CredentialLookup, Outcome};
+use crate::security::{self, ListenerAuth};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -20,10 +26,10 @@ use moldau_protocol::frame;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -141,6 +147,8 @@ struct BoundListener {
     name: Arc<str>,
     listener: TcpListener,
     addr: SocketAddr,
+    protocol: crate::config::SecurityProtocol,
+    auth: Arc<ListenerAuth>,
 }
 
 /// A bound, started broker ready to serve.
@@ -175,10 +183,26 @@ impl Server {
                     controller = Some(tcp);
                 }
             } else {
+                let name: Arc<str> = endpoint.name.as_str().into();
+                let security = config.security.get(&endpoint.name);
+                let tls = match security.and_then(|s| s.tls.clone()) {
+                    Some(settings) => Some(
+                        security::tls::TlsAcceptor::new(name.clone(), settings).map_err(
+                            |reason| StartError::Io {
+                                context: format!("loading TLS material of listener {name}"),
+                                source: std::io::Error::other(reason),
+                            },
+                        )?,
+                    ),
+                    None => None,
+                };
+                let sasl = security.and_then(|s| s.sasl.clone()).map(Arc::new);
                 listeners.push(BoundListener {
-                    name: endpoint.name.as_str().into(),
+                    name,
                     listener: tcp,
                     addr: bound,
+                    protocol: endpoint.protocol,
+                    auth: Arc::new(ListenerAuth { tls, sasl }),
                 });
             }
         }
@@ -207,6 +231,15 @@ impl Server {
         self.listeners.first().map(|l| l.addr)
     }
 
+    /// The address of the first PLAINTEXT broker listener, for in-process clients (the
+    /// HTTP API) that neither encrypt nor authenticate.
+    pub fn plaintext_addr(&self) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.protocol == crate::config::SecurityProtocol::Plaintext)
+            .map(|l| l.addr)
+    }
+
     /// The broker state.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -222,8 +255,14 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = self.broker.spawn_background(stop_rx.clone());
         let mut connections = tokio::task::JoinSet::new();
-        let (accepted_tx, mut accepted) =
-            mpsc::channel::<(TcpStream, SocketAddr, Arc<str>, ConnectionSlot)>(64);
+        type Accepted = (
+            TcpStream,
+            SocketAddr,
+            Arc<str>,
+            Arc<ListenerAuth>,
+            ConnectionSlot,
+        );
+        let (accepted_tx, mut accepted) = mpsc::channel::<Accepted>(64);
         let mut acceptors = tokio::task::JoinSet::new();
         let limits = Arc::new(ConnectionLimits::new(&self.broker.config));
         // With a listener of its own, inter-broker traffic is not limited (Kafka's
@@ -253,7 +292,11 @@ impl Server {
                                     }
                                 }
                             };
-                            if tx.send((stream, peer, l.name.clone(), slot)).await.is_err() {
+                            if tx
+                                .send((stream, peer, l.name.clone(), l.auth.clone(), slot))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -269,12 +312,12 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                Some((stream, peer, listener, slot)) = accepted.recv() => {
+                Some((stream, peer, listener, auth, slot)) = accepted.recv() => {
                     let broker = self.broker.clone();
                     let stop = stop_rx.clone();
                     connections.spawn(async move {
                         let _slot = slot;
-                        if let Err(e) = serve_connection(broker, stream, stop, listener).await {
+                        if let Err(e) = serve_connection(broker, stream, stop, listener, auth).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });
@@ -324,9 +367,11 @@ impl Server {
 /// What the reader task hands over: a frame, or the reason the stream is unusable.
 type FrameResult = Result<Bytes, String>;
 
-async fn read_frames(
-    mut rd: OwnedReadHalf,
-    max_request_bytes: usize,
+/// Splits the stream into frames. `max_frame_bytes` is read before each frame, so the
+/// connection can raise it once the client has authenticated.
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut rd: R,
+    max_frame_bytes: Arc<AtomicUsize>,
     tx: mpsc::Sender<FrameResult>,
 ) {
     loop {
@@ -339,7 +384,7 @@ async fn read_frames(
                 return;
             }
         }
-        let size = match frame::check_size(prefix, max_request_bytes) {
+        let size = match frame::check_size(prefix, max_frame_bytes.load(Ordering::Acquire)) {
             Ok(size) => size,
             Err(e) => {
                 let _ = tx.send(Err(e.to_string())).await;
@@ -373,24 +418,241 @@ async fn read_frames(
     }
 }
 
+/// The longest a TLS handshake may take, ms (the idle timeout, if shorter).
+const TLS_HANDSHAKE_MS: u64 = 30_000;
+
 async fn serve_connection(
     broker: Arc<Broker>,
     stream: TcpStream,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     listener: Arc<str>,
+    auth: Arc<ListenerAuth>,
 ) -> std::io::Result<()> {
-    let _connection = broker.metrics.connection_opened();
+    let metrics = broker.clone();
+    let _connection = metrics.metrics.connection_opened();
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
+    let Some(acceptor) = &auth.tls else {
+        let (rd, wr) = stream.into_split();
+        let principal: Arc<str> = security::ANONYMOUS.into();
+        return serve_stream(broker, rd, wr, peer, stop, listener, auth, principal).await;
+    };
+    let limit = Duration::from_millis(TLS_HANDSHAKE_MS.min(broker.config.connections_max_idle_ms));
+    let (tls, cert_principal) = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, %listener, error = %e, "TLS handshake failed; closing connection");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::info!(%peer, %listener, "TLS handshake not finished in time; closing connection");
+            return Ok(());
+        }
+    };
+    let principal: Arc<str> = match cert_principal {
+        Some(name) => format!("User:{name}").into(),
+        None => security::ANONYMOUS.into(),
+    };
+    let (rd, wr) = tokio::io::split(tls);
+    serve_stream(broker, rd, wr, peer, stop, listener, auth, principal).await
+}
+
+/// Writes one reply (nothing for [`Reply::Nothing`] and [`Reply::Close`]); returns the
+/// bytes written.
+async fn write_reply<W: AsyncWrite + Unpin>(
+    writer: &mut BufWriter<W>,
+    reply: &Reply,
+) -> std::io::Result<usize> {
+    let mut bytes = 0;
+    if let Reply::Send(chunks) = reply {
+        for chunk in chunks {
+            writer.write_all(chunk).await?;
+            bytes += chunk.len();
+        }
+    }
+    Ok(bytes)
+}
+
+/// A connection's SASL session: the exchange state (kept for re-authentication) and
+/// when the session expires (KIP-368).
+struct SaslSession {
+    authenticator: Authenticator,
+    user: String,
+    expires: Option<tokio::time::Instant>,
+    /// A re-authentication failed: the next request closes the connection.
+    failed: bool,
+}
+
+impl SaslSession {
+    fn lifetime(broker: &Broker) -> Option<Duration> {
+        let ms = broker.config.auth.connections_max_reauth_ms;
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+}
+
+fn credential_lookup(broker: &Arc<Broker>) -> CredentialLookup {
+    let broker = Arc::downgrade(broker);
+    Arc::new(move |user, mechanism| {
+        let image = broker.upgrade()?.image();
+        image
+            .scram_credentials
+            .get(user)?
+            .get(mechanism.name())
+            .cloned()
+    })
+}
+
+/// What the authentication phase ended with.
+enum AuthEnd {
+    /// Authenticated: serve requests as this session.
+    Session(SaslSession),
+    /// The connection is done (failed, closed, or shutting down).
+    Closed,
+}
+
+/// Runs the SASL exchange before any other request (see [`crate::security::sasl`]).
+#[allow(clippy::too_many_arguments)]
+async fn authenticate<W: AsyncWrite + Unpin>(
+    broker: &Arc<Broker>,
+    conn: &handlers::ConnInfo,
+    settings: Arc<crate::config::security::SaslSettings>,
+    frames: &mut mpsc::Receiver<FrameResult>,
+    writer: &mut BufWriter<W>,
+    stop: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) -> std::io::Result<AuthEnd> {
+    let lifetime = SaslSession::lifetime(broker);
+    let mut authenticator = Authenticator::new(
+        settings,
+        credential_lookup(broker),
+        lifetime.map_or(0, |d| d.as_millis() as i64),
+    );
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    loop {
+        let frame = tokio::select! {
+            frame = frames.recv() => frame,
+            () = tokio::time::sleep(idle) => {
+                tracing::info!(%peer, "closing connection: not authenticated within connections.max.idle.ms");
+                return Ok(AuthEnd::Closed);
+            }
+            _ = stop.changed() => return Ok(AuthEnd::Closed),
+        };
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(reason)) => {
+                tracing::info!(%peer, %reason, "closing connection before authentication");
+                return Ok(AuthEnd::Closed);
+            }
+            None => return Ok(AuthEnd::Closed),
+        };
+        let is_api_versions = !authenticator.expects_raw_token()
+            && frame::peek_header(&frame)
+                .is_ok_and(|h| h.api_key == kafka_protocol::messages::ApiKey::ApiVersions as i16);
+        if is_api_versions {
+            let Dispatch::Respond(fut) = handlers::dispatch(broker, conn, frame) else {
+                return Ok(AuthEnd::Closed);
+            };
+            write_reply(writer, &fut.await).await?;
+            writer.flush().await?;
+            continue;
+        }
+        match authenticator.on_frame(frame) {
+            Outcome::Continue(reply) => {
+                write_reply(writer, &reply).await?;
+                writer.flush().await?;
+            }
+            Outcome::Authenticated {
+                reply,
+                user,
+                mechanism,
+            } => {
+                write_reply(writer, &reply).await?;
+                writer.flush().await?;
+                tracing::debug!(%peer, %user, mechanism = mechanism.name(), "authenticated");
+                return Ok(AuthEnd::Session(SaslSession {
+                    authenticator,
+                    user,
+                    expires: lifetime.map(|d| tokio::time::Instant::now() + d),
+                    failed: false,
+                }));
+            }
+            Outcome::Failed { reply, reason } => {
+                tracing::info!(%peer, listener = %conn.listener, %reason, "SASL authentication failed; closing connection");
+                broker.metrics.record_failed_authentication();
+                tokio::time::sleep(Duration::from_millis(
+                    broker.config.auth.failed_authentication_delay_ms,
+                ))
+                .await;
+                if let Some(reply) = reply {
+                    write_reply(writer, &reply).await?;
+                    writer.flush().await?;
+                }
+                return Ok(AuthEnd::Closed);
+            }
+            Outcome::Close(reason) => {
+                tracing::info!(%peer, listener = %conn.listener, %reason, "closing connection during SASL authentication");
+                return Ok(AuthEnd::Closed);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_stream<R, W>(
+    broker: Arc<Broker>,
+    rd: R,
+    wr: W,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    listener: Arc<str>,
+    auth: Arc<ListenerAuth>,
+    principal: Arc<str>,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     // Kafka reports a member's host as `/ip` (Java's InetAddress.toString()).
-    let conn = handlers::ConnInfo {
+    let mut conn = handlers::ConnInfo {
         client_host: format!("/{}", peer.ip()).into(),
         listener,
+        principal,
     };
-    let (rd, wr) = stream.into_split();
+    let max_request = broker.config.socket_request_max_bytes;
+    let max_frame = Arc::new(AtomicUsize::new(match auth.sasl {
+        Some(_) => broker.config.auth.sasl_max_receive_size.min(max_request),
+        None => max_request,
+    }));
     let (tx, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
-    let reader = tokio::spawn(read_frames(rd, broker.config.socket_request_max_bytes, tx));
+    let reader = tokio::spawn(read_frames(rd, max_frame.clone(), tx));
     let mut writer = BufWriter::with_capacity(256 * 1024, wr);
+    let mut session = match &auth.sasl {
+        None => None,
+        Some(settings) => {
+            let end = authenticate(
+                &broker,
+                &conn,
+                settings.clone(),
+                &mut frames,
+                &mut writer,
+                &mut stop,
+                peer,
+            )
+            .await;
+            match end {
+                Ok(AuthEnd::Session(s)) => {
+                    conn.principal = format!("User:{}", s.user).into();
+                    max_frame.store(max_request, Ordering::Release);
+                    Some(s)
+                }
+                Ok(AuthEnd::Closed) | Err(_) => {
+                    reader.abort();
+                    let _ = writer.flush().await;
+                    return writer.shutdown().await;
+                }
+            }
+        }
+    };
     // Each response future carries its request's clock (see `metrics`).
     let mut in_flight: FuturesOrdered<Timed<ResponseFuture>> = FuturesOrdered::new();
     // Frame size of each in-flight request, in the same order, and their sum.
@@ -412,25 +674,16 @@ async fn serve_connection(
                 while let Some((reply, done)) = next.take() {
                     in_flight_bytes -= sizes.pop_front().unwrap_or(0);
                     broker.metrics.finish_request(done, matches!(reply, Reply::Close(_)));
-                    match reply {
-                        Reply::Send(chunks) => {
-                            let mut bytes = 0;
-                            for chunk in &chunks {
-                                writer.write_all(chunk).await?;
-                                bytes += chunk.len();
-                            }
-                            broker.metrics.record_bytes_out(bytes);
-                        }
-                        Reply::Nothing => {}
-                        Reply::Close(reason) => {
-                            tracing::warn!(%peer, %reason, "closing connection");
-                            closing = true;
-                            in_flight.clear();
-                            sizes.clear();
-                            in_flight_bytes = 0;
-                            break;
-                        }
+                    if let Reply::Close(reason) = &reply {
+                        tracing::warn!(%peer, %reason, "closing connection");
+                        closing = true;
+                        in_flight.clear();
+                        sizes.clear();
+                        in_flight_bytes = 0;
+                        break;
                     }
+                    let bytes = write_reply(&mut writer, &reply).await?;
+                    broker.metrics.record_bytes_out(bytes);
                     next = in_flight.next().now_or_never().flatten();
                 }
                 writer.flush().await?;
@@ -444,7 +697,11 @@ async fn serve_connection(
                     last_active = tokio::time::Instant::now();
                     let size = frame.len();
                     let timer = broker.metrics.start_request(&frame);
-                    match handlers::dispatch(&broker, &conn, frame) {
+                    let dispatched = match session.as_mut() {
+                        Some(s) => sasl_session_frame(&broker, &conn, s, frame, peer),
+                        None => handlers::dispatch(&broker, &conn, frame),
+                    };
+                    match dispatched {
                     Dispatch::Respond(fut) => {
                         in_flight.push_back(timer.time(fut));
                         sizes.push_back(size);
@@ -480,4 +737,69 @@ async fn serve_connection(
     reader.abort();
     writer.flush().await?;
     writer.shutdown().await
+}
+
+/// A request on an authenticated SASL connection: a re-authentication (KIP-368) when
+/// `connections.max.reauth.ms` is set, otherwise an ordinary request, refused once the
+/// session has expired.
+fn sasl_session_frame(
+    broker: &Arc<Broker>,
+    conn: &handlers::ConnInfo,
+    session: &mut SaslSession,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Dispatch {
+    use kafka_protocol::messages::ApiKey;
+    if session.failed {
+        return Dispatch::Close("re-authentication failed".into());
+    }
+    let Some(lifetime) = SaslSession::lifetime(broker) else {
+        return handlers::dispatch(broker, conn, frame);
+    };
+    let api_key = frame::peek_header(&frame).map(|h| h.api_key).unwrap_or(-1);
+    let reauth =
+        api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
+    if !reauth {
+        if session
+            .expires
+            .is_some_and(|at| tokio::time::Instant::now() >= at)
+        {
+            return Dispatch::Close(
+                "the SASL session expired (connections.max.reauth.ms) without re-authentication"
+                    .into(),
+            );
+        }
+        return handlers::dispatch(broker, conn, frame);
+    }
+    if api_key == ApiKey::SaslHandshake as i16 {
+        session.authenticator.restart();
+    }
+    let ready =
+        |reply: Reply| -> Dispatch { Dispatch::Respond(Box::pin(std::future::ready(reply))) };
+    match session.authenticator.on_frame(frame) {
+        Outcome::Continue(reply) => ready(reply),
+        Outcome::Authenticated { reply, user, .. } => {
+            if user != session.user {
+                return Dispatch::Close(format!(
+                    "re-authentication as {user} on a connection of {}: a connection keeps its principal",
+                    session.user
+                ));
+            }
+            session.expires = Some(tokio::time::Instant::now() + lifetime);
+            tracing::debug!(%peer, %user, "re-authenticated");
+            ready(reply)
+        }
+        Outcome::Failed { reply, reason } => {
+            tracing::info!(%peer, %reason, "SASL re-authentication failed; closing connection");
+            broker.metrics.record_failed_authentication();
+            // The answer goes out; the connection closes at its next request (a
+            // client closes it itself on the error).
+            session.failed = true;
+            match reply {
+                Some(reply) => ready(reply),
+                None => Dispatch::Close(reason),
+            }
+        }
+        Outcome::Close(reason) => Dispatch::Close(reason),
+    }
 }

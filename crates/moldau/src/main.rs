@@ -163,6 +163,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let props = load_properties(&args)?;
     let http = HttpSettings::from_properties(&props)?;
     let config = BrokerConfig::from_properties(props)?;
+    let plaintext_broker_listener = config.listeners.iter().any(|l| {
+        l.protocol == moldau_server::config::SecurityProtocol::Plaintext
+            && !config.cluster.is_controller_listener(&l.name)
+    });
+    if http.enable && config.cluster.roles.broker && !plaintext_broker_listener {
+        anyhow::bail!(
+            "http.enable=true needs a PLAINTEXT broker listener: the HTTP API reaches the broker \
+             through one and cannot authenticate yet, so it would bypass the listeners' TLS and \
+             SASL; set http.enable=false or add a PLAINTEXT listener on a trusted interface"
+        );
+    }
     for warning in &config.no_effect {
         tracing::warn!("property has no effect: {warning}");
     }
@@ -217,7 +228,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = http_listener.map(|listener| {
-        let kafka = loopback(kafka_addr);
+        let kafka = loopback(server.plaintext_addr().unwrap_or(kafka_addr));
         let metrics_broker = broker.clone();
         let metrics: moldau_http::MetricsSource = Arc::new(move || metrics_broker.metrics_text());
         tokio::spawn(serve_http(

@@ -212,20 +212,6 @@ pub(super) fn resolve(
         &map,
         &controller_listener_names,
     )?;
-    for l in &listeners {
-        if l.protocol != listeners::SecurityProtocol::Plaintext {
-            return Err(err(
-                "listeners",
-                p,
-                format!(
-                    "listener {} uses {}: TLS and SASL are not implemented yet, and Moldau \
-                     refuses to serve unprotected a listener configured for protection",
-                    l.name,
-                    l.protocol.name()
-                ),
-            ));
-        }
-    }
     let is_controller = |name: &str| controller_listener_names.iter().any(|n| n == name);
     let broker_listeners: Vec<&Endpoint> = listeners
         .iter()
@@ -291,9 +277,42 @@ pub(super) fn resolve(
             ));
         }
     }
-    let inter_broker_listener_name = p
-        .get("inter.broker.listener.name")
-        .map_or_else(|| "PLAINTEXT".to_owned(), |v| v.trim().to_ascii_uppercase());
+    // The implicit single node has no inter-broker traffic: with no PLAINTEXT
+    // listener, its first listener stands in.
+    let inter_broker_listener_name = match p.get("inter.broker.listener.name") {
+        Some(v) => v.trim().to_ascii_uppercase(),
+        None if !explicit && !broker_listeners.iter().any(|l| l.name == "PLAINTEXT") => {
+            broker_listeners
+                .first()
+                .map_or_else(|| "PLAINTEXT".to_owned(), |l| l.name.clone())
+        }
+        None => "PLAINTEXT".to_owned(),
+    };
+    if explicit {
+        // Brokers and controllers talk to each other as clients of these listeners,
+        // and Moldau's inter-broker client speaks neither TLS nor SASL yet.
+        for l in &listeners {
+            let internal = is_controller(&l.name) || l.name == inter_broker_listener_name;
+            if internal && l.protocol != listeners::SecurityProtocol::Plaintext {
+                let property = if is_controller(&l.name) {
+                    "controller.listener.names"
+                } else {
+                    "inter.broker.listener.name"
+                };
+                return Err(err(
+                    property,
+                    p,
+                    format!(
+                        "listener {} uses {}, but connections between Moldau nodes are PLAINTEXT \
+                         only (TLS and SASL between brokers are not implemented yet): give the \
+                         controller and inter-broker listeners PLAINTEXT, on a private network",
+                        l.name,
+                        l.protocol.name()
+                    ),
+                ));
+            }
+        }
+    }
     if roles.broker
         && !broker_listeners
             .iter()
@@ -646,12 +665,54 @@ mod tests {
         );
         assert_eq!(
             error_names(kraft(&[("listeners", "SSL://:9092,CONTROLLER://:9093")])),
-            "listeners"
+            "inter.broker.listener.name",
+            "no PLAINTEXT listener for inter-broker traffic"
         );
         assert_eq!(
-            error_names(kraft(&[("ssl.keystore.location", "/k")])),
-            "ssl.keystore.location"
+            error_names(kraft(&[
+                ("listeners", "SSL://:9092,CONTROLLER://:9093"),
+                ("inter.broker.listener.name", "SSL"),
+            ])),
+            "inter.broker.listener.name",
+            "inter-broker TLS is not implemented"
         );
+        assert_eq!(
+            error_names(kraft(&[
+                ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+                (
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"
+                ),
+            ])),
+            "controller.listener.names",
+            "controller TLS is not implemented"
+        );
+        assert_eq!(
+            error_names(kraft(&[(
+                "listeners",
+                "PLAINTEXT://:9092,SSL://:9095,CONTROLLER://:9093"
+            )])),
+            "ssl.keystore.location",
+            "an SSL listener needs a certificate"
+        );
+        assert_eq!(
+            error_names(kraft(&[(
+                "listeners",
+                "PLAINTEXT://:9092,SASL_PLAINTEXT://:9095,CONTROLLER://:9093"
+            )])),
+            "sasl.enabled.mechanisms",
+            "Kafka's default GSSAPI is not implemented"
+        );
+        assert_eq!(
+            error_names(kraft(&[(
+                "listener.name.other.ssl.client.auth",
+                "required"
+            )])),
+            "listener.name.other.ssl.client.auth",
+            "no such listener"
+        );
+        // A TLS setting no listener uses is a warning, not an error.
+        assert_eq!(error_names(kraft(&[("ssl.keystore.location", "/k")])), "ok");
         assert_eq!(
             error_names(kraft(&[("log.retention.hourz", "1")])),
             "log.retention.hourz"

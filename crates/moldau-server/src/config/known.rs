@@ -2,8 +2,8 @@
 //! registry stops start-up: a setting the broker does not understand is never silently
 //! ignored. Kafka tuning knobs that mean nothing to Moldau's design are accepted with a
 //! start-up warning that says why they have no effect; settings for features Moldau
-//! lacks (TLS, SASL, ACLs, ZooKeeper) stop start-up, since ignoring them would leave a
-//! user believing a protection or mode is on when it is not.
+//! lacks (ACLs, GSSAPI, OAUTHBEARER, ZooKeeper) stop start-up, since ignoring them would
+//! leave a user believing a protection or mode is on when it is not.
 
 use moldau_metadata::configs::TOPIC_CONFIGS;
 
@@ -26,7 +26,9 @@ const USED: &[&str] = &[
     "broker.rack",
     "broker.session.timeout.ms",
     "cluster.id",
+    "connection.failed.authentication.delay.ms",
     "connections.max.idle.ms",
+    "connections.max.reauth.ms",
     "controlled.shutdown.enable",
     "controller.listener.names",
     "controller.quorum.bootstrap.servers",
@@ -78,6 +80,8 @@ const USED: &[&str] = &[
     "replica.fetch.wait.max.ms",
     "replica.lag.time.max.ms",
     "replica.socket.timeout.ms",
+    "sasl.enabled.mechanisms",
+    "sasl.server.max.receive.size",
     "security.inter.broker.protocol",
     "socket.request.max.bytes",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
@@ -137,25 +141,105 @@ const NO_EFFECT: &[(&str, &str)] = &[
     ),
 ];
 
+/// TLS settings of a listener (bare or under `listener.name.<listener>.`), read by
+/// [`super::security`].
+const SSL_USED: &[&str] = &[
+    "ssl.cipher.suites",
+    "ssl.client.auth",
+    "ssl.enabled.protocols",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.keystore.location",
+    "ssl.keystore.type",
+    "ssl.principal.mapping.rules",
+    "ssl.protocol",
+    "ssl.truststore.certificates",
+    "ssl.truststore.location",
+    "ssl.truststore.type",
+];
+
+const JAVA_TLS: &str = "a Java TLS implementation detail; Moldau's TLS is rustls";
+const INTER_BROKER_PLAIN: &str =
+    "inter-broker and controller connections are PLAINTEXT in Moldau (TLS and SASL between \
+     brokers are not implemented yet), so the broker never acts as a TLS or SASL client";
+
+/// Settings accepted under `listener.name.<listener>.`.
+fn classify_listener_setting(rest: &str) -> Option<Known> {
+    if SSL_USED.contains(&rest)
+        || rest == "sasl.enabled.mechanisms"
+        || rest == "plain.sasl.jaas.config"
+        || rest == "scram-sha-256.sasl.jaas.config"
+        || rest == "scram-sha-512.sasl.jaas.config"
+    {
+        return Some(Known::Used);
+    }
+    if rest.ends_with(".sasl.jaas.config") || rest.starts_with("sasl.") || rest.contains(".sasl.") {
+        return Some(Known::Refused(
+            "only the PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 mechanisms are implemented (no \
+             GSSAPI, no OAUTHBEARER, no custom callback handlers)",
+        ));
+    }
+    classify(rest).filter(|k| *k != Known::Used || rest.starts_with("ssl."))
+}
+
 /// Whether Moldau knows `name`, and what it does with it; `None` for an unknown name.
 pub fn classify(name: &str) -> Option<Known> {
-    if USED.contains(&name) || TOPIC_CONFIGS.iter().any(|d| d.broker_key == name) {
+    if USED.contains(&name)
+        || SSL_USED.contains(&name)
+        || TOPIC_CONFIGS.iter().any(|d| d.broker_key == name)
+    {
         return Some(Known::Used);
     }
     if let Some((_, why)) = NO_EFFECT.iter().find(|(n, _)| *n == name) {
         return Some(Known::NoEffect(why));
     }
-    const SECURITY: &str =
-        "TLS, SASL and ACLs are not implemented yet: Moldau refuses to start rather than \
-         serve unprotected while configured for protection";
+    if let Some(rest) = name.strip_prefix("listener.name.") {
+        let (_listener, setting) = rest.split_once('.')?;
+        return classify_listener_setting(setting);
+    }
+    match name {
+        "ssl.keymanager.algorithm"
+        | "ssl.trustmanager.algorithm"
+        | "ssl.secure.random.implementation" => return Some(Known::NoEffect(JAVA_TLS)),
+        "ssl.endpoint.identification.algorithm"
+        | "sasl.mechanism.inter.broker.protocol"
+        | "sasl.mechanism.controller.protocol" => {
+            return Some(Known::NoEffect(INTER_BROKER_PLAIN))
+        }
+        "ssl.key.password" | "ssl.keystore.password" | "ssl.truststore.password" => {
+            return Some(Known::Refused(
+                "Moldau reads unencrypted PEM keys only (no password-protected keys or stores): \
+                 decrypt the key (openssl pkey -in key.pem -out plain.pem) and protect the file instead",
+            ))
+        }
+        "sasl.jaas.config" => {
+            return Some(Known::Refused(
+                "a broker takes JAAS configs per listener and mechanism: \
+                 listener.name.<listener>.<mechanism>.sasl.jaas.config",
+            ))
+        }
+        _ => {}
+    }
+    const ACLS: &str = "ACLs are not implemented yet: Moldau refuses to start rather than \
+         serve every principal while configured to authorize them";
     let refused = [
-        ("ssl.", SECURITY),
-        ("sasl.", SECURITY),
-        ("listener.name.", SECURITY),
-        ("authorizer.", SECURITY),
-        ("super.users", SECURITY),
-        ("allow.everyone.if.no.acl.found", SECURITY),
-        ("principal.builder.class", SECURITY),
+        (
+            "ssl.",
+            "this TLS setting is not implemented (PEM key and trust stores, client auth, \
+             protocols, cipher suites and principal mapping rules are)",
+        ),
+        (
+            "sasl.",
+            "only the PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 mechanisms are implemented (no \
+             GSSAPI, no OAUTHBEARER, no custom callback handlers)",
+        ),
+        ("authorizer.", ACLS),
+        ("super.users", ACLS),
+        ("allow.everyone.if.no.acl.found", ACLS),
+        (
+            "principal.builder.class",
+            "principals are built as Kafka's DefaultKafkaPrincipalBuilder does; custom builders are Java classes",
+        ),
         (
             "zookeeper.",
             "Moldau has no ZooKeeper mode: its metadata lives in a Raft quorum (process.roles, controller.quorum.voters)",
@@ -183,8 +267,29 @@ mod tests {
             classify("num.io.threads"),
             Some(Known::NoEffect(_))
         ));
+        assert_eq!(classify("ssl.keystore.location"), Some(Known::Used));
+        assert_eq!(
+            classify("listener.name.sasl_ssl.plain.sasl.jaas.config"),
+            Some(Known::Used)
+        );
+        assert_eq!(
+            classify("listener.name.x.ssl.client.auth"),
+            Some(Known::Used)
+        );
         assert!(matches!(
-            classify("ssl.keystore.location"),
+            classify("listener.name.x.gssapi.sasl.jaas.config"),
+            Some(Known::Refused(_))
+        ));
+        assert!(matches!(
+            classify("listener.name.x.node.id"),
+            None | Some(Known::Refused(_))
+        ));
+        assert!(matches!(
+            classify("ssl.key.password"),
+            Some(Known::Refused(_))
+        ));
+        assert!(matches!(
+            classify("authorizer.class.name"),
             Some(Known::Refused(_))
         ));
         assert_eq!(classify("log.retention.hourz"), None);

@@ -9,6 +9,7 @@
 mod cluster;
 pub mod known;
 pub mod listeners;
+pub mod security;
 
 pub use cluster::{ClusterConfig, Roles};
 pub use listeners::{Endpoint, SecurityProtocol, Voter};
@@ -132,6 +133,11 @@ pub struct BrokerConfig {
     pub producer_id_expiration_check_interval_ms: u64,
     /// Transaction coordinator settings (`transaction.*`, `transactional.id.*`).
     pub txn: moldau_coordinator::txn::TxnConfig,
+    /// TLS and SASL of each listener, by listener name ([`security`]).
+    pub security: BTreeMap<String, security::ListenerSecurity>,
+    /// Broker-wide authentication settings (`sasl.server.max.receive.size`,
+    /// `connection.failed.authentication.delay.ms`, `connections.max.reauth.ms`).
+    pub auth: security::AuthSettings,
     /// Every property as given, for DescribeConfigs.
     pub properties: BTreeMap<String, String>,
 }
@@ -253,6 +259,8 @@ impl BrokerConfig {
                 }
             };
         let (cluster, listeners, advertised_listeners) = cluster::resolve(p)?;
+        let (security, auth, unused) = security::resolve(p, &listeners)?;
+        no_effect.extend(unused);
         let internal_rf = if cluster.explicit { 3 } else { 1 };
         let config = Self {
             node_id: cluster.node_id,
@@ -273,6 +281,8 @@ impl BrokerConfig {
             checkpoint_interval_ms: parse(p, "log.flush.offset.checkpoint.interval.ms", 60_000)?,
             rack: p.get("broker.rack").cloned(),
             no_effect,
+            security,
+            auth,
             offsets_topic_num_partitions: parse(p, "offsets.topic.num.partitions", 16)?.max(1),
             offsets_topic_replication_factor: parse(
                 p,

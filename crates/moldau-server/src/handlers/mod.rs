@@ -24,6 +24,8 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod sasl;
+mod scram_credentials;
 mod txn;
 mod txn_admin;
 mod txn_offset_commit;
@@ -114,6 +116,10 @@ no_records!(
     kafka_protocol::messages::DescribeProducersResponse,
     kafka_protocol::messages::DescribeTransactionsResponse,
     kafka_protocol::messages::ListTransactionsResponse,
+    kafka_protocol::messages::SaslHandshakeResponse,
+    kafka_protocol::messages::SaslAuthenticateResponse,
+    kafka_protocol::messages::DescribeUserScramCredentialsResponse,
+    kafka_protocol::messages::AlterUserScramCredentialsResponse,
 );
 
 impl ResponseBody for kafka_protocol::messages::FetchResponse {
@@ -256,6 +262,12 @@ pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Di
             run(b, conn, header, body, txn_admin::describe_transactions)
         }
         ApiKey::ListTransactions => run(b, conn, header, body, txn_admin::list_transactions),
+        ApiKey::SaslHandshake => run(b, conn, header, body, sasl::handshake_out_of_place),
+        ApiKey::SaslAuthenticate => run(b, conn, header, body, sasl::authenticate_out_of_place),
+        ApiKey::DescribeUserScramCredentials => {
+            run(b, conn, header, body, scram_credentials::describe)
+        }
+        ApiKey::AlterUserScramCredentials => run(b, conn, header, body, scram_credentials::alter),
         other => Dispatch::Close(format!("{other:?} is not served")),
     }
 }
@@ -290,6 +302,8 @@ pub struct ConnInfo {
     /// The listener the connection came in on (Metadata answers with every broker's
     /// endpoint on that same listener, as Kafka does).
     pub listener: Arc<str>,
+    /// The principal the connection acts as (`User:alice`, `User:ANONYMOUS`).
+    pub principal: Arc<str>,
 }
 
 /// The request context handlers may need.

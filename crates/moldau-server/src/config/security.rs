@@ -1,0 +1,655 @@
+//! TLS and SASL settings of each listener, under Kafka's names (Kafka docs "Broker
+//! Configs", "Encryption and Authentication using SSL", "Authentication using SASL").
+//!
+//! A setting is read from `listener.name.<listener>.<name>` first (listener name in
+//! lower case, as Kafka writes it) and then from the bare `<name>`. SASL JAAS configs
+//! exist only per listener and mechanism
+//! (`listener.name.<listener>.<mechanism>.sasl.jaas.config`), as on a Kafka broker.
+//!
+//! Moldau differs from Kafka in two defaults, and says so at start rather than fail
+//! obscurely: `ssl.keystore.type` and `ssl.truststore.type` default to `PEM` (Kafka's
+//! default JKS is a Java format Moldau does not read), and `sasl.enabled.mechanisms` has
+//! no default (Kafka's GSSAPI is not implemented), so a SASL listener must name its
+//! mechanisms.
+
+use super::listeners::{Endpoint, SecurityProtocol};
+use super::ConfigError;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where a listener's certificate chain and private key come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStore {
+    /// `ssl.keystore.location`: one PEM file holding the private key and the chain.
+    File(PathBuf),
+    /// `ssl.keystore.certificate.chain` and `ssl.keystore.key`: PEM text in the config.
+    Inline {
+        /// Certificate chain, leaf first.
+        chain: String,
+        /// Unencrypted private key (PKCS#8, PKCS#1 or SEC1).
+        key: String,
+    },
+}
+
+/// Where the CA certificates that client certificates are checked against come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustStore {
+    /// `ssl.truststore.location`: a PEM file of CA certificates.
+    File(PathBuf),
+    /// `ssl.truststore.certificates`: PEM text in the config.
+    Inline(String),
+}
+
+/// `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate asked for (default).
+    None,
+    /// Asked for; a client without one connects as `ANONYMOUS`.
+    Requested,
+    /// Required; a client without a trusted one is refused in the handshake.
+    Required,
+}
+
+/// A TLS protocol version of `ssl.enabled.protocols`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// `TLSv1.2`.
+    Tls12,
+    /// `TLSv1.3`.
+    Tls13,
+}
+
+/// One rule of `ssl.principal.mapping.rules` (KIP-371).
+#[derive(Debug, Clone)]
+pub enum PrincipalRule {
+    /// `DEFAULT`: the whole distinguished name (RFC 2253) is the principal name.
+    Default,
+    /// `RULE:pattern/replacement/[LU]`: the first rule whose pattern matches the whole
+    /// DN gives the name, `$n` replaced by groups, then lower- or upper-cased.
+    Rule {
+        /// Pattern, anchored at both ends.
+        pattern: regex::Regex,
+        /// Replacement with `$1`-style group references.
+        replacement: String,
+        /// `/L` or `/U`.
+        case: Option<char>,
+    },
+}
+
+/// TLS settings of one SSL or SASL_SSL listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The listener's certificate and key.
+    pub keystore: KeyStore,
+    /// CA certificates for client certificates (required unless `client_auth` is none).
+    pub truststore: Option<TrustStore>,
+    /// `ssl.client.auth` (default none).
+    pub client_auth: ClientAuth,
+    /// `ssl.enabled.protocols` (default `TLSv1.2,TLSv1.3`).
+    pub protocols: Vec<TlsVersion>,
+    /// `ssl.cipher.suites` (IANA names; empty = the TLS library's defaults).
+    pub cipher_suites: Vec<String>,
+    /// `ssl.principal.mapping.rules` (default `DEFAULT`).
+    pub principal_rules: Vec<PrincipalRule>,
+}
+
+/// A SASL mechanism Moldau serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SaslMechanism {
+    /// `PLAIN` (RFC 4616), users from the listener's JAAS config.
+    Plain,
+    /// `SCRAM-SHA-256` (RFC 7677), credentials from the metadata log.
+    ScramSha256,
+    /// `SCRAM-SHA-512`, credentials from the metadata log.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The SASL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// The mechanism named `name` (SASL names are case-sensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Plain, Self::ScramSha256, Self::ScramSha512]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
+
+/// SASL settings of one SASL_PLAINTEXT or SASL_SSL listener.
+#[derive(Debug, Clone)]
+pub struct SaslSettings {
+    /// `sasl.enabled.mechanisms`, in the order given.
+    pub mechanisms: Vec<SaslMechanism>,
+    /// PLAIN users (`user_<name>="<password>"` entries of the PLAIN JAAS config).
+    pub plain_users: BTreeMap<String, String>,
+}
+
+/// Security of one listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSecurity {
+    /// The listener's protocol.
+    pub protocol: SecurityProtocol,
+    /// TLS, for SSL and SASL_SSL.
+    pub tls: Option<TlsSettings>,
+    /// SASL, for SASL_PLAINTEXT and SASL_SSL.
+    pub sasl: Option<SaslSettings>,
+}
+
+/// Broker-wide authentication settings.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `sasl.server.max.receive.size` (default 524288): the largest frame a client may
+    /// send before it has authenticated, bytes.
+    pub sasl_max_receive_size: usize,
+    /// `connection.failed.authentication.delay.ms` (default 100): how long a failed
+    /// authentication's answer is held back before the connection closes.
+    pub failed_authentication_delay_ms: u64,
+    /// `connections.max.reauth.ms` (default 0, never; KIP-368): the longest a SASL
+    /// session lasts before the client must re-authenticate on the same connection.
+    pub connections_max_reauth_ms: u64,
+}
+
+/// The value of `name` for `listener`: `listener.name.<listener>.<name>`, else `<name>`.
+pub(super) fn listener_value<'a>(
+    p: &'a BTreeMap<String, String>,
+    listener: &str,
+    name: &str,
+) -> Option<(String, &'a str)> {
+    let prefixed = format!("listener.name.{}.{name}", listener.to_ascii_lowercase());
+    if let Some(v) = p.get(&prefixed) {
+        return Some((prefixed, v));
+    }
+    p.get(name).map(|v| (name.to_owned(), v.as_str()))
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn pem_type(p: &BTreeMap<String, String>, listener: &str, name: &str) -> Result<(), ConfigError> {
+    match listener_value(p, listener, name) {
+        Some((key, v)) if !v.trim().eq_ignore_ascii_case("PEM") => Err(ConfigError::new(
+            &key,
+            v,
+            "only PEM key and trust stores are read (JKS and PKCS12 are Java formats Moldau does not read)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn tls_settings(p: &BTreeMap<String, String>, listener: &str) -> Result<TlsSettings, ConfigError> {
+    pem_type(p, listener, "ssl.keystore.type")?;
+    pem_type(p, listener, "ssl.truststore.type")?;
+    let location = listener_value(p, listener, "ssl.keystore.location");
+    let chain = listener_value(p, listener, "ssl.keystore.certificate.chain");
+    let key = listener_value(p, listener, "ssl.keystore.key");
+    let keystore = match (location, chain, key) {
+        (Some(_), Some((name, v)), _) | (Some(_), _, Some((name, v))) => {
+            return Err(ConfigError::new(
+                &name,
+                v,
+                "give ssl.keystore.location or ssl.keystore.certificate.chain with ssl.keystore.key, not both",
+            ))
+        }
+        (Some((_, path)), None, None) => KeyStore::File(PathBuf::from(path.trim())),
+        (None, Some((_, chain)), Some((_, key))) => KeyStore::Inline {
+            chain: chain.to_owned(),
+            key: key.to_owned(),
+        },
+        (None, Some((name, v)), None) | (None, None, Some((name, v))) => {
+            return Err(ConfigError::new(
+                &name,
+                v,
+                "ssl.keystore.certificate.chain and ssl.keystore.key go together",
+            ))
+        }
+        (None, None, None) => {
+            return Err(ConfigError::new(
+                "ssl.keystore.location",
+                "",
+                format!(
+                    "listener {listener} uses TLS and needs a certificate: set ssl.keystore.location \
+                     (or listener.name.{}.ssl.keystore.location) to a PEM file with the key and chain",
+                    listener.to_ascii_lowercase()
+                ),
+            ))
+        }
+    };
+    let truststore = match (
+        listener_value(p, listener, "ssl.truststore.location"),
+        listener_value(p, listener, "ssl.truststore.certificates"),
+    ) {
+        (Some(_), Some((name, v))) => {
+            return Err(ConfigError::new(
+                &name,
+                v,
+                "give ssl.truststore.location or ssl.truststore.certificates, not both",
+            ))
+        }
+        (Some((_, path)), None) => Some(TrustStore::File(PathBuf::from(path.trim()))),
+        (None, Some((_, pem))) => Some(TrustStore::Inline(pem.to_owned())),
+        (None, None) => None,
+    };
+    let client_auth = match listener_value(p, listener, "ssl.client.auth") {
+        None => ClientAuth::None,
+        Some((name, v)) => match v.trim().to_ascii_lowercase().as_str() {
+            "none" => ClientAuth::None,
+            "requested" => ClientAuth::Requested,
+            "required" => ClientAuth::Required,
+            _ => {
+                return Err(ConfigError::new(
+                    &name,
+                    v,
+                    "expected none, requested or required",
+                ))
+            }
+        },
+    };
+    if client_auth != ClientAuth::None && truststore.is_none() {
+        return Err(ConfigError::new(
+            "ssl.client.auth",
+            "",
+            format!(
+                "listener {listener} asks for client certificates but has no truststore to check \
+                 them against: set ssl.truststore.location"
+            ),
+        ));
+    }
+    let protocols = match listener_value(p, listener, "ssl.enabled.protocols") {
+        None => vec![TlsVersion::Tls12, TlsVersion::Tls13],
+        Some((name, v)) => {
+            let mut out = Vec::new();
+            for proto in list(v) {
+                out.push(match proto.as_str() {
+                    "TLSv1.2" => TlsVersion::Tls12,
+                    "TLSv1.3" => TlsVersion::Tls13,
+                    other => {
+                        return Err(ConfigError::new(
+                            &name,
+                            v,
+                            format!("{other} is not offered: TLSv1.2 and TLSv1.3 are (older versions are insecure)"),
+                        ))
+                    }
+                });
+            }
+            if out.is_empty() {
+                return Err(ConfigError::new(&name, v, "no protocol enabled"));
+            }
+            out
+        }
+    };
+    if let Some((name, v)) = listener_value(p, listener, "ssl.protocol") {
+        let enabled = match v.trim() {
+            "TLSv1.2" => protocols.contains(&TlsVersion::Tls12),
+            "TLSv1.3" | "TLS" => true,
+            _ => false,
+        };
+        if !enabled {
+            return Err(ConfigError::new(
+                &name,
+                v,
+                "expected TLSv1.2, TLSv1.3 or TLS, a version ssl.enabled.protocols enables",
+            ));
+        }
+    }
+    let cipher_suites = listener_value(p, listener, "ssl.cipher.suites")
+        .map(|(_, v)| list(v))
+        .unwrap_or_default();
+    let principal_rules = match listener_value(p, listener, "ssl.principal.mapping.rules") {
+        None => vec![PrincipalRule::Default],
+        Some((name, v)) => parse_principal_rules(v).map_err(|e| ConfigError::new(&name, v, e))?,
+    };
+    Ok(TlsSettings {
+        keystore,
+        truststore,
+        client_auth,
+        protocols,
+        cipher_suites,
+        principal_rules,
+    })
+}
+
+/// Parses `ssl.principal.mapping.rules`: `DEFAULT` and `RULE:pattern/replacement/[LU]`
+/// entries separated by commas (a pattern or replacement holds no `/`, as in Kafka).
+pub fn parse_principal_rules(text: &str) -> Result<Vec<PrincipalRule>, String> {
+    let mut rules = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("DEFAULT") {
+            rules.push(PrincipalRule::Default);
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("RULE:") {
+            let (pattern, after) = after
+                .split_once('/')
+                .ok_or("a RULE needs pattern/replacement/")?;
+            let (replacement, mut after) = after
+                .split_once('/')
+                .ok_or("a RULE needs pattern/replacement/")?;
+            let case = match after.chars().next() {
+                Some(c @ ('L' | 'U')) => {
+                    after = &after[1..];
+                    Some(c)
+                }
+                _ => None,
+            };
+            let pattern = regex::Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|e| format!("bad pattern {pattern:?}: {e}"))?;
+            rules.push(PrincipalRule::Rule {
+                pattern,
+                replacement: replacement.to_owned(),
+                case,
+            });
+            rest = after;
+        } else {
+            return Err(format!("expected DEFAULT or RULE: at {rest:?}"));
+        }
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after.trim_start();
+        } else if !rest.is_empty() {
+            return Err(format!("expected a comma before {rest:?}"));
+        }
+    }
+    if rules.is_empty() {
+        return Err("no rule given".into());
+    }
+    Ok(rules)
+}
+
+/// Applies the rules to a distinguished name (KIP-371); `None` when no rule matches.
+pub fn map_principal(rules: &[PrincipalRule], dn: &str) -> Option<String> {
+    rules.iter().find_map(|rule| match rule {
+        PrincipalRule::Default => Some(dn.to_owned()),
+        PrincipalRule::Rule {
+            pattern,
+            replacement,
+            case,
+        } => {
+            let caps = pattern.captures(dn)?;
+            let mut out = String::new();
+            caps.expand(replacement, &mut out);
+            Some(match case {
+                Some('L') => out.to_lowercase(),
+                Some('U') => out.to_uppercase(),
+                _ => out,
+            })
+        }
+    })
+}
+
+/// Parses a Kafka JAAS config value:
+/// `<LoginModule class> required key="value" ... ;`. Returns the options.
+pub fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let text = text.trim();
+    let body = text
+        .strip_suffix(';')
+        .ok_or("a JAAS config ends with ';'")?
+        .trim();
+    let mut words = body.splitn(3, char::is_whitespace);
+    let module = words.next().unwrap_or_default();
+    if module.is_empty() {
+        return Err("no login module given".into());
+    }
+    match words.next().map(str::trim) {
+        Some("required" | "requisite" | "sufficient" | "optional") => {}
+        _ => return Err("expected the login module's class, then 'required'".into()),
+    }
+    let mut rest = words.next().unwrap_or_default().trim();
+    let mut options = BTreeMap::new();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=\"value\" at {rest:?}"))?;
+        let key = key.trim();
+        let after = after.trim_start();
+        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted
+                .find('"')
+                .ok_or_else(|| format!("unterminated quoted value for {key}"))?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        options.insert(key.to_owned(), value.to_owned());
+        rest = after.trim_start();
+    }
+    Ok(options)
+}
+
+fn sasl_settings(
+    p: &BTreeMap<String, String>,
+    listener: &str,
+) -> Result<SaslSettings, ConfigError> {
+    let lower = listener.to_ascii_lowercase();
+    let Some((name, v)) = listener_value(p, listener, "sasl.enabled.mechanisms") else {
+        return Err(ConfigError::new(
+            "sasl.enabled.mechanisms",
+            "",
+            format!(
+                "listener {listener} uses SASL: name its mechanisms (PLAIN, SCRAM-SHA-256, \
+                 SCRAM-SHA-512); Kafka's default GSSAPI is not implemented"
+            ),
+        ));
+    };
+    let mut mechanisms = Vec::new();
+    for m in list(v) {
+        let mechanism = SaslMechanism::from_name(&m).ok_or_else(|| {
+            ConfigError::new(
+                &name,
+                v,
+                format!("{m} is not served (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"),
+            )
+        })?;
+        if !mechanisms.contains(&mechanism) {
+            mechanisms.push(mechanism);
+        }
+    }
+    if mechanisms.is_empty() {
+        return Err(ConfigError::new(&name, v, "no mechanism given"));
+    }
+    let mut plain_users = BTreeMap::new();
+    if mechanisms.contains(&SaslMechanism::Plain) {
+        let key = format!("listener.name.{lower}.plain.sasl.jaas.config");
+        let Some(jaas) = p.get(&key) else {
+            return Err(ConfigError::new(
+                &key,
+                "",
+                format!(
+                    "PLAIN is enabled on listener {listener}: give its users as \
+                     org.apache.kafka.common.security.plain.PlainLoginModule required user_<name>=\"<password>\" ...;"
+                ),
+            ));
+        };
+        let options = parse_jaas(jaas).map_err(|e| ConfigError::new(&key, "(hidden)", e))?;
+        for (k, v) in options {
+            if let Some(user) = k.strip_prefix("user_") {
+                plain_users.insert(user.to_owned(), v);
+            }
+        }
+        if plain_users.is_empty() {
+            return Err(ConfigError::new(
+                &key,
+                "(hidden)",
+                "no user_<name>=\"<password>\" entry: nobody could log in with PLAIN",
+            ));
+        }
+    }
+    for m in [SaslMechanism::ScramSha256, SaslMechanism::ScramSha512] {
+        let key = format!(
+            "listener.name.{lower}.{}.sasl.jaas.config",
+            m.name().to_ascii_lowercase()
+        );
+        if let Some(jaas) = p.get(&key) {
+            parse_jaas(jaas).map_err(|e| ConfigError::new(&key, "(hidden)", e))?;
+        }
+    }
+    Ok(SaslSettings {
+        mechanisms,
+        plain_users,
+    })
+}
+
+/// Each listener's security, the broker-wide settings, and warnings.
+pub(super) type Resolved = (
+    BTreeMap<String, ListenerSecurity>,
+    AuthSettings,
+    Vec<String>,
+);
+
+/// Resolves the security of every listener and the broker-wide authentication settings.
+/// Also returns warnings for settings no listener uses (TLS settings without an SSL
+/// listener, …). Errors name the property: missing key material, a file that does not
+/// load, a mechanism without users, a `listener.name.` prefix for an unknown listener.
+pub(super) fn resolve(
+    p: &BTreeMap<String, String>,
+    listeners: &[Endpoint],
+) -> Result<Resolved, ConfigError> {
+    for key in p.keys() {
+        if let Some(rest) = key.strip_prefix("listener.name.") {
+            let listener = rest.split('.').next().unwrap_or_default();
+            if !listeners
+                .iter()
+                .any(|l| l.name.eq_ignore_ascii_case(listener))
+            {
+                return Err(ConfigError::new(
+                    key,
+                    &p[key],
+                    format!("there is no listener {listener} in listeners"),
+                ));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for l in listeners {
+        let tls = match l.protocol {
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
+                let settings = tls_settings(p, &l.name)?;
+                crate::security::tls::server_config(&settings).map_err(|e| {
+                    ConfigError::new(
+                        "ssl.keystore.location",
+                        "",
+                        format!("listener {}: {e}", l.name),
+                    )
+                })?;
+                Some(settings)
+            }
+            _ => None,
+        };
+        let sasl = match l.protocol {
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => {
+                Some(sasl_settings(p, &l.name)?)
+            }
+            _ => None,
+        };
+        for key in p.keys() {
+            let Some(rest) = key
+                .strip_prefix("listener.name.")
+                .and_then(|r| r.strip_prefix(&format!("{}.", l.name.to_ascii_lowercase())))
+            else {
+                continue;
+            };
+            let unused = (rest.starts_with("ssl.") && tls.is_none())
+                || (rest.contains("sasl.") && sasl.is_none());
+            if unused {
+                return Err(ConfigError::new(
+                    key,
+                    &p[key],
+                    format!(
+                        "listener {} uses {}, which has no use for it",
+                        l.name,
+                        l.protocol.name()
+                    ),
+                ));
+            }
+        }
+        out.insert(
+            l.name.clone(),
+            ListenerSecurity {
+                protocol: l.protocol,
+                tls,
+                sasl,
+            },
+        );
+    }
+    let any_tls = out.values().any(|s| s.tls.is_some());
+    let any_sasl = out.values().any(|s| s.sasl.is_some());
+    for key in p.keys() {
+        let unused = (key.starts_with("ssl.") && !any_tls)
+            || (key.starts_with("sasl.")
+                && key != "sasl.mechanism.inter.broker.protocol"
+                && key != "sasl.mechanism.controller.protocol"
+                && !any_sasl);
+        if unused {
+            warnings.push(format!(
+                "{key}: no listener uses it (no SSL, SASL_PLAINTEXT or SASL_SSL listener needs it)"
+            ));
+        }
+    }
+    let auth = AuthSettings {
+        sasl_max_receive_size: super::parse(p, "sasl.server.max.receive.size", 524_288usize)?,
+        failed_authentication_delay_ms: super::parse(
+            p,
+            "connection.failed.authentication.delay.ms",
+            100u64,
+        )?,
+        connections_max_reauth_ms: super::parse(p, "connections.max.reauth.ms", 0u64)?,
+    };
+    Ok((out, auth, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jaas_options() {
+        let o = parse_jaas(
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required
+               username="admin" password="admin-secret" user_admin="admin-secret" user_alice="a b";"#,
+        )
+        .expect("valid");
+        assert_eq!(o["user_alice"], "a b");
+        assert_eq!(o["username"], "admin");
+        assert!(parse_jaas("X required a=\"b\"").is_err(), "no semicolon");
+        assert!(parse_jaas("X a=\"b\";").is_err(), "no flag");
+        assert!(parse_jaas("X required a=\"b;").is_err());
+    }
+
+    #[test]
+    fn principal_rules_as_kip_371() {
+        let rules = parse_principal_rules(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L, RULE:^CN=(.*?),OU=(.*?),O=.*$/$1@$2/, DEFAULT",
+        )
+        .expect("valid");
+        assert_eq!(rules.len(), 3);
+        assert_eq!(
+            map_principal(&rules, "CN=Kafka,OU=ServiceUsers,O=Org").as_deref(),
+            Some("kafka")
+        );
+        assert_eq!(
+            map_principal(&rules, "CN=alice,OU=eng,O=Org").as_deref(),
+            Some("alice@eng")
+        );
+        assert_eq!(map_principal(&rules, "CN=x").as_deref(), Some("CN=x"));
+        let only = parse_principal_rules("RULE:^CN=([a-z]+)$/$1/U").expect("valid");
+        assert_eq!(map_principal(&only, "CN=bob").as_deref(), Some("BOB"));
+        assert_eq!(map_principal(&only, "O=bob"), None);
+        for bad in ["", "RULE:x", "RULE:(/y/", "SOMETHING", "DEFAULT DEFAULT"] {
+            assert!(parse_principal_rules(bad).is_err(), "{bad}");
+        }
+    }
+}

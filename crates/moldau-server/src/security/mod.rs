@@ -1,0 +1,24 @@
+//! Authentication on the broker's listeners: TLS ([`tls`]), SASL ([`sasl`], with
+//! [`scram`]) and the principal a connection acts as.
+//!
+//! A principal is Kafka's `User:<name>`: the SASL user, the mapped subject of a TLS
+//! client certificate, or `User:ANONYMOUS` on PLAINTEXT listeners and for TLS clients
+//! without a certificate (Kafka's `DefaultKafkaPrincipalBuilder`).
+
+pub mod sasl;
+pub mod scram;
+pub mod tls;
+
+use crate::config::security::SaslSettings;
+use std::sync::Arc;
+
+/// The principal name of an unauthenticated connection.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// How a bound listener authenticates its connections.
+pub struct ListenerAuth {
+    /// TLS handshake first (SSL, SASL_SSL).
+    pub tls: Option<tls::TlsAcceptor>,
+    /// SASL exchange before requests (SASL_PLAINTEXT, SASL_SSL).
+    pub sasl: Option<Arc<SaslSettings>>,
+}
