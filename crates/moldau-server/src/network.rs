@@ -453,6 +453,7 @@ async fn serve_connection(
         Some(name) => format!("User:{name}").into(),
         None => security::ANONYMOUS.into(),
     };
+    tracing::debug!(%peer, %listener, %principal, "TLS connection established");
     let (rd, wr) = tokio::io::split(tls);
     serve_stream(broker, rd, wr, peer, stop, listener, auth, principal).await
 }

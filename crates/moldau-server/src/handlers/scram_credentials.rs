@@ -29,8 +29,8 @@ use moldau_protocol::error::ResponseError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// Handles DescribeUserScramCredentials: every user with credentials (users null), or
-/// the users named, each with its mechanisms and iteration counts (never keys).
+/// Handles DescribeUserScramCredentials: every user with credentials (users null or
+/// empty, as Kafka reads it), or the users named, each with its mechanisms and iteration counts (never keys).
 pub async fn describe(
     broker: Arc<Broker>,
     _ctx: RequestContext,
@@ -47,7 +47,7 @@ pub async fn describe(
             })
             .collect()
     };
-    let results = match req.users {
+    let results = match req.users.filter(|u| !u.is_empty()) {
         None => image
             .scram_credentials
             .iter()

@@ -291,3 +291,34 @@ fn escape_dn_value(value: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::security::parse_principal_rules;
+
+    #[test]
+    fn subject_as_rfc_2253_and_mapped_principal() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CountryName, "DE");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Acme, Inc.");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationalUnitName, "eng");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        let cert = params.self_signed(&key).expect("cert");
+        let dn = subject_dn(cert.der()).expect("subject");
+        // rcgen writes the CN first, so the last RDN (OU) leads the RFC 2253 form.
+        assert_eq!(dn, r"OU=eng,O=Acme\, Inc.,C=DE,CN=alice");
+        let rules = parse_principal_rules(r"RULE:^OU=([^,]+),.*,CN=([^,]+)$/$2@$1/U,DEFAULT")
+            .expect("rules");
+        assert_eq!(map_principal(&rules, &dn).as_deref(), Some("ALICE@ENG"));
+    }
+}

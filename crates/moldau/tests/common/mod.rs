@@ -28,6 +28,8 @@ pub struct TestBroker {
     pub addr: String,
     /// `127.0.0.1:<port>` of the HTTP API.
     pub http: String,
+    /// Every broker listener as `(NAME, host:port)`, from the start-up line.
+    pub listeners: Vec<(String, String)>,
     data: PathBuf,
     extra: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
@@ -47,15 +49,25 @@ impl TestBroker {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, addr, http) = spawn(&data, &extra, None);
+        let (child, addr, http, listeners) = spawn(&data, &extra, None);
         Self {
             child: Some(child),
             addr,
             http,
+            listeners,
             data,
             extra,
             _dir: Some(dir),
         }
+    }
+
+    /// `host:port` of the listener named `name` (upper case, as configured).
+    pub fn listener(&self, name: &str) -> String {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
     }
 
     /// The data directory.
@@ -84,10 +96,11 @@ impl TestBroker {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
         let port = self.addr.rsplit(':').next().map(str::to_owned);
-        let (child, addr, http) = spawn(&self.data, &self.extra, port.as_deref());
+        let (child, addr, http, listeners) = spawn(&self.data, &self.extra, port.as_deref());
         self.child = Some(child);
         self.addr = addr;
         self.http = http;
+        self.listeners = listeners;
     }
 }
 
@@ -105,9 +118,13 @@ fn signal(child: &Child, sig: i32) {
     }
 }
 
+/// A started broker process: the child, its first Kafka listener, its HTTP API and every
+/// broker listener by name.
+type Spawned = (Child, String, String, Vec<(String, String)>);
+
 /// Starts the broker binary; returns it with its Kafka and HTTP addresses. The HTTP API
 /// listens on an ephemeral port unless `extra` sets `http.listener`.
-fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child, String, String) {
+fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> Spawned {
     for attempt in 0..50 {
         let listener = format!("127.0.0.1:{}", port.unwrap_or("0"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moldau"));
@@ -140,7 +157,18 @@ fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child,
                             |text: &str| text.split_whitespace().next().unwrap_or("").to_owned();
                         let addr = field(rest);
                         let http = line.split(" http=").nth(1).map(field).unwrap_or_default();
-                        let _ = tx.send(Ok((addr, http)));
+                        let listeners: Vec<(String, String)> = line
+                            .split(" advertised=")
+                            .nth(1)
+                            .map(field)
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter_map(|l| {
+                                let (name, addr) = l.split_once("://")?;
+                                Some((name.to_owned(), addr.to_owned()))
+                            })
+                            .collect();
+                        let _ = tx.send(Ok((addr, http, listeners)));
                         sent = true;
                     } else if line.starts_with("Error") {
                         let _ = tx.send(Err(line.clone()));
@@ -150,7 +178,7 @@ fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> (Child,
             }
         });
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Ok((addr, http))) => return (child, addr, http),
+            Ok(Ok((addr, http, listeners))) => return (child, addr, http, listeners),
             Ok(Err(line)) if line.contains("Address already in use") && attempt < 49 => {
                 let _ = child.wait();
                 std::thread::sleep(Duration::from_millis(200));

@@ -33,6 +33,38 @@ impl Conn {
         version: i16,
         req: &Req,
     ) -> Resp {
+        self.try_call(key, version, req)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"))
+    }
+
+    /// Writes raw bytes (a hand-made frame).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one size-prefixed frame without decoding it.
+    pub fn recv_raw(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(body)
+    }
+
+    /// Whether the broker has closed the connection: a read returns end of stream (or
+    /// a reset) within the read timeout, with no bytes.
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    /// As [`Conn::call`], but a closed connection is an `Err` instead of a panic.
+    pub fn try_call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> std::io::Result<Resp> {
         self.correlation += 1;
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -47,18 +79,16 @@ impl Conn {
         let mut framed = BytesMut::new();
         framed.put_i32(buf.len() as i32);
         framed.extend_from_slice(&buf);
-        self.stream.write_all(&framed).expect("write");
+        self.stream.write_all(&framed)?;
         let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
+        self.stream.read_exact(&mut len)?;
         let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).expect("body");
+        self.stream.read_exact(&mut body)?;
         let mut body = Bytes::from(body);
         let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
             .expect("response header");
         assert_eq!(header.correlation_id, self.correlation);
-        Resp::decode(&mut body, version)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: response does not decode: {e}"))
+        Ok(Resp::decode(&mut body, version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: response does not decode: {e}")))
     }
 }
