@@ -12,7 +12,9 @@
 //! during each phase, 100% = one core), broker RSS after the run, and cold start to
 //! the first answered ApiVersions.
 //!
-//! `moldau-bench BINARY cluster` measures a 3-node cluster instead ([`bench_cluster`]).
+//! `moldau-bench BINARY cluster` measures a 3-node cluster instead ([`bench_cluster`]);
+//! `moldau-bench BINARY tls` compares produce and consume throughput over a PLAINTEXT
+//! and an SSL listener of the same broker (1 KiB records, 1 partition, acks=1 and all).
 
 mod bench_cluster;
 
@@ -63,19 +65,23 @@ fn api_versions_answered(addr: &str) -> bool {
     s.read_exact(&mut len).is_ok()
 }
 
-fn start_broker(binary: &str) -> (BrokerProcess, Duration) {
+fn start_broker(binary: &str, extra: &[String]) -> (BrokerProcess, Duration) {
     let dir = std::env::temp_dir().join(format!("moldau-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let addr = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
+    let mut listeners = format!("listeners=PLAINTEXT://{addr}");
+    let mut props = Vec::new();
+    for e in extra {
+        match e.strip_prefix("listeners=") {
+            Some(more) => listeners = format!("{listeners},{more}"),
+            None => props.extend(["-o".to_owned(), e.clone()]),
+        }
+    }
     let child = Command::new(binary)
-        .args([
-            "serve",
-            "-o",
-            &format!("listeners=PLAINTEXT://{addr}"),
-            "-o",
-        ])
+        .args(["serve", "-o", &listeners, "-o"])
         .arg(format!("log.dirs={}", dir.display()))
+        .args(props)
         .env("MOLDAU_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -162,10 +168,30 @@ fn settle_disk() {
     std::thread::sleep(Duration::from_millis(500));
 }
 
+/// A client config for `addr` with extra settings (TLS).
+fn client(addr: &str, extra: &[(&str, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", addr);
+    for (k, v) in extra {
+        c.set(*k, v);
+    }
+    c
+}
+
 fn produce(addr: &str, topic: &str, size: usize, count: usize, acks: &str) -> Duration {
+    produce_with(addr, &[], topic, size, count, acks)
+}
+
+fn produce_with(
+    addr: &str,
+    extra: &[(&str, String)],
+    topic: &str,
+    size: usize,
+    count: usize,
+    acks: &str,
+) -> Duration {
     settle_disk();
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
+    let producer: ThreadedProducer<DefaultProducerContext> = client(addr, extra)
         .set("acks", acks)
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
@@ -193,9 +219,14 @@ fn produce(addr: &str, topic: &str, size: usize, count: usize, acks: &str) -> Du
     started.elapsed()
 }
 
-fn consume(addr: &str, topic: &str, partitions: i32, count: usize) -> Duration {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", addr)
+fn consume(
+    addr: &str,
+    extra: &[(&str, String)],
+    topic: &str,
+    partitions: i32,
+    count: usize,
+) -> Duration {
+    let consumer: BaseConsumer = client(addr, extra)
         .set("group.id", "moldau-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.message.max.bytes", "1048576")
@@ -302,9 +333,13 @@ fn main() {
         bench_cluster::run(&binary);
         return;
     }
+    if mode == "tls" {
+        tls(&binary);
+        return;
+    }
     let only_latency = mode == "latency";
     let quick = mode == "quick" || mode == "quick6";
-    let (broker, cold) = start_broker(&binary);
+    let (broker, cold) = start_broker(&binary, &[]);
     println!(
         "cold start to first ApiVersions answer: {:.1} ms",
         cold.as_secs_f64() * 1000.0
@@ -344,7 +379,7 @@ fn main() {
                 let cpu0 = proc_cpu_seconds(pid);
                 let p = produce(&broker.addr, &topic, size, count, acks);
                 let cpu1 = proc_cpu_seconds(pid);
-                let c = consume(&broker.addr, &topic, partitions, count);
+                let c = consume(&broker.addr, &[], &topic, partitions, count);
                 let cpu2 = proc_cpu_seconds(pid);
                 let mb = (size * count) as f64 / 1e6;
                 bytes_moved += 2.0 * (size * count) as f64;
@@ -389,4 +424,62 @@ fn main() {
         cpu / (bytes_moved / 1e9)
     );
     println!("broker RSS after the run: {:.1} MiB", proc_rss_mib(pid));
+}
+
+/// `tls` mode: the same broker, 1 KiB records on 1 partition, over PLAINTEXT and over SSL
+/// (a throwaway certificate made here; TLS 1.3, the client's default suite).
+fn tls(binary: &str) {
+    let dir = std::env::temp_dir().join(format!("moldau-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("pki dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .and_then(|p| p.self_signed(&key))
+        .expect("certificate");
+    let keystore = dir.join("keystore.pem");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&keystore, format!("{}{}", key.serialize_pem(), cert.pem())).expect("write");
+    std::fs::write(&ca, cert.pem()).expect("write");
+    let ssl_addr = format!("127.0.0.1:{}", free_port());
+    let (broker, _) = start_broker(
+        binary,
+        &[
+            format!("listeners=SSL://{ssl_addr}"),
+            format!("ssl.keystore.location={}", keystore.display()),
+        ],
+    );
+    let tls_settings = [
+        ("security.protocol", "SSL".to_owned()),
+        ("ssl.ca.location", ca.display().to_string()),
+    ];
+    let pid = broker.child.id();
+    let (size, count) = (1024, 500_000);
+    println!(
+        "{:<10} {:>5} {:>12} {:>10} {:>12} {:>10}",
+        "listener", "acks", "prod MB/s", "prod cpu", "cons MB/s", "cons cpu"
+    );
+    for (name, addr, extra) in [
+        ("PLAINTEXT", broker.addr.as_str(), &[][..]),
+        ("SSL", ssl_addr.as_str(), &tls_settings[..]),
+    ] {
+        for acks in ["1", "all"] {
+            let topic = format!("tls-{name}-{acks}");
+            create_topic(&broker.addr, &topic, 1);
+            let cpu0 = proc_cpu_seconds(pid);
+            let p = produce_with(addr, extra, &topic, size, count, acks);
+            let cpu1 = proc_cpu_seconds(pid);
+            let c = consume(addr, extra, &topic, 1, count);
+            let cpu2 = proc_cpu_seconds(pid);
+            let mb = (size * count) as f64 / 1e6;
+            println!(
+                "{:<10} {:>5} {:>12.1} {:>9.0}% {:>12.1} {:>9.0}%",
+                name,
+                acks,
+                mb / p.as_secs_f64(),
+                100.0 * (cpu1 - cpu0) / p.as_secs_f64(),
+                mb / c.as_secs_f64(),
+                100.0 * (cpu2 - cpu1) / c.as_secs_f64()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Drives a real `moldau` binary over TLS and SASL with kcat, confluent-kafka and
+kafka-python, configured exactly as they are configured for Apache Kafka.
+
+Usage: security_compat.py PATH_TO_MOLDAU_BINARY
+
+Makes a throwaway CA with the openssl command (server certificate for 127.0.0.1, a client
+certificate), starts one broker with PLAINTEXT, SSL (client
+certificates requested), SASL_PLAINTEXT and SASL_SSL listeners and
+connections.max.reauth.ms, creates SCRAM users through confluent-kafka's
+alter_user_scram_credentials, and runs each check. Prints one line per check and a
+closing 'N passed, N failed' line; exits non-zero if any failed.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Broker, check, free_port, summary  # noqa: E402
+
+BINARY = sys.argv[1]
+PKI = tempfile.mkdtemp(prefix="moldau-pki-")
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" user_admin="admin-secret" '
+              'user_alice="alice-secret";')
+
+
+def pki_path(name):
+    return os.path.join(PKI, name)
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca(name, cn):
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", pki_path(f"{name}.key"), "-out", pki_path(f"{name}.pem"),
+            "-subj", f"/CN={cn}")
+
+
+def make_leaf(name, ca, subject, ext):
+    ext_file = pki_path(f"{name}.ext")
+    with open(ext_file, "w") as f:
+        f.write(ext + "\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", pki_path(f"{name}.key"),
+            "-out", pki_path(f"{name}.csr"), "-subj", subject)
+    openssl("x509", "-req", "-in", pki_path(f"{name}.csr"), "-CA", pki_path(f"{ca}.pem"),
+            "-CAkey", pki_path(f"{ca}.key"), "-CAcreateserial", "-days", "2",
+            "-out", pki_path(f"{name}.pem"), "-extfile", ext_file)
+
+
+def topic(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def confluent_settings(broker, kind, user=None, password=None, mechanism=None):
+    ca = pki_path("ca.pem")
+    if kind == "SSL":
+        return {"bootstrap.servers": broker.addr("SSL"), "security.protocol": "SSL",
+                "ssl.ca.location": ca}
+    if kind == "MTLS":
+        return {"bootstrap.servers": broker.addr("SSL"), "security.protocol": "SSL",
+                "ssl.ca.location": ca, "ssl.certificate.location": pki_path("alice.pem"),
+                "ssl.key.location": pki_path("alice.key")}
+    listener = "SASL_SSL" if kind == "SASL_SSL" else "SASL_PLAINTEXT"
+    conf = {"bootstrap.servers": broker.addr(listener), "security.protocol": listener,
+            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password}
+    if kind == "SASL_SSL":
+        conf["ssl.ca.location"] = ca
+    return conf
+
+
+def kafka_python_settings(broker, kind, user=None, password=None, mechanism=None):
+    ca = pki_path("ca.pem")
+    if kind == "SSL":
+        return dict(bootstrap_servers=broker.addr("SSL"), security_protocol="SSL",
+                    ssl_cafile=ca)
+    if kind == "MTLS":
+        return dict(bootstrap_servers=broker.addr("SSL"), security_protocol="SSL",
+                    ssl_cafile=ca, ssl_certfile=pki_path("alice.pem"),
+                    ssl_keyfile=pki_path("alice.key"))
+    listener = "SASL_SSL" if kind == "SASL_SSL" else "SASL_PLAINTEXT"
+    conf = dict(bootstrap_servers=broker.addr(listener), security_protocol=listener,
+                sasl_mechanism=mechanism, sasl_plain_username=user,
+                sasl_plain_password=password)
+    if kind == "SASL_SSL":
+        conf["ssl_cafile"] = ca
+    return conf
+
+
+CASES = [
+    ("SSL", None, None, None),
+    ("MTLS", None, None, None),
+    ("SASL_PLAINTEXT", "alice", "alice-secret", "PLAIN"),
+    ("SASL_SSL", "admin", "admin-secret", "PLAIN"),
+    ("SASL_SSL", "carol", "carol-pw", "SCRAM-SHA-256"),
+    ("SASL_SSL", "carol", "carol-pw", "SCRAM-SHA-512"),
+]
+
+
+@check("confluent-kafka: SCRAM users through alter/describe_user_scram_credentials")
+def confluent_scram_users(broker):
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    admin = AdminClient({"bootstrap.servers": broker.addr()})
+    ups = [UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192), b"carol-pw"),
+           UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"carol-pw")]
+    for _, f in admin.alter_user_scram_credentials(ups).items():
+        assert f.result(timeout=30) is None
+    described = admin.describe_user_scram_credentials(["carol"])["carol"].result(timeout=30)
+    infos = sorted((str(i.mechanism), i.iterations) for i in described.scram_credential_infos)
+    assert infos == [("ScramMechanism.SCRAM_SHA_256", 8192), ("ScramMechanism.SCRAM_SHA_512", 4096)], infos
+
+
+@check("confluent-kafka: produce and consume over SSL, mTLS, SASL PLAIN, SCRAM-SHA-256/512")
+def confluent_every_protocol(broker):
+    from confluent_kafka import Consumer, Producer
+    for kind, user, password, mechanism in CASES:
+        conf = confluent_settings(broker, kind, user, password, mechanism)
+        name = topic(f"ck-{kind}-{mechanism or 'tls'}".lower())
+        producer = Producer({**conf, "acks": "all"})
+        delivered = []
+        for i in range(20):
+            producer.produce(name, f"v{i}".encode(), on_delivery=lambda e, m: delivered.append(e))
+        assert producer.flush(30) == 0, (kind, mechanism)
+        assert delivered == [None] * 20, (kind, mechanism, delivered[:3])
+        consumer = Consumer({**conf, "group.id": name, "auto.offset.reset": "earliest"})
+        consumer.subscribe([name])
+        got = []
+        deadline = time.time() + 60
+        while len(got) < 20 and time.time() < deadline:
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+        consumer.close()
+        assert got == [f"v{i}" for i in range(20)], (kind, mechanism, got)
+
+
+@check("kafka-python: produce and consume over SSL, mTLS, SASL PLAIN, SCRAM-SHA-256/512")
+def kafka_python_every_protocol(broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    for kind, user, password, mechanism in CASES:
+        conf = kafka_python_settings(broker, kind, user, password, mechanism)
+        name = topic(f"kp-{kind}-{mechanism or 'tls'}".lower())
+        producer = KafkaProducer(acks="all", **conf)
+        for i in range(20):
+            producer.send(name, f"v{i}".encode()).get(timeout=30)
+        producer.close()
+        consumer = KafkaConsumer(name, group_id=name, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=15000, **conf)
+        got = []
+        for m in consumer:
+            got.append(m.value.decode())
+            if len(got) == 20:
+                break
+        consumer.close()
+        assert got == [f"v{i}" for i in range(20)], (kind, mechanism, got)
+
+
+def kcat(args, stdin=None):
+    out = subprocess.run(["kcat", *args], input=stdin, capture_output=True, timeout=60)
+    return out.returncode, out.stdout.decode(), out.stderr.decode()
+
+
+@check("kcat: SCRAM-SHA-512 over SASL_SSL and mTLS, produce and consume")
+def kcat_secure(broker):
+    scram = ["-b", broker.addr("SASL_SSL"), "-X", "security.protocol=SASL_SSL",
+             "-X", f"ssl.ca.location={pki_path('ca.pem')}", "-X", "sasl.mechanism=SCRAM-SHA-512",
+             "-X", "sasl.username=carol", "-X", "sasl.password=carol-pw"]
+    mtls = ["-b", broker.addr("SSL"), "-X", "security.protocol=SSL",
+            "-X", f"ssl.ca.location={pki_path('ca.pem')}",
+            "-X", f"ssl.certificate.location={pki_path('alice.pem')}",
+            "-X", f"ssl.key.location={pki_path('alice.key')}"]
+    for settings in (scram, mtls):
+        name = topic("kcat-sec")
+        code, _, err = kcat([*settings, "-P", "-t", name], stdin=b"one\ntwo\nthree\n")
+        assert code == 0, err
+        code, out, err = kcat([*settings, "-C", "-t", name, "-e", "-o", "beginning"])
+        assert code == 0, err
+        assert out.split() == ["one", "two", "three"], out
+
+
+@check("refused: wrong passwords, unknown users, plaintext on the TLS port")
+def refusals(broker):
+    from confluent_kafka import KafkaError, Producer
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError as PyKafkaError
+
+    def confluent_auth_error(conf):
+        errors = []
+        p = Producer({**conf, "error_cb": lambda e: errors.append(e), "log_level": 0})
+        p.produce(topic("refused"), b"x")
+        deadline = time.time() + 20
+        while not errors and time.time() < deadline:
+            p.poll(0.2)
+        p.purge()
+        return errors
+
+    for kind, user, password, mechanism in [
+        ("SASL_PLAINTEXT", "alice", "wrong", "PLAIN"),
+        ("SASL_PLAINTEXT", "mallory", "alice-secret", "PLAIN"),
+        ("SASL_SSL", "carol", "wrong", "SCRAM-SHA-256"),
+        ("SASL_SSL", "nobody", "carol-pw", "SCRAM-SHA-512"),
+    ]:
+        errors = confluent_auth_error(confluent_settings(broker, kind, user, password, mechanism))
+        assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), (user, mechanism, errors)
+    # kafka-python with a wrong SCRAM password: authentication fails, as with Kafka.
+    try:
+        KafkaProducer(**kafka_python_settings(broker, "SASL_SSL", "carol", "nope", "SCRAM-SHA-256"),
+                      max_block_ms=5000, bootstrap_timeout_ms=5000).send(topic("refused"), b"x").get(timeout=15)
+        raise AssertionError("kafka-python authenticated with a wrong password")
+    except PyKafkaError:
+        pass
+    # A plaintext client on the TLS port gets nowhere.
+    try:
+        KafkaProducer(bootstrap_servers=broker.addr("SSL"), max_block_ms=5000,
+                      bootstrap_timeout_ms=5000).send(topic("refused"), b"x").get(timeout=10)
+        raise AssertionError("a plaintext client was served on the TLS port")
+    except PyKafkaError:
+        pass
+    log = broker.log_text()
+    assert "SASL authentication failed" in log and "TLS handshake failed" in log, log[-2000:]
+
+
+@check("re-authentication (KIP-368): clients keep producing across several session lifetimes")
+def reauthentication(broker):
+    from confluent_kafka import Producer
+    from kafka import KafkaProducer
+    ck = Producer({**confluent_settings(broker, "SASL_SSL", "carol", "carol-pw", "SCRAM-SHA-256"), "acks": "all"})
+    kp = KafkaProducer(acks="all", **kafka_python_settings(broker, "SASL_PLAINTEXT", "alice", "alice-secret", "PLAIN"))
+    name = topic("reauth")
+    delivered = []
+    started = time.time()
+    while time.time() - started < 5:
+        ck.produce(name, b"ck", on_delivery=lambda e, m: delivered.append(e))
+        assert ck.flush(10) == 0
+        kp.send(name, b"kp").get(timeout=10)
+        time.sleep(0.25)
+    kp.close()
+    assert delivered and all(e is None for e in delivered), delivered[:3]
+    log = broker.log_text()
+    for user in ("carol", "alice"):
+        assert any("re-authenticated" in line and f"user={user}" in line for line in log.splitlines()), \
+            f"{user} never re-authenticated"
+
+
+def main():
+    make_ca("ca", "Moldau compat CA")
+    make_leaf("server", "ca", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+    make_leaf("alice", "ca", "/CN=alice/OU=eng/O=Acme", "extendedKeyUsage=clientAuth")
+    with open(pki_path("server-keystore.pem"), "w") as f:
+        f.write(open(pki_path("server.key")).read() + open(pki_path("server.pem")).read())
+    ports = {name: free_port() for name in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
+    broker = Broker(BINARY, ports, props=[
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={pki_path('server-keystore.pem')}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={pki_path('ca.pem')}",
+        "listener.name.ssl.ssl.client.auth=requested",
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={PLAIN_JAAS}",
+        f"listener.name.sasl_ssl.plain.sasl.jaas.config={PLAIN_JAAS}",
+        "connections.max.reauth.ms=2000",
+    ], env={"MOLDAU_LOG": "info,moldau_server::network=debug"})
+    try:
+        confluent_scram_users(broker)
+        confluent_every_protocol(broker)
+        kafka_python_every_protocol(broker)
+        kcat_secure(broker)
+        refusals(broker)
+        reauthentication(broker)
+    finally:
+        code = broker.stop()
+        if code != 0:
+            print(f"FAIL  broker exited with {code}")
+            broker.dump_log()
+            sys.exit(1)
+    failed = summary()
+    if failed:
+        broker.dump_log()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
