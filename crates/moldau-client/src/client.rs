@@ -35,6 +35,8 @@ pub struct ClientConfig {
     /// Pause before a retry (`retry.backoff.ms`, default 100 ms), doubled per attempt
     /// up to 1 s.
     pub retry_backoff: Duration,
+    /// TLS and SASL (`security.protocol`, `ssl.*`, `sasl.*`; default PLAINTEXT).
+    pub security: crate::security::Security,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +47,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(30),
             retries: 10,
             retry_backoff: Duration::from_millis(100),
+            security: Default::default(),
         }
     }
 }
@@ -61,6 +64,58 @@ impl ClientConfig {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    /// A config from Kafka client properties: `bootstrap.servers` (required),
+    /// `client.id`, `request.timeout.ms`, `retries`, `retry.backoff.ms` and the
+    /// security properties of [`crate::security::PROPERTIES`]. Any other name is an
+    /// [`Error::Invalid`] naming it, so a misspelt setting is never ignored.
+    pub fn from_properties(props: &std::collections::BTreeMap<String, String>) -> Result<Self> {
+        const OWN: &[&str] = &[
+            "bootstrap.servers",
+            "client.id",
+            "request.timeout.ms",
+            "retries",
+            "retry.backoff.ms",
+        ];
+        for name in props.keys() {
+            if !OWN.contains(&name.as_str())
+                && !crate::security::PROPERTIES.contains(&name.as_str())
+            {
+                return Err(Error::Invalid(format!(
+                    "{name}: not a client property Moldau's client reads"
+                )));
+            }
+        }
+        let number = |name: &str| -> Result<Option<u64>> {
+            props
+                .get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| Error::Invalid(format!("{name}: {v:?} is not a number")))
+                })
+                .transpose()
+        };
+        let mut config =
+            ClientConfig::new(props.get("bootstrap.servers").map_or("", String::as_str));
+        if config.bootstrap_servers.is_empty() {
+            return Err(Error::Invalid("bootstrap.servers: no broker given".into()));
+        }
+        if let Some(id) = props.get("client.id") {
+            config.client_id = id.clone();
+        }
+        if let Some(ms) = number("request.timeout.ms")? {
+            config.request_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = number("retries")? {
+            config.retries = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(ms) = number("retry.backoff.ms")? {
+            config.retry_backoff = Duration::from_millis(ms);
+        }
+        config.security = crate::security::Security::from_properties(props)?;
+        Ok(config)
     }
 }
 
@@ -475,7 +530,7 @@ impl Client {
 
     async fn open(&self, addr: &str) -> Result<Connection> {
         let c = &self.inner.config;
-        Connection::connect(addr, &c.client_id, c.request_timeout).await
+        Connection::connect(addr, &c.client_id, c.request_timeout, &c.security).await
     }
 
     /// A connection to broker `node_id`, opened (or reopened) as needed.

@@ -2,6 +2,7 @@
 //! correlation id, versions negotiated with ApiVersions on connect.
 
 use crate::error::{Error, Result};
+use crate::security::Security;
 use crate::versions;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -12,9 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 /// Largest response frame accepted, bytes (a corrupt size prefix must not become an
@@ -58,18 +57,18 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) and negotiates versions (ApiVersions v0, which
-    /// every broker serves). `timeout` bounds the connect and every later request.
-    pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout(timeout))?
-            .map_err(|source| Error::Connect {
-                addr: addr.to_owned(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
+    /// Connects to `addr` (`host:port`), over TLS and after SASL authentication as
+    /// `security` says ([`crate::security`]), and negotiates versions (ApiVersions v0,
+    /// which every broker serves). `timeout` bounds the connect, each step of the
+    /// handshakes and every later request. Errors: [`Error::Connect`],
+    /// [`Error::Authentication`], [`Error::Timeout`].
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &Security,
+    ) -> Result<Connection> {
+        let (rd, wr) = crate::security::connect(addr, security, timeout).await?;
         let (tx, rx) = mpsc::channel(1024);
         let closed = Arc::new(AtomicBool::new(false));
         let kill = Arc::new(tokio::sync::Notify::new());
@@ -251,8 +250,8 @@ type PendingMap = Arc<parking_lot::Mutex<Option<HashMap<i32, Pending>>>>;
 /// [`Connection`] handle being dropped, ends both and fails every waiter.
 async fn run(
     addr: String,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: Box<dyn AsyncRead + Send + Unpin>,
+    wr: Box<dyn AsyncWrite + Send + Unpin>,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: Arc<AtomicBool>,
     kill: Arc<tokio::sync::Notify>,
@@ -307,7 +306,7 @@ async fn run(
     }
 }
 
-async fn read_responses(mut rd: OwnedReadHalf, pending: PendingMap) -> String {
+async fn read_responses(mut rd: Box<dyn AsyncRead + Send + Unpin>, pending: PendingMap) -> String {
     loop {
         let frame = match read_frame(&mut rd).await {
             Ok(frame) => frame,
@@ -334,7 +333,7 @@ async fn read_responses(mut rd: OwnedReadHalf, pending: PendingMap) -> String {
 /// with what the size prefix claims.
 const READ_CHUNK: usize = 64 * 1024;
 
-async fn read_frame(rd: &mut OwnedReadHalf) -> Result<Bytes, String> {
+async fn read_frame(rd: &mut (dyn AsyncRead + Send + Unpin)) -> Result<Bytes, String> {
     let size = rd
         .read_i32()
         .await

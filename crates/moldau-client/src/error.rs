@@ -46,6 +46,9 @@ pub enum Error {
         /// The broker's error message, when it sent one.
         message: Option<String>,
     },
+    /// SASL authentication failed (wrong password, unknown user, mechanism not offered).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
     /// No answer within the request timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

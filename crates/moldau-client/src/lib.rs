@@ -29,6 +29,7 @@ mod names;
 pub mod partitioner;
 pub mod producer;
 pub mod record;
+pub mod security;
 pub mod versions;
 
 pub use admin::{

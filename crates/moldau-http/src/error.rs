@@ -89,6 +89,10 @@ impl From<Error> for ApiError {
                 ApiError::kafka(ResponseError::UnsupportedVersion, message)
                     .with_status(StatusCode::NOT_IMPLEMENTED)
             }
+            Error::Authentication(_) => {
+                ApiError::kafka(ResponseError::SaslAuthenticationFailed, message)
+                    .with_status(StatusCode::BAD_GATEWAY)
+            }
             Error::Connect { .. } | Error::Connection { .. } | Error::Closed => {
                 ApiError::kafka(ResponseError::NetworkException, message)
                     .with_status(StatusCode::SERVICE_UNAVAILABLE)

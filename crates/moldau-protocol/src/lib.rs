@@ -15,6 +15,7 @@ pub mod compression;
 pub mod error;
 pub mod frame;
 pub mod rope;
+pub mod scram;
 
 pub use kafka_protocol;
 pub use kafka_protocol::messages;

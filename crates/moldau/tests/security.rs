@@ -587,3 +587,127 @@ async fn certificates_reload_without_restart() {
         "the old certificate is still served"
     );
 }
+
+/// Runs the `moldau` CLI with `args` and `stdin`.
+fn cli(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moldau"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn moldau");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("moldau output")
+}
+
+/// Moldau's own CLI and client crate over SASL_SSL (SCRAM-SHA-512) and mTLS, configured
+/// by a Kafka `client.properties` file and `-X` properties; a wrong password fails with
+/// an authentication error and exit code 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moldau_cli_and_client_over_tls_and_sasl() {
+    let pki = Pki::new("Moldau test CA");
+    pki.leaf("server", "localhost", true, false);
+    pki.leaf("alice", "alice", false, false);
+    let broker = secure_broker(&pki, &[("listener.name.ssl.ssl.client.auth", "required")]);
+    let mut admin = Conn::open(&broker.addr);
+    assert_eq!(upsert(&mut admin, "carol", 2, "carol-pw", 4096), 0);
+    let properties = pki.path("client.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "security.protocol=SASL_SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\n\
+             sasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"carol\" password=\"carol-pw\";\n",
+            pki.path("ca.pem").display()
+        ),
+    )
+    .expect("write client.properties");
+    let sasl_ssl = broker.listener("SASL_SSL");
+    let config = s(properties);
+    let base = ["-b", sasl_ssl.as_str(), "--command-config", config.as_str()];
+    let produced = cli(
+        &[&base[..], &["produce", "cli-secure"]].concat(),
+        "one\ntwo\n",
+    );
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let consumed = cli(
+        &[
+            &base[..],
+            &[
+                "consume",
+                "cli-secure",
+                "--from-beginning",
+                "--max-messages",
+                "2",
+            ],
+        ]
+        .concat(),
+        "",
+    );
+    assert!(
+        consumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    let out = String::from_utf8_lossy(&consumed.stdout);
+    assert!(out.contains("one") && out.contains("two"), "{out}");
+    let wrong = cli(
+        &[
+            &base[..],
+            &[
+                "-X",
+                "sasl.jaas.config=x required username=\"carol\" password=\"nope\";",
+                "topics",
+                "list",
+            ],
+        ]
+        .concat(),
+        "",
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("authentication failed"), "{err}");
+
+    // The client crate over mutual TLS, from librdkafka-style property names.
+    let ssl = broker.listener("SSL");
+    let props: std::collections::BTreeMap<String, String> = [
+        ("bootstrap.servers", ssl.as_str()),
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", &s(pki.path("ca.pem"))),
+        ("ssl.certificate.location", &s(pki.path("alice.pem"))),
+        ("ssl.key.location", &s(pki.path("alice.key"))),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = moldau_client::ClientConfig::from_properties(&props).expect("config");
+    let client = moldau_client::Client::connect(config)
+        .await
+        .expect("mTLS connect");
+    let topics = moldau_client::Admin::new(client)
+        .list_topics(false)
+        .await
+        .expect("list topics over mTLS");
+    assert!(topics.iter().any(|t| t.name == "cli-secure"), "{topics:?}");
+    // Without its certificate the same client is refused.
+    let mut no_cert = props.clone();
+    no_cert.remove("ssl.certificate.location");
+    no_cert.remove("ssl.key.location");
+    let config = moldau_client::ClientConfig::from_properties(&no_cert).expect("config");
+    assert!(moldau_client::Client::connect(config).await.is_err());
+    // A misspelt property is an error, not ignored.
+    let mut typo = props;
+    typo.insert("ssl.ca.locaton".into(), "x".into());
+    assert!(moldau_client::ClientConfig::from_properties(&typo).is_err());
+}

@@ -78,9 +78,11 @@ impl CoordinatorLink {
         if let Some(c) = self.conn.lock().as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let client_id = &self.client.config().client_id;
+        let config = self.client.config();
+        let client_id = &config.client_id;
         let any = self.client.any_connection().await?;
-        let probe = Connection::connect(any.addr(), client_id, self.timeout).await?;
+        let probe =
+            Connection::connect(any.addr(), client_id, self.timeout, &config.security).await?;
         let response = probe
             .send(
                 FindCoordinatorRequest::default()
@@ -98,7 +100,7 @@ impl CoordinatorLink {
         let conn = if addr == probe.addr() {
             probe
         } else {
-            Connection::connect(&addr, client_id, self.timeout).await?
+            Connection::connect(&addr, client_id, self.timeout, &config.security).await?
         };
         tracing::debug!(group = %self.group_id, coordinator = %addr, "coordinator found");
         let conn = Arc::new(conn);

@@ -247,6 +247,7 @@ pub(super) fn duplicate(e: &Error) -> Error {
         },
         Error::Timeout(d) => Error::Timeout(*d),
         Error::Invalid(s) => Error::Invalid(s.clone()),
+        Error::Authentication(s) => Error::Authentication(s.clone()),
         Error::Closed => Error::Closed,
     }
 }
@@ -267,7 +268,9 @@ fn outcome(result: &Result<ProduceAck>) -> Outcome {
             | ResponseError::InvalidProducerEpoch => Outcome::Unknown,
             _ => Outcome::Refused,
         },
-        Error::Invalid(_) | Error::UnsupportedApi { .. } => Outcome::Refused,
+        Error::Invalid(_) | Error::UnsupportedApi { .. } | Error::Authentication(_) => {
+            Outcome::Refused
+        }
         Error::Connect { .. } | Error::Connection { .. } | Error::Timeout(_) | Error::Closed => {
             Outcome::Unknown
         }

@@ -4,9 +4,8 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use moldau_metadata::{ScramCredential, ScramMechanism};
-use sha2::{Digest, Sha256, Sha512};
+use moldau_protocol::scram::{self as primitives, ScramHash};
 use subtle::ConstantTimeEq;
 
 /// Kafka's bounds on Hi() iterations (`ScramMechanism.minIterations` /
@@ -15,26 +14,19 @@ pub const MIN_ITERATIONS: i32 = 4096;
 /// See [`MIN_ITERATIONS`].
 pub const MAX_ITERATIONS: i32 = 16384;
 
-fn hmac(mechanism: ScramMechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
+fn hash_of(mechanism: ScramMechanism) -> ScramHash {
     match mechanism {
-        ScramMechanism::Sha256 => {
-            let mut m = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key length");
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
-        ScramMechanism::Sha512 => {
-            let mut m = <Hmac<Sha512>>::new_from_slice(key).expect("HMAC takes any key length");
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
+        ScramMechanism::Sha256 => ScramHash::Sha256,
+        ScramMechanism::Sha512 => ScramHash::Sha512,
     }
 }
 
+fn hmac(mechanism: ScramMechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
+    primitives::hmac(hash_of(mechanism), key, data)
+}
+
 fn hash(mechanism: ScramMechanism, data: &[u8]) -> Vec<u8> {
-    match mechanism {
-        ScramMechanism::Sha256 => Sha256::digest(data).to_vec(),
-        ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),
-    }
+    primitives::hash(hash_of(mechanism), data)
 }
 
 /// The stored credential for a salted password (`Hi(password, salt, iterations)`, as
@@ -45,12 +37,12 @@ pub fn credential_from_salted(
     salted_password: &[u8],
     iterations: i32,
 ) -> ScramCredential {
-    let client_key = hmac(mechanism, salted_password, b"Client Key");
+    let h = hash_of(mechanism);
     ScramCredential {
         mechanism,
         salt: salt.to_vec(),
-        stored_key: hash(mechanism, &client_key),
-        server_key: hmac(mechanism, salted_password, b"Server Key"),
+        stored_key: primitives::hash(h, &primitives::client_key(h, salted_password)),
+        server_key: primitives::server_key(h, salted_password),
         iterations,
     }
 }
@@ -62,18 +54,7 @@ pub fn salted_password(
     salt: &[u8],
     iterations: u32,
 ) -> Vec<u8> {
-    match mechanism {
-        ScramMechanism::Sha256 => {
-            let mut out = [0u8; 32];
-            pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out);
-            out.to_vec()
-        }
-        ScramMechanism::Sha512 => {
-            let mut out = [0u8; 64];
-            pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
-            out.to_vec()
-        }
-    }
+    primitives::salted_password(hash_of(mechanism), password, salt, iterations)
 }
 
 /// Why an exchange failed. The message goes to the log; the client is told only that

@@ -41,6 +41,20 @@ pub struct ClientArgs {
     /// Give up on a request after this long, ms.
     #[arg(long, global = true, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    /// A file of Kafka client properties (`security.protocol`, `ssl.*`, `sasl.*`, …),
+    /// the `client.properties` Kafka's scripts take. `--bootstrap-server` wins over a
+    /// `bootstrap.servers` in it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
+    /// A client property, e.g. `-X security.protocol=SASL_SSL` (repeatable; wins over
+    /// `--command-config`).
+    #[arg(
+        short = 'X',
+        long = "property",
+        global = true,
+        value_name = "NAME=VALUE"
+    )]
+    pub properties: Vec<String>,
 }
 
 /// What a command runs with.
@@ -62,10 +76,28 @@ impl Context {
     /// A client connected to the bootstrap servers. Connection failures are retried a
     /// few times, then reported as [`Unreachable`].
     pub async fn client(&self) -> anyhow::Result<Client> {
-        let mut config = ClientConfig::new(&self.args.bootstrap_server);
-        config.client_id = "moldau-cli".into();
-        config.request_timeout = Duration::from_millis(self.args.request_timeout_ms);
-        config.retries = 3;
+        let mut props = std::collections::BTreeMap::new();
+        if let Some(path) = &self.args.command_config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            props.extend(crate::parse_properties(&text));
+        }
+        for p in &self.args.properties {
+            let (k, v) = kv(p)?;
+            props.insert(k, v);
+        }
+        props.insert(
+            "bootstrap.servers".into(),
+            self.args.bootstrap_server.clone(),
+        );
+        props
+            .entry("client.id".into())
+            .or_insert_with(|| "moldau-cli".into());
+        props
+            .entry("request.timeout.ms".into())
+            .or_insert_with(|| self.args.request_timeout_ms.to_string());
+        props.entry("retries".into()).or_insert_with(|| "3".into());
+        let config = ClientConfig::from_properties(&props)?;
         Client::connect(config).await.map_err(|e| match e {
             moldau_client::Error::Connect { .. }
             | moldau_client::Error::Connection { .. }
