@@ -248,6 +248,83 @@ def reauthentication(broker):
             f"{user} never re-authenticated"
 
 
+ACL_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+            'user_admin="admin-pw" user_alice="alice-pw";')
+
+
+def acl_settings(broker, user):
+    return {"bootstrap.servers": broker.addr("SASL_PLAINTEXT"), "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN", "sasl.username": user, "sasl.password": f"{user}-pw"}
+
+
+@check("ACLs: confluent-kafka create/describe/delete_acls as a super user; kafka-python and kcat refused, then allowed")
+def acls(broker):
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                       AdminClient, NewTopic, ResourcePatternType, ResourceType)
+    from kafka import KafkaProducer
+    from kafka.errors import TopicAuthorizationFailedError
+
+    admin = AdminClient(acl_settings(broker, "admin"))
+    admin.create_topics([NewTopic("audited", 1, 1)])["audited"].result(timeout=30)
+    # alice has no ACL: kafka-python and kcat are refused with Kafka's error.
+    alice = {"bootstrap_servers": broker.addr("SASL_PLAINTEXT"), "security_protocol": "SASL_PLAINTEXT",
+             "sasl_mechanism": "PLAIN", "sasl_plain_username": "alice",
+             "sasl_plain_password": "alice-pw", "max_block_ms": 10000}
+    # Not idempotent: an idempotent producer would already be refused its producer id
+    # (CLUSTER_AUTHORIZATION_FAILED: no WRITE on any topic, KIP-679).
+    kp = KafkaProducer(enable_idempotence=False, **alice)
+    try:
+        kp.send("audited", b"x").get(timeout=15)
+        raise AssertionError("alice wrote without an ACL")
+    except TopicAuthorizationFailedError:
+        pass
+    code, _, err = kcat(["-b", broker.addr("SASL_PLAINTEXT"), "-X", "security.protocol=SASL_PLAINTEXT",
+                         "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=alice", "-X", "sasl.password=alice-pw",
+                         "-P", "-t", "audited"], stdin=b"x\n")
+    assert code != 0 and "authorization failed" in err.lower(), (code, err)
+    # A prefixed WRITE ACL lets her in.
+    binding = AclBinding(ResourceType.TOPIC, "aud", ResourcePatternType.PREFIXED, "User:alice", "*",
+                         AclOperation.WRITE, AclPermissionType.ALLOW)
+    for _, f in admin.create_acls([binding]).items():
+        assert f.result(timeout=30) is None
+    listed = admin.describe_acls(AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                                  AclOperation.ANY, AclPermissionType.ANY)).result(timeout=30)
+    assert [b.name for b in listed] == ["aud"], listed
+    kp.close()
+    # Now idempotent: WRITE on some topic is enough for a producer id (KIP-679).
+    kp = KafkaProducer(enable_idempotence=True, **alice)
+    kp.send("audited", b"y").get(timeout=15)
+    kp.close()
+    # alice may not administer ACLs. (librdkafka turns DescribeAcls' top-level error,
+    # CLUSTER_AUTHORIZATION_FAILED here, into an empty list; the Rust test checks the code.)
+    alice_admin = AdminClient(acl_settings(broker, "alice"))
+    try:
+        seen = alice_admin.describe_acls(AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                                          AclOperation.ANY, AclPermissionType.ANY)).result(timeout=30)
+        assert seen == [], f"alice listed ACLs: {seen}"
+    except KafkaException as e:
+        assert "CLUSTER_AUTHORIZATION_FAILED" in str(e), e
+    refused = alice_admin.create_acls([AclBinding(ResourceType.TOPIC, "x", ResourcePatternType.LITERAL,
+                                                  "User:alice", "*", AclOperation.ALL, AclPermissionType.ALLOW)])
+    for _, f in refused.items():
+        try:
+            f.result(timeout=30)
+            raise AssertionError("alice created an ACL")
+        except KafkaException as e:
+            assert "CLUSTER_AUTHORIZATION_FAILED" in str(e), e
+    deleted = admin.delete_acls([AclBindingFilter(ResourceType.TOPIC, "aud", ResourcePatternType.PREFIXED, None,
+                                                  None, AclOperation.ANY, AclPermissionType.ANY)])
+    for _, f in deleted.items():
+        assert len(f.result(timeout=30)) == 1
+    p = Producer({**acl_settings(broker, "alice"), "message.timeout.ms": 10000})
+    errors = []
+    p.produce("audited", b"z", on_delivery=lambda e, m: errors.append(e))
+    p.flush(20)
+    assert errors and errors[0] is not None and "authorization" in str(errors[0]).lower(), errors
+    assert "authorization denied" in broker.log_text()
+
+
 def main():
     make_ca("ca", "Moldau compat CA")
     make_leaf("server", "ca", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1")
@@ -279,9 +356,24 @@ def main():
             print(f"FAIL  broker exited with {code}")
             broker.dump_log()
             sys.exit(1)
+    acl_broker = Broker(BINARY, {"SASL_PLAINTEXT": free_port()}, props=[
+        "sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={ACL_JAAS}",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:admin",
+        "http.enable=false",
+    ])
+    try:
+        acls(acl_broker)
+    finally:
+        if acl_broker.stop() != 0:
+            print("FAIL  the ACL broker did not stop cleanly")
+            acl_broker.dump_log()
+            sys.exit(1)
     failed = summary()
     if failed:
         broker.dump_log()
+        acl_broker.dump_log()
     sys.exit(1 if failed else 0)
 
 

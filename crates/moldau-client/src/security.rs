@@ -235,18 +235,19 @@ impl Security {
             SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
         );
         let sasl = if sasl_wanted {
-            let mechanism =
-                match get("sasl.mechanism").as_deref().unwrap_or("GSSAPI") {
-                    "PLAIN" => SaslMechanism::Plain,
-                    "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
-                    "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
-                    other => return Err(invalid(
+            let mechanism = match get("sasl.mechanism").as_deref().unwrap_or("GSSAPI") {
+                "PLAIN" => SaslMechanism::Plain,
+                "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+                "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+                other => {
+                    return Err(invalid(
                         "sasl.mechanism",
                         format!(
                             "{other} is not supported (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let (username, password) = match (get("sasl.username"), get("sasl.password")) {
                 (Some(u), Some(p)) => (u, p),
                 _ => {

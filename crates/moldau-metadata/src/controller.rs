@@ -547,6 +547,26 @@ pub fn alter_scram_credentials(
     Ok(records)
 }
 
+/// Records that add the ACLs not already present (an identical ACL is not added twice,
+/// as Kafka does), each with a fresh id.
+pub fn create_acls(
+    image: &MetadataImage,
+    bindings: &[crate::acl::AclBinding],
+) -> Vec<MetadataRecord> {
+    let mut seen: std::collections::BTreeSet<&crate::acl::AclBinding> =
+        image.acls.values().collect();
+    let mut records = Vec::new();
+    for b in bindings {
+        if seen.insert(b) {
+            records.push(MetadataRecord::AccessControlEntry {
+                id: Uuid::new_v4(),
+                binding: b.clone(),
+            });
+        }
+    }
+    records
+}
+
 /// An operation a client or broker asks the active controller for, carried to it over
 /// the network when this node is not the active controller (Kafka forwards the admin
 /// request itself; Moldau forwards the operation it decoded).
@@ -587,6 +607,10 @@ pub enum MetadataOp {
         /// `(config, value)` in request order, names distinct.
         configs: Vec<(String, String)>,
     },
+    /// CreateAcls: add these ACLs (validated by the broker that took the request).
+    CreateAcls(Vec<crate::acl::AclBinding>),
+    /// DeleteAcls: remove the ACLs with these ids (those already gone are skipped).
+    DeleteAcls(Vec<Uuid>),
     /// AlterUserScramCredentials, one user (KIP-554).
     AlterScramCredentials {
         /// User name.
@@ -627,6 +651,12 @@ impl MetadataOp {
                 name,
                 configs,
             } => replace_configs(image, *resource, name, configs),
+            MetadataOp::CreateAcls(bindings) => Ok(create_acls(image, bindings)),
+            MetadataOp::DeleteAcls(ids) => Ok(ids
+                .iter()
+                .filter(|id| image.acls.contains_key(id))
+                .map(|id| MetadataRecord::RemoveAccessControlEntry { id: *id })
+                .collect()),
             MetadataOp::AlterScramCredentials {
                 user,
                 deletions,

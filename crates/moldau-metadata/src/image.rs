@@ -91,6 +91,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// First producer id not yet handed out in a block (KIP-730); 0 at the start.
     pub next_producer_id: i64,
+    /// ACLs by id (KIP-801).
+    #[serde(default)]
+    pub acls: BTreeMap<Uuid, crate::acl::AclBinding>,
     /// SCRAM credentials by user name, then mechanism name (KIP-554).
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
@@ -241,6 +244,12 @@ impl MetadataImage {
                 next_producer_id, ..
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::AccessControlEntry { id, binding } => {
+                self.acls.insert(*id, binding.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                self.acls.remove(id);
             }
             MetadataRecord::UserScramCredential { name, credential } => {
                 self.scram_credentials

@@ -8,6 +8,7 @@
 //! - [`configs`]: topic configs, their types and defaults.
 //! - [`quorum`]: the metadata log replicated by Raft, applied to the image.
 
+pub mod acl;
 pub mod cluster;
 pub mod configs;
 pub mod controller;

@@ -127,6 +127,18 @@ pub enum MetadataRecord {
         /// First id of the next block (exclusive end of this one).
         next_producer_id: i64,
     },
+    /// An ACL was added (KRaft `AccessControlEntryRecord`, KIP-801).
+    AccessControlEntry {
+        /// The ACL's id, never reused.
+        id: Uuid,
+        /// The ACL.
+        binding: crate::acl::AclBinding,
+    },
+    /// An ACL was removed (KRaft `RemoveAccessControlEntryRecord`).
+    RemoveAccessControlEntry {
+        /// The removed ACL's id.
+        id: Uuid,
+    },
     /// A user's SCRAM credential for one mechanism was set (KRaft
     /// `UserScramCredentialRecord`, KIP-554). Only the derived keys are stored, never the
     /// password or the salted password.

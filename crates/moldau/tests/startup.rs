@@ -73,10 +73,45 @@ fn unknown_contradictory_and_unimplemented_settings_stop_start_up() {
         &["log.retention.hourz", "unknown property"],
     );
     refused(
-        &[("ssl.keystore.location", "/etc/keystore.pem")],
-        &["ssl.keystore.location", "TLS"],
+        &[("ssl.key.password", "secret")],
+        &["ssl.key.password", "unencrypted"],
     );
-    refused(&[("listeners", "SSL://127.0.0.1:0")], &["listeners", "SSL"]);
+    refused(
+        &[("listeners", "SSL://127.0.0.1:0"), ("http.enable", "false")],
+        &["ssl.keystore.location", "certificate"],
+    );
+    refused(
+        &[
+            ("listeners", "SSL://127.0.0.1:0"),
+            ("ssl.keystore.location", "/nonexistent/keystore.pem"),
+            ("http.enable", "false"),
+        ],
+        &["cannot read /nonexistent/keystore.pem"],
+    );
+    refused(
+        &[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            ),
+            ("sasl.enabled.mechanisms", "GSSAPI"),
+        ],
+        &["sasl.enabled.mechanisms", "GSSAPI"],
+    );
+    refused(
+        &[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            ),
+            ("sasl.enabled.mechanisms", "PLAIN"),
+        ],
+        &["listener.name.sasl_plaintext.plain.sasl.jaas.config"],
+    );
+    refused(
+        &[("authorizer.class.name", "com.example.MyAuthorizer")],
+        &["authorizer.class.name", "StandardAuthorizer"],
+    );
     refused(
         &[("zookeeper.connect", "localhost:2181")],
         &["zookeeper.connect"],

@@ -2,7 +2,7 @@
 //! registry stops start-up: a setting the broker does not understand is never silently
 //! ignored. Kafka tuning knobs that mean nothing to Moldau's design are accepted with a
 //! start-up warning that says why they have no effect; settings for features Moldau
-//! lacks (ACLs, GSSAPI, OAUTHBEARER, ZooKeeper) stop start-up, since ignoring them would
+//! lacks (GSSAPI, OAUTHBEARER, ZooKeeper) stop start-up, since ignoring them would
 //! leave a user believing a protection or mode is on when it is not.
 
 use moldau_metadata::configs::TOPIC_CONFIGS;
@@ -21,6 +21,8 @@ pub enum Known {
 /// Properties the broker reads (besides the broker-level defaults of topic configs).
 const USED: &[&str] = &[
     "advertised.listeners",
+    "allow.everyone.if.no.acl.found",
+    "authorizer.class.name",
     "auto.create.topics.enable",
     "broker.heartbeat.interval.ms",
     "broker.rack",
@@ -84,6 +86,7 @@ const USED: &[&str] = &[
     "sasl.server.max.receive.size",
     "security.inter.broker.protocol",
     "socket.request.max.bytes",
+    "super.users",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.max.timeout.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
@@ -220,8 +223,6 @@ pub fn classify(name: &str) -> Option<Known> {
         }
         _ => {}
     }
-    const ACLS: &str = "ACLs are not implemented yet: Moldau refuses to start rather than \
-         serve every principal while configured to authorize them";
     let refused = [
         (
             "ssl.",
@@ -233,9 +234,6 @@ pub fn classify(name: &str) -> Option<Known> {
             "only the PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 mechanisms are implemented (no \
              GSSAPI, no OAUTHBEARER, no custom callback handlers)",
         ),
-        ("authorizer.", ACLS),
-        ("super.users", ACLS),
-        ("allow.everyone.if.no.acl.found", ACLS),
         (
             "principal.builder.class",
             "principals are built as Kafka's DefaultKafkaPrincipalBuilder does; custom builders are Java classes",
@@ -288,10 +286,7 @@ mod tests {
             classify("ssl.key.password"),
             Some(Known::Refused(_))
         ));
-        assert!(matches!(
-            classify("authorizer.class.name"),
-            Some(Known::Refused(_))
-        ));
+        assert_eq!(classify("authorizer.class.name"), Some(Known::Used));
         assert_eq!(classify("log.retention.hourz"), None);
         let mut sorted = USED.to_vec();
         sorted.sort_unstable();

@@ -138,6 +138,8 @@ pub struct BrokerConfig {
     /// Broker-wide authentication settings (`sasl.server.max.receive.size`,
     /// `connection.failed.authentication.delay.ms`, `connections.max.reauth.ms`).
     pub auth: security::AuthSettings,
+    /// The ACL authorizer (`authorizer.class.name`), `None` when off.
+    pub authorizer: Option<security::AuthorizerSettings>,
     /// Every property as given, for DescribeConfigs.
     pub properties: BTreeMap<String, String>,
 }
@@ -261,6 +263,24 @@ impl BrokerConfig {
         let (cluster, listeners, advertised_listeners) = cluster::resolve(p)?;
         let (security, auth, unused) = security::resolve(p, &listeners)?;
         no_effect.extend(unused);
+        let authorizer = security::authorizer(p, &mut no_effect)?;
+        if let Some(a) = &authorizer {
+            // Brokers and controllers reach each other over a PLAINTEXT listener, where
+            // every connection is User:ANONYMOUS; followers fetch with CLUSTER_ACTION.
+            let anonymous = crate::security::ANONYMOUS;
+            if cluster.explicit && !a.super_users.contains(anonymous) {
+                return Err(ConfigError::new(
+                    "super.users",
+                    p.get("super.users").map_or("", String::as_str),
+                    format!(
+                        "with an authorizer in a cluster, add {anonymous} to super.users: \
+                         replication and coordinator traffic come in on the PLAINTEXT \
+                         inter-broker listener as {anonymous} (Moldau has no TLS or SASL \
+                         between brokers yet), so keep that listener on a private network"
+                    ),
+                ));
+            }
+        }
         let internal_rf = if cluster.explicit { 3 } else { 1 };
         let config = Self {
             node_id: cluster.node_id,
@@ -283,6 +303,7 @@ impl BrokerConfig {
             no_effect,
             security,
             auth,
+            authorizer,
             offsets_topic_num_partitions: parse(p, "offsets.topic.num.partitions", 16)?.max(1),
             offsets_topic_replication_factor: parse(
                 p,

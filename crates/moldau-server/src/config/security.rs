@@ -143,6 +143,76 @@ pub struct ListenerSecurity {
     pub sasl: Option<SaslSettings>,
 }
 
+/// The ACL authorizer's settings (`authorizer.class.name` set).
+#[derive(Debug, Clone)]
+pub struct AuthorizerSettings {
+    /// `super.users` (`User:admin;User:ops`): principals allowed everything.
+    pub super_users: std::collections::BTreeSet<String>,
+    /// `allow.everyone.if.no.acl.found` (default false): a resource no ACL covers is
+    /// open to everyone instead of to super users only.
+    pub allow_if_no_acl: bool,
+}
+
+/// Kafka's authorizer classes Moldau's authorizer stands in for (same semantics).
+pub const AUTHORIZER_CLASSES: &[&str] = &[
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "kafka.security.authorizer.AclAuthorizer",
+];
+
+/// Resolves `authorizer.class.name`, `super.users` and `allow.everyone.if.no.acl.found`.
+/// `None` when no authorizer is configured (every request is allowed, as in Kafka).
+pub(super) fn authorizer(
+    p: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<AuthorizerSettings>, ConfigError> {
+    let class = p
+        .get("authorizer.class.name")
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty());
+    let Some(class) = class else {
+        for name in ["super.users", "allow.everyone.if.no.acl.found"] {
+            if p.contains_key(name) {
+                warnings.push(format!(
+                    "{name}: no authorizer.class.name is set, so nothing is authorized"
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if !AUTHORIZER_CLASSES.contains(&class) {
+        return Err(ConfigError::new(
+            "authorizer.class.name",
+            class,
+            format!(
+                "Moldau's ACL authorizer stands in for {} (custom authorizers are Java classes)",
+                AUTHORIZER_CLASSES.join(" or ")
+            ),
+        ));
+    }
+    let mut super_users = std::collections::BTreeSet::new();
+    for u in p
+        .get("super.users")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        if !u.contains(':') {
+            return Err(ConfigError::new(
+                "super.users",
+                &p["super.users"],
+                format!("{u} is not a principal (write User:{u})"),
+            ));
+        }
+        super_users.insert(u.to_owned());
+    }
+    Ok(Some(AuthorizerSettings {
+        super_users,
+        allow_if_no_acl: super::parse(p, "allow.everyone.if.no.acl.found", false)?,
+    }))
+}
+
 /// Broker-wide authentication settings.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {

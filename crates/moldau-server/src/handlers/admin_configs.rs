@@ -8,6 +8,7 @@
 //! one is refused with `INVALID_REQUEST` rather than stored and ignored.
 
 use super::{msg, RequestContext};
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use kafka_protocol::messages::describe_configs_response::{
@@ -83,16 +84,36 @@ fn entry(
     r
 }
 
+/// The authorization error for `op` on a config resource, if the principal lacks it:
+/// topics need it on the topic, brokers on the cluster.
+fn denied(
+    broker: &Broker,
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+    op: AclOperation,
+) -> Option<ResponseError> {
+    match resource_type {
+        RESOURCE_TOPIC => (!ctx.allowed(broker, op, ResourceType::Topic, name))
+            .then_some(ResponseError::TopicAuthorizationFailed),
+        RESOURCE_BROKER => (!ctx.allowed_on_cluster(broker, op))
+            .then_some(ResponseError::ClusterAuthorizationFailed),
+        _ => None,
+    }
+}
+
 fn is_sensitive(name: &str) -> bool {
     ["password", "secret", "sasl.jaas.config", ".key"]
         .iter()
         .any(|m| name.contains(m))
 }
 
-/// Handles DescribeConfigs.
+/// Handles DescribeConfigs. With an authorizer: DESCRIBE_CONFIGS on the topic (else
+/// `TOPIC_AUTHORIZATION_FAILED`) or the cluster for a broker resource (else
+/// `CLUSTER_AUTHORIZATION_FAILED`).
 pub async fn describe_configs(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let image = broker.image();
@@ -110,6 +131,15 @@ pub async fn describe_configs(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            if let Some(denied) = denied(
+                &broker,
+                &ctx,
+                res.resource_type,
+                &name,
+                AclOperation::DescribeConfigs,
+            ) {
+                return result.with_error_code(denied.code());
+            }
             match res.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = image.topics.get(&name) else {
@@ -193,10 +223,14 @@ fn refused(code: ResponseError, message: impl Into<String>) -> (i16, Option<StrB
 /// rather than stored and ignored.
 async fn alter_one(
     broker: &Arc<Broker>,
-    resource_type: i8,
+    ctx: &RequestContext,
+    (resource_type, name): (i8, &str),
     validate_only: bool,
     op: Result<MetadataOp, (i16, Option<StrBytes>)>,
 ) -> (i16, Option<StrBytes>) {
+    if let Some(e) = denied(broker, ctx, resource_type, name, AclOperation::AlterConfigs) {
+        return (e.code(), None);
+    }
     if resource_type != RESOURCE_TOPIC {
         return refused(
             ResponseError::InvalidRequest,
@@ -217,7 +251,7 @@ async fn alter_one(
 /// appended to or subtracted from (list configs); the others stay as they are.
 pub async fn incremental_alter_configs(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -252,7 +286,14 @@ pub async fn incremental_alter_configs(
                 ops,
             }),
         };
-        let (code, message) = alter_one(&broker, res.resource_type, req.validate_only, op).await;
+        let (code, message) = alter_one(
+            &broker,
+            &ctx,
+            (res.resource_type, &res.resource_name),
+            req.validate_only,
+            op,
+        )
+        .await;
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
@@ -272,7 +313,7 @@ pub async fn incremental_alter_configs(
 /// INVALID_CONFIG, broker resources refused). `validate_only` checks without writing.
 pub async fn alter_configs(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -302,7 +343,14 @@ pub async fn alter_configs(
                 configs,
             }),
         };
-        let (code, message) = alter_one(&broker, res.resource_type, req.validate_only, op).await;
+        let (code, message) = alter_one(
+            &broker,
+            &ctx,
+            (res.resource_type, &res.resource_name),
+            req.validate_only,
+            op,
+        )
+        .await;
         responses.push(
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)

@@ -7,6 +7,7 @@
 //! against this broker's image and commits nothing.
 
 use super::{msg, RequestContext};
+use super::{AclOperation, ResourceType};
 use crate::broker::{Broker, CONTROLLER_TIMEOUT};
 use crate::config::BrokerConfig;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -89,6 +90,21 @@ pub async fn create_topics(
                     .with_error_message(msg(format!(
                         "Duplicate topic name {name} in the request."
                     ))),
+            );
+            continue;
+        }
+        // CREATE on the cluster or on the topic (Kafka's rule).
+        if !ctx.visible(
+            &broker,
+            AclOperation::Create,
+            ResourceType::Cluster,
+            super::CLUSTER,
+        ) && !ctx.allowed(&broker, AclOperation::Create, ResourceType::Topic, &name)
+        {
+            results.push(
+                result
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(msg(format!("Not authorized to create topic {name}."))),
             );
             continue;
         }
@@ -176,10 +192,11 @@ pub async fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// Handles DeleteTopics (by name, or by topic id from v6).
+/// Handles DeleteTopics (by name, or by topic id from v6); DELETE on each topic with an
+/// authorizer (else `TOPIC_AUTHORIZATION_FAILED`).
 pub async fn delete_topics(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     let mut wanted: Vec<(Option<String>, Uuid)> = req
@@ -210,6 +227,10 @@ pub async fn delete_topics(
             responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
             continue;
         };
+        if !ctx.allowed(&broker, AclOperation::Delete, ResourceType::Topic, &target) {
+            responses.push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         if let Some(t) = image.topics.get(&target) {
             result.topic_id = t.topic_id;
         }
@@ -226,16 +247,21 @@ pub async fn delete_topics(
 }
 
 /// Handles CreatePartitions (new partitions placed round-robin, or as the request's
-/// `assignments` say).
+/// `assignments` say); ALTER on each topic with an authorizer (else
+/// `TOPIC_AUTHORIZATION_FAILED`).
 pub async fn create_partitions(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let name = t.name.0.to_string();
+        if !ctx.allowed(&broker, AclOperation::Alter, ResourceType::Topic, &name) {
+            results.push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let count = t.count;
         let assignments: Option<Vec<Vec<i32>>> = t.assignments.map(|a| {
             a.iter()

@@ -5,6 +5,7 @@
 //! watermark gets `OFFSET_OUT_OF_RANGE`; the response carries the new low watermark.
 
 use super::RequestContext;
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -16,9 +17,23 @@ use std::sync::Arc;
 /// Handles DeleteRecords.
 pub async fn handle(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
+    // DELETE on each topic, with an authorizer.
+    let denied: std::collections::HashSet<String> = req
+        .topics
+        .iter()
+        .filter(|t| {
+            !ctx.allowed(
+                &broker,
+                AclOperation::Delete,
+                ResourceType::Topic,
+                &t.name.0,
+            )
+        })
+        .map(|t| t.name.0.to_string())
+        .collect();
     // Deleting segment files is blocking work; block_in_place keeps this worker's other
     // tasks running elsewhere meanwhile.
     let b = broker;
@@ -33,6 +48,9 @@ pub async fn handle(
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index)
                             .with_low_watermark(-1);
+                        if denied.contains(t.name.0.as_str()) {
+                            return result.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        }
                         let Some(partition) = b.replicas.get(&t.name.0, p.partition_index) else {
                             return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                         };

@@ -2,11 +2,13 @@
 //! KIP-1073). The controller id is the real active controller (-1 while the quorum
 //! elects one).
 
+use super::AclOperation;
 use super::RequestContext;
 use crate::broker::Broker;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
+use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
 
 /// Handles DescribeCluster: cluster id, the active controller, the live brokers.
@@ -15,6 +17,11 @@ pub async fn handle(
     ctx: RequestContext,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    if !ctx.allowed_on_cluster(&broker, AclOperation::Describe) {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_cluster_authorized_operations(i32::MIN);
+    }
     let image = broker.image();
     let with_fenced = ctx.version >= 2 && req.include_fenced_brokers;
     let brokers = image

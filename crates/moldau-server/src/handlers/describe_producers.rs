@@ -3,6 +3,7 @@
 //! operators can find the producer holding a hanging transaction.
 
 use super::{msg, RequestContext};
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -15,7 +16,7 @@ use std::sync::Arc;
 /// NOT_LEADER_OR_FOLLOWER if the topic exists, else UNKNOWN_TOPIC_OR_PARTITION.
 pub async fn handle(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let image = broker.image();
@@ -23,11 +24,17 @@ pub async fn handle(
         .topics
         .iter()
         .map(|t| {
+            // READ on the topic, with an authorizer (Kafka's rule).
+            let denied = !ctx.allowed(&broker, AclOperation::Read, ResourceType::Topic, &t.name);
             let partitions =
                 t.partition_indexes
                     .iter()
                     .map(|&index| {
                         let resp = PartitionResponse::default().with_partition_index(index);
+                        if denied {
+                            return resp
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        }
                         let Some(partition) = broker.replicas.get(&t.name, index) else {
                             let exists = image
                                 .topics

@@ -27,6 +27,10 @@ pub async fn handle(
     ctx: RequestContext,
     req: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
+    if !ctx.allowed_on_cluster(&broker, super::AclOperation::Describe) {
+        return DescribeQuorumResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let state = broker
         .controller
         .call(ControllerRequest::DescribeQuorum, Duration::from_secs(5))

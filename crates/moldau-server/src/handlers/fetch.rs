@@ -50,11 +50,23 @@ struct Target {
     last_fetched_epoch: i32,
 }
 
-/// Handles Fetch.
+/// Handles Fetch. With an authorizer, a follower (a `replica_id`) needs CLUSTER_ACTION on
+/// the cluster (else the whole answer is `CLUSTER_AUTHORIZATION_FAILED`), a consumer
+/// READ on each topic (else its partitions are `TOPIC_AUTHORIZATION_FAILED`).
 pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest) -> FetchResponse {
+    use super::{AclOperation, ResourceType};
     if req.session_id != 0 || req.session_epoch > 0 {
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let replica = if ctx.version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    if replica >= 0 && !ctx.allowed_on_cluster(&broker, AclOperation::ClusterAction) {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     let image = broker.image();
     let by_id = ctx.version >= 13;
@@ -75,9 +87,14 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
                 })
                 .with_topic_id(t.topic_id),
         );
+        let denied = replica < 0
+            && name
+                .as_deref()
+                .is_some_and(|n| !ctx.allowed(&broker, AclOperation::Read, ResourceType::Topic, n));
         for p in &t.partitions {
             let partition = match name.as_deref() {
                 None => Err(ResponseError::UnknownTopicId),
+                Some(_) if denied => Err(ResponseError::TopicAuthorizationFailed),
                 Some(n) => broker
                     .replicas
                     .get(n, p.partition)
@@ -109,11 +126,6 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
     };
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let replica = if ctx.version >= 15 {
-        req.replica_state.replica_id.0
-    } else {
-        req.replica_id.0
-    };
     let follower = (replica >= 0).then_some(replica);
     let asked = if req.max_bytes <= 0 {
         i32::MAX as usize

@@ -43,9 +43,35 @@ pub async fn handle(
         }
     }
     let image = broker.image();
+    // With an authorizer: DESCRIBE on the group or transactional id (Kafka's rule).
+    let denied = |key: &str| match req.key_type {
+        GROUP => (!ctx.allowed(
+            &broker,
+            super::AclOperation::Describe,
+            super::ResourceType::Group,
+            key,
+        ))
+        .then_some(ResponseError::GroupAuthorizationFailed),
+        TRANSACTION => (!ctx.allowed(
+            &broker,
+            super::AclOperation::Describe,
+            super::ResourceType::TransactionalId,
+            key,
+        ))
+        .then_some(ResponseError::TransactionalIdAuthorizationFailed),
+        _ => None,
+    };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
-        .map(|key| locate(&image, &ctx.listener, req.key_type, key))
+        .map(|key| match denied(&key) {
+            Some(e) => Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::from_static_str(""))
+                .with_port(-1)
+                .with_error_code(e.code()),
+            None => locate(&image, &ctx.listener, req.key_type, key),
+        })
         .collect();
     if ctx.version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);

@@ -1,7 +1,7 @@
 //! Group administration: ListGroups v0–5 (KIP-518 state filter, KIP-848 type filter),
 //! DescribeGroups v0–5, DeleteGroups v0–2.
 
-use super::groups::{code, shard, text};
+use super::groups::{code, text};
 use super::offsets::group_id;
 use super::RequestContext;
 use crate::broker::Broker;
@@ -43,23 +43,43 @@ pub async fn list_groups(
         Vec::new()
     };
     let mut groups = Vec::new();
+    // DESCRIBE on the cluster lists every group; otherwise only the groups the
+    // principal may DESCRIBE (Kafka's rule).
+    let all = ctx.visible(
+        &broker,
+        super::AclOperation::Describe,
+        super::ResourceType::Cluster,
+        super::CLUSTER,
+    );
     if !unmatched_filter {
         for shard in broker.groups.shards() {
             let listed = broker
                 .groups
                 .with(&shard, |sm, _| sm.list_groups(&states, &types));
-            groups.extend(listed.into_iter().map(|g| {
-                let mut listed = ListedGroup::default()
-                    .with_group_id(group_id(&g.group_id))
-                    .with_protocol_type(text(&g.protocol_type));
-                if v >= 4 {
-                    listed = listed.with_group_state(text(g.state.name()));
-                }
-                if v >= 5 {
-                    listed = listed.with_group_type(text("classic"));
-                }
+            groups.extend(
                 listed
-            }));
+                    .into_iter()
+                    .filter(|g| {
+                        all || ctx.visible(
+                            &broker,
+                            super::AclOperation::Describe,
+                            super::ResourceType::Group,
+                            &g.group_id,
+                        )
+                    })
+                    .map(|g| {
+                        let mut listed = ListedGroup::default()
+                            .with_group_id(group_id(&g.group_id))
+                            .with_protocol_type(text(&g.protocol_type));
+                        if v >= 4 {
+                            listed = listed.with_group_state(text(g.state.name()));
+                        }
+                        if v >= 5 {
+                            listed = listed.with_group_type(text("classic"));
+                        }
+                        listed
+                    }),
+            );
         }
     }
     ListGroupsResponse::default().with_groups(groups)
@@ -81,7 +101,12 @@ pub async fn describe_groups(
             if v >= 3 && req.include_authorized_operations {
                 out = out.with_authorized_operations(GROUP_OPERATIONS);
             }
-            let shard = match shard(&broker, id) {
+            let shard = match super::groups::authorized_shard(
+                &broker,
+                &ctx,
+                super::AclOperation::Describe,
+                id,
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     return out
@@ -121,25 +146,26 @@ pub async fn describe_groups(
 /// Handles DeleteGroups: only Empty groups may be deleted (NON_EMPTY_GROUP otherwise).
 pub async fn delete_groups(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in &req.groups_names {
-        let error = match shard(&broker, id) {
-            Err(e) => Some(e),
-            Ok(shard) => {
-                let name = id.to_string();
-                match broker
-                    .groups
-                    .call(&shard, |sm, _, tx| sm.delete_group(&name, tx))
-                    .await
-                {
-                    Some(Reply::DeleteGroup(e)) => e,
-                    _ => Some(ResponseError::NotCoordinator),
+        let error =
+            match super::groups::authorized_shard(&broker, &ctx, super::AclOperation::Delete, id) {
+                Err(e) => Some(e),
+                Ok(shard) => {
+                    let name = id.to_string();
+                    match broker
+                        .groups
+                        .call(&shard, |sm, _, tx| sm.delete_group(&name, tx))
+                        .await
+                    {
+                        Some(Reply::DeleteGroup(e)) => e,
+                        _ => Some(ResponseError::NotCoordinator),
+                    }
                 }
-            }
-        };
+            };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id.clone())

@@ -30,6 +30,20 @@ pub(crate) fn shard(broker: &Broker, group_id: &str) -> Result<Arc<Shard>, Respo
     broker.groups.shard_for(group_id)
 }
 
+/// The shard for `group_id` if the principal may do `op` on the group (else
+/// `GROUP_AUTHORIZATION_FAILED`, checked first, as Kafka does).
+pub(crate) fn authorized_shard(
+    broker: &Broker,
+    ctx: &RequestContext,
+    op: super::AclOperation,
+    group_id: &str,
+) -> Result<Arc<Shard>, ResponseError> {
+    if !ctx.allowed(broker, op, super::ResourceType::Group, group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    shard(broker, group_id)
+}
+
 /// Handles JoinGroup.
 pub async fn join_group(
     broker: Arc<Broker>,
@@ -37,7 +51,7 @@ pub async fn join_group(
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
     let v = ctx.version;
-    let result = match shard(&broker, &req.group_id) {
+    let result = match authorized_shard(&broker, &ctx, super::AclOperation::Read, &req.group_id) {
         Err(e) => gc::JoinResult::failed(e, req.member_id.to_string()),
         Ok(shard) => {
             let join = gc::JoinGroup {
@@ -116,7 +130,7 @@ pub async fn sync_group(
     req: SyncGroupRequest,
 ) -> SyncGroupResponse {
     let v = ctx.version;
-    let result = match shard(&broker, &req.group_id) {
+    let result = match authorized_shard(&broker, &ctx, super::AclOperation::Read, &req.group_id) {
         Err(e) => gc::SyncResult::failed(e),
         Ok(shard) => {
             let sync = gc::SyncGroup {
@@ -156,10 +170,10 @@ pub async fn sync_group(
 /// Handles Heartbeat.
 pub async fn heartbeat(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: HeartbeatRequest,
 ) -> HeartbeatResponse {
-    let error = match shard(&broker, &req.group_id) {
+    let error = match authorized_shard(&broker, &ctx, super::AclOperation::Read, &req.group_id) {
         Err(e) => Some(e),
         Ok(shard) => {
             let hb = gc::Heartbeat {
@@ -194,7 +208,7 @@ pub async fn leave_group(
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let result = match shard(&broker, &req.group_id) {
+    let result = match authorized_shard(&broker, &ctx, super::AclOperation::Read, &req.group_id) {
         Err(e) => gc::LeaveResult {
             error: Some(e),
             members: Vec::new(),

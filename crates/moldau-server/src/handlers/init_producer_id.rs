@@ -5,6 +5,7 @@
 //! id decides (fencing older instances by bumping the epoch).
 
 use super::RequestContext;
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use moldau_coordinator::txn::InitProducerId;
@@ -12,6 +13,38 @@ use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
 
 /// Handles InitProducerId.
+/// Whether the principal may produce idempotently: IDEMPOTENT_WRITE on the cluster, or
+/// WRITE on some topic (Kafka's rule since KIP-679).
+fn idempotent_allowed(broker: &Broker, ctx: &RequestContext) -> bool {
+    if ctx.visible(
+        broker,
+        AclOperation::IdempotentWrite,
+        ResourceType::Cluster,
+        super::CLUSTER,
+    ) {
+        return true;
+    }
+    let Some(a) = &broker.config.authorizer else {
+        return true;
+    };
+    let image = broker.image();
+    let allowed = moldau_metadata::acl::authorize_any(
+        image.acls.values(),
+        &ctx.principal,
+        ctx.client_host.trim_start_matches('/'),
+        AclOperation::Write,
+        ResourceType::Topic,
+    ) || (a.allow_if_no_acl
+        && !image
+            .acls
+            .values()
+            .any(|b| b.resource_type == ResourceType::Topic));
+    if !allowed {
+        ctx.allowed_on_cluster(broker, AclOperation::IdempotentWrite);
+    }
+    allowed
+}
+
 pub async fn handle(
     broker: Arc<Broker>,
     ctx: RequestContext,
@@ -26,6 +59,21 @@ pub async fn handle(
         .is_some_and(|id| id.is_empty());
     let result = match req.transactional_id.as_ref() {
         _ if half_set || empty_id => Err(ResponseError::InvalidRequest),
+        // With an authorizer: WRITE on the transactional id; an idempotent producer needs
+        // IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679).
+        Some(id)
+            if !ctx.allowed(
+                &broker,
+                AclOperation::Write,
+                ResourceType::TransactionalId,
+                id,
+            ) =>
+        {
+            Err(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+        None if !idempotent_allowed(&broker, &ctx) => {
+            Err(ResponseError::ClusterAuthorizationFailed)
+        }
         None => broker
             .txns
             .producer_ids

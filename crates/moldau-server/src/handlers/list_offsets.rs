@@ -29,16 +29,20 @@ const EARLIEST_LOCAL: i64 = -4;
 /// `isolation_level` 1 (v2+): read_committed.
 const READ_COMMITTED: i8 = 1;
 
-/// Handles ListOffsets.
+/// Handles ListOffsets. With an authorizer, a topic the principal may not DESCRIBE has
+/// its partitions answered `TOPIC_AUTHORIZATION_FAILED`.
 pub async fn handle(
     broker: Arc<Broker>,
     ctx: RequestContext,
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    use super::{AclOperation, ResourceType};
     let topics = req
         .topics
         .iter()
         .map(|t| {
+            let denied =
+                !ctx.allowed(&broker, AclOperation::Describe, ResourceType::Topic, &t.name.0);
             let partitions = t
                 .partitions
                 .iter()
@@ -47,6 +51,9 @@ pub async fn handle(
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if denied {
+                        return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) = broker.replicas.get(&t.name.0, p.partition_index) else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

@@ -97,27 +97,52 @@ pub(crate) async fn auto_create(broker: &Broker, names: &[String]) -> Arc<Metada
     broker.image()
 }
 
-/// Handles Metadata.
+/// Handles Metadata. With an authorizer, listing all topics leaves out those the
+/// principal may not DESCRIBE; a named one it may not DESCRIBE is answered
+/// `TOPIC_AUTHORIZATION_FAILED` whether it exists or not; auto-creation needs CREATE on
+/// the cluster or the topic.
 pub async fn handle(
     broker: Arc<Broker>,
     ctx: RequestContext,
     req: MetadataRequest,
 ) -> MetadataResponse {
+    use super::{AclOperation, ResourceType};
     let mut image = broker.image();
     let mut topics = Vec::new();
     let stale = broker.out_of_contact().then_some(broker.config.node_id);
+    let visible =
+        |name: &str| ctx.visible(&broker, AclOperation::Describe, ResourceType::Topic, name);
     match &req.topics {
         // v0 has no null: an empty list means all topics there.
-        None => topics.extend(image.topics.values().map(|t| topic_entry(t, stale))),
-        Some(list) if list.is_empty() && ctx.version == 0 => {
-            topics.extend(image.topics.values().map(|t| topic_entry(t, stale)))
-        }
+        None => topics.extend(
+            image
+                .topics
+                .values()
+                .filter(|t| visible(&t.name))
+                .map(|t| topic_entry(t, stale)),
+        ),
+        Some(list) if list.is_empty() && ctx.version == 0 => topics.extend(
+            image
+                .topics
+                .values()
+                .filter(|t| visible(&t.name))
+                .map(|t| topic_entry(t, stale)),
+        ),
         Some(list) => {
             let allow_auto = ctx.version < 4 || req.allow_auto_topic_creation;
+            let may_create = |n: &str| {
+                ctx.visible(
+                    &broker,
+                    AclOperation::Create,
+                    ResourceType::Cluster,
+                    super::CLUSTER,
+                ) || ctx.allowed(&broker, AclOperation::Create, ResourceType::Topic, n)
+            };
             let missing: Vec<String> = list
                 .iter()
                 .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
                 .filter(|n| !image.topics.contains_key(n))
+                .filter(|n| visible(n) && may_create(n))
                 .collect();
             if allow_auto && broker.config.auto_create_topics_enable && !missing.is_empty() {
                 let valid: Vec<String> = missing
@@ -135,10 +160,15 @@ pub async fn handle(
                     Some(n) => image.topics.get(n),
                     None => image.topic_by_id(&t.topic_id),
                 };
+                let shown = found.map_or_else(|| by_name.clone(), |t| Some(t.name.clone()));
+                let denied = shown.as_deref().is_some_and(|n| {
+                    !ctx.allowed(&broker, AclOperation::Describe, ResourceType::Topic, n)
+                });
                 match (found, by_name) {
-                    (Some(topic), _) => topics.push(topic_entry(topic, stale)),
-                    (None, name) => {
+                    (Some(topic), _) if !denied => topics.push(topic_entry(topic, stale)),
+                    (_, name) => {
                         let error = match &name {
+                            _ if denied => ResponseError::TopicAuthorizationFailed,
                             Some(n) if moldau_types::validate_topic_name(n).is_err() => {
                                 ResponseError::InvalidTopicException
                             }
@@ -190,17 +220,25 @@ pub(crate) fn brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResp
 }
 
 /// Handles DescribeTopicPartitions (KIP-966): topics in name order, paged by
-/// `response_partition_limit` with a cursor.
+/// `response_partition_limit` with a cursor. With an authorizer, topics the principal
+/// may not DESCRIBE are left out of a full listing and answered
+/// `TOPIC_AUTHORIZATION_FAILED` when named.
 pub async fn describe_topic_partitions(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
+    use super::{AclOperation, ResourceType};
     use kafka_protocol::messages::describe_topic_partitions_response::Cursor;
     let image = broker.image();
     let limit = req.response_partition_limit.max(1) as usize;
     let wanted: Vec<String> = if req.topics.is_empty() {
-        image.topics.keys().cloned().collect()
+        image
+            .topics
+            .keys()
+            .filter(|n| ctx.visible(&broker, AclOperation::Describe, ResourceType::Topic, n))
+            .cloned()
+            .collect()
     } else {
         let mut v: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
         v.sort();
@@ -233,11 +271,18 @@ pub async fn describe_topic_partitions(
             );
             break;
         }
-        let Some(topic) = image.topics.get(&name) else {
+        let denied = !req.topics.is_empty()
+            && !ctx.allowed(&broker, AclOperation::Describe, ResourceType::Topic, &name);
+        let Some(topic) = image.topics.get(&name).filter(|_| !denied) else {
+            let error = if denied {
+                ResponseError::TopicAuthorizationFailed
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
             out.push(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_name(Some(TopicName(StrBytes::from_string(name))))
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_error_code(error.code())
                     .with_topic_authorized_operations(OPS_NOT_REQUESTED),
             );
             continue;

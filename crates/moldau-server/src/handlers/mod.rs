@@ -36,6 +36,7 @@ use bytes::{BufMut, Bytes};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+pub use moldau_metadata::acl::{AclOperation, ResourceType};
 use moldau_protocol::rope::Rope;
 use moldau_protocol::{apis, frame};
 use std::future::Future;
@@ -213,7 +214,7 @@ pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Di
             produce::reject_legacy(&header, body)
         }
         ApiKey::Produce => match decode(&mut body, header.request_api_version) {
-            Ok(req) => produce::handle(&b, header, req),
+            Ok(req) => produce::handle(&b, &context(conn, &header), header, req),
             Err(e) => Dispatch::Close(e),
         },
         ApiKey::Fetch => run(b, conn, header, body, fetch::handle),
@@ -317,6 +318,81 @@ pub struct RequestContext {
     pub client_host: Arc<str>,
     /// The listener the request came in on.
     pub listener: Arc<str>,
+    /// The principal the request acts as (`User:alice`, `User:ANONYMOUS`).
+    pub principal: Arc<str>,
+}
+
+/// The resource name of the cluster in ACLs.
+pub const CLUSTER: &str = "kafka-cluster";
+
+impl RequestContext {
+    /// Whether the request's principal may do `op` on `resource_type` `name` (always,
+    /// without an authorizer; super users always). A denial is logged at INFO with the
+    /// principal, operation, resource and client address (the audit log; Kafka's
+    /// `kafka.authorizer.logger`).
+    pub fn allowed(
+        &self,
+        broker: &Broker,
+        op: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        let ok = self.visible(broker, op, resource_type, name);
+        if !ok {
+            tracing::info!(
+                target: "moldau::authorizer",
+                principal = %self.principal,
+                operation = op.name(),
+                resource_type = ?resource_type,
+                resource = name,
+                client = %self.client_host.trim_start_matches('/'),
+                "authorization denied"
+            );
+        }
+        ok
+    }
+
+    /// [`RequestContext::allowed`] without the audit line, for leaving things out of a
+    /// listing (Metadata, ListGroups) rather than refusing a request.
+    pub fn visible(
+        &self,
+        broker: &Broker,
+        op: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        let Some(a) = &broker.config.authorizer else {
+            return true;
+        };
+        if a.super_users.contains(&*self.principal) {
+            return true;
+        }
+        let image = broker.image();
+        moldau_metadata::acl::authorize(
+            image.acls.values(),
+            &self.principal,
+            self.client_host.trim_start_matches('/'),
+            op,
+            resource_type,
+            name,
+            a.allow_if_no_acl,
+        )
+    }
+
+    /// `op` on the cluster resource.
+    pub fn allowed_on_cluster(&self, broker: &Broker, op: AclOperation) -> bool {
+        self.allowed(broker, op, ResourceType::Cluster, CLUSTER)
+    }
+}
+
+fn context(conn: &ConnInfo, header: &RequestHeader) -> RequestContext {
+    RequestContext {
+        version: header.request_api_version,
+        client_id: header.client_id.clone(),
+        client_host: conn.client_host.clone(),
+        listener: conn.listener.clone(),
+        principal: conn.principal.clone(),
+    }
 }
 
 fn run<Req, Resp, F, Fut>(
@@ -340,12 +416,7 @@ where
         Ok(r) => r,
         Err(e) => return Dispatch::Close(format!("{api_key:?} v{version}: {e}")),
     };
-    let ctx = RequestContext {
-        version,
-        client_id: header.client_id,
-        client_host: conn.client_host.clone(),
-        listener: conn.listener.clone(),
-    };
+    let ctx = context(conn, &header);
     let correlation_id = header.correlation_id;
     let fut = f(broker, ctx, req);
     Dispatch::Respond(Box::pin(async move {

@@ -15,6 +15,7 @@
 //! Only the leader answers (`NOT_LEADER_OR_FOLLOWER` elsewhere).
 
 use super::RequestContext;
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -26,13 +27,27 @@ use std::sync::Arc;
 /// Handles OffsetForLeaderEpoch.
 pub async fn handle(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    // With an authorizer: followers need CLUSTER_ACTION, consumers DESCRIBE on the topic.
+    let follower = req.replica_id.0 >= 0;
+    let cluster_denied = follower && !ctx.allowed_on_cluster(&broker, AclOperation::ClusterAction);
     let topics = req
         .topics
         .iter()
         .map(|t| {
+            let denied = if follower {
+                cluster_denied.then_some(ResponseError::ClusterAuthorizationFailed)
+            } else {
+                (!ctx.allowed(
+                    &broker,
+                    AclOperation::Describe,
+                    ResourceType::Topic,
+                    &t.topic.0,
+                ))
+                .then_some(ResponseError::TopicAuthorizationFailed)
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -41,6 +56,9 @@ pub async fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if let Some(e) = denied {
+                        return result.with_error_code(e.code());
+                    }
                     let Some(partition) = broker.replicas.get(&t.topic.0, p.partition) else {
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());

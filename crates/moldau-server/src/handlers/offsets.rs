@@ -3,6 +3,7 @@
 
 use super::groups::{code, shard, text};
 use super::RequestContext;
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -42,9 +43,23 @@ pub async fn offset_commit(
     let image = broker.image();
     let mut errors: Vec<(String, i32, Option<ResponseError>)> = Vec::new();
     let mut partitions = Vec::new();
+    let group_ok = ctx.allowed(
+        &broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    );
     for t in &req.topics {
+        let topic_ok =
+            !group_ok || ctx.allowed(&broker, AclOperation::Read, ResourceType::Topic, &t.name);
         for p in &t.partitions {
-            if partition_exists(&image, &t.name, p.partition_index) {
+            if !topic_ok {
+                errors.push((
+                    t.name.to_string(),
+                    p.partition_index,
+                    Some(ResponseError::TopicAuthorizationFailed),
+                ));
+            } else if partition_exists(&image, &t.name, p.partition_index) {
                 partitions.push(gc::CommitPartition {
                     topic: t.name.to_string(),
                     partition: p.partition_index,
@@ -61,7 +76,12 @@ pub async fn offset_commit(
             }
         }
     }
-    let committed = match shard(&broker, &req.group_id) {
+    let shard = if group_ok {
+        shard(&broker, &req.group_id)
+    } else {
+        Err(ResponseError::GroupAuthorizationFailed)
+    };
+    let committed = match shard {
         Err(e) => partitions
             .iter()
             .map(|p| (p.topic.clone(), p.partition, Some(e)))
@@ -153,15 +173,27 @@ type GroupOffsets = Result<Vec<FetchedOffset>, ResponseError>;
 /// A group's offsets; with `require_stable` (v7+, KIP-447) a partition whose offset
 /// waits on an open transaction reads -1 with UNSTABLE_OFFSET_COMMIT, which the
 /// consumer retries.
+///
+/// With an authorizer: DESCRIBE on the group (else `GROUP_AUTHORIZATION_FAILED`); the
+/// offsets of topics the principal may not DESCRIBE are left out.
 fn fetch_group(
     broker: &Broker,
+    ctx: &RequestContext,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> GroupOffsets {
-    let shard = shard(broker, group_id)?;
+    let shard = super::groups::authorized_shard(broker, ctx, AclOperation::Describe, group_id)?;
     let mut offsets = broker.groups.with(&shard, |sm, _| {
         sm.fetch_offsets(group_id, wanted.as_deref())
+    });
+    offsets.retain(|o| {
+        ctx.visible(
+            broker,
+            AclOperation::Describe,
+            ResourceType::Topic,
+            &o.topic,
+        )
     });
     if !require_stable {
         offsets.iter_mut().for_each(|o| o.unstable = false);
@@ -208,7 +240,7 @@ pub async fn offset_fetch(
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let result = fetch_group(&broker, &g.group_id, wanted, req.require_stable);
+                let result = fetch_group(&broker, &ctx, &g.group_id, wanted, req.require_stable);
                 let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
                 match result {
                     Err(e) => group.with_error_code(e.code()),
@@ -246,7 +278,7 @@ pub async fn offset_fetch(
             .collect::<Vec<_>>()
     });
     let require_stable = v >= 7 && req.require_stable;
-    match fetch_group(&broker, &req.group_id, wanted.clone(), require_stable) {
+    match fetch_group(&broker, &ctx, &req.group_id, wanted.clone(), require_stable) {
         Ok(offsets) => OffsetFetchResponse::default().with_topics(
             by_topic(offsets)
                 .into_iter()
@@ -303,39 +335,46 @@ pub async fn offset_fetch(
 }
 
 /// Handles OffsetDelete.
+///
+/// With an authorizer: DELETE on the group, READ on each topic (Kafka's rule).
 pub async fn offset_delete(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let image = broker.image();
     let mut unknown = Vec::new();
+    let mut denied = Vec::new();
     let mut partitions = Vec::new();
     for t in &req.topics {
+        let topic_ok = ctx.allowed(&broker, AclOperation::Read, ResourceType::Topic, &t.name);
         for p in &t.partitions {
-            if partition_exists(&image, &t.name, p.partition_index) {
+            if !topic_ok {
+                denied.push((t.name.to_string(), p.partition_index));
+            } else if partition_exists(&image, &t.name, p.partition_index) {
                 partitions.push((t.name.to_string(), p.partition_index));
             } else {
                 unknown.push((t.name.to_string(), p.partition_index));
             }
         }
     }
-    let (group_error, mut results) = match shard(&broker, &req.group_id) {
-        Err(e) => (Some(e), Vec::new()),
-        Ok(shard) => {
-            let group_id = req.group_id.to_string();
-            match broker
-                .groups
-                .call(&shard, |sm, _, tx| {
-                    sm.delete_offsets(&group_id, partitions, tx)
-                })
-                .await
-            {
-                Some(Reply::DeleteOffsets(e, parts)) => (e, parts),
-                _ => (Some(ResponseError::NotCoordinator), Vec::new()),
+    let (group_error, mut results) =
+        match super::groups::authorized_shard(&broker, &ctx, AclOperation::Delete, &req.group_id) {
+            Err(e) => (Some(e), Vec::new()),
+            Ok(shard) => {
+                let group_id = req.group_id.to_string();
+                match broker
+                    .groups
+                    .call(&shard, |sm, _, tx| {
+                        sm.delete_offsets(&group_id, partitions, tx)
+                    })
+                    .await
+                {
+                    Some(Reply::DeleteOffsets(e, parts)) => (e, parts),
+                    _ => (Some(ResponseError::NotCoordinator), Vec::new()),
+                }
             }
-        }
-    };
+        };
     if group_error.is_some() {
         return OffsetDeleteResponse::default().with_error_code(code(group_error));
     }
@@ -343,6 +382,11 @@ pub async fn offset_delete(
         unknown
             .into_iter()
             .map(|(t, p)| (t, p, Some(ResponseError::UnknownTopicOrPartition))),
+    );
+    results.extend(
+        denied
+            .into_iter()
+            .map(|(t, p)| (t, p, Some(ResponseError::TopicAuthorizationFailed))),
     );
     let asked = req.topics.iter().map(|t| {
         let parts = t.partitions.iter().map(|p| p.partition_index);

@@ -33,9 +33,14 @@ use std::sync::Arc;
 /// empty, as Kafka reads it), or the users named, each with its mechanisms and iteration counts (never keys).
 pub async fn describe(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    // DESCRIBE on the cluster, with an authorizer (Kafka's rule).
+    if !ctx.allowed_on_cluster(&broker, super::AclOperation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let image = broker.image();
     let infos = |creds: &BTreeMap<String, ScramCredential>| -> Vec<CredentialInfo> {
         creds
@@ -98,9 +103,11 @@ pub async fn describe(
 /// controller operation, applied together or refused together.
 pub async fn alter(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    // ALTER on the cluster, with an authorizer (Kafka's rule).
+    let denied = !ctx.allowed_on_cluster(&broker, super::AclOperation::Alter);
     type Change = (Vec<ScramMechanism>, Vec<ScramCredential>);
     let mut users: BTreeMap<String, Result<Change, (ResponseError, String)>> = BTreeMap::new();
     for d in &req.deletions {
@@ -162,6 +169,14 @@ pub async fn alter(
     }
     let mut results = Vec::with_capacity(users.len());
     for (user, change) in users {
+        let change = if denied {
+            Err((
+                ResponseError::ClusterAuthorizationFailed,
+                "ALTER on the cluster is needed to change credentials".into(),
+            ))
+        } else {
+            change
+        };
         let (code, message) = match change {
             Err((e, m)) => (e.code(), msg(m)),
             Ok((deletions, upsertions)) => {

@@ -5,6 +5,7 @@
 
 use super::init_producer_id::fenced_for;
 use super::RequestContext;
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
@@ -45,8 +46,10 @@ async fn add_partitions(
 /// UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED (Kafka); otherwise
 /// all get the coordinator's answer. `verify_only` (v4+, sent by brokers) only checks
 /// that the partitions are already in the transaction.
+#[allow(clippy::too_many_arguments)]
 async fn one_transaction(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     version: i16,
     transactional_id: &str,
     producer_id: i64,
@@ -57,10 +60,31 @@ async fn one_transaction(
     let image = broker.image();
     let mut unknown = HashMap::new();
     let mut partitions = Vec::new();
+    // With an authorizer: WRITE on the transactional id (else every partition is
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and on each topic (else its partitions are
+    // TOPIC_AUTHORIZATION_FAILED and the others OPERATION_NOT_ATTEMPTED).
+    let txn_denied = !ctx.allowed(
+        broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        transactional_id,
+    );
     for (name, parts) in topics {
         let topic = image.topics.get(name.as_str());
+        let topic_denied =
+            !txn_denied && !ctx.allowed(broker, AclOperation::Write, ResourceType::Topic, name);
         for &p in parts {
-            if topic.is_some_and(|t| t.partitions.contains_key(&p)) {
+            if txn_denied {
+                unknown.insert(
+                    (name.to_string(), p),
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                );
+            } else if topic_denied {
+                unknown.insert(
+                    (name.to_string(), p),
+                    ResponseError::TopicAuthorizationFailed,
+                );
+            } else if topic.is_some_and(|t| t.partitions.contains_key(&p)) {
                 partitions.push((name.to_string(), p));
             } else {
                 unknown.insert(
@@ -158,6 +182,7 @@ pub async fn add_partitions_to_txn(
             .collect();
         let results = one_transaction(
             &broker,
+            &ctx,
             v,
             &req.v3_and_below_transactional_id,
             req.v3_and_below_producer_id.0,
@@ -168,6 +193,11 @@ pub async fn add_partitions_to_txn(
         .await;
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
     }
+    // v4+ batches come from brokers verifying produce requests (KIP-890).
+    if !ctx.allowed_on_cluster(&broker, AclOperation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let mut out = Vec::with_capacity(req.transactions.len());
     for t in &req.transactions {
         let topics: Vec<(TopicName, Vec<i32>)> = t
@@ -177,6 +207,7 @@ pub async fn add_partitions_to_txn(
             .collect();
         let results = one_transaction(
             &broker,
+            &ctx,
             v,
             &t.transactional_id,
             t.producer_id.0,
@@ -206,7 +237,21 @@ pub async fn add_offsets_to_txn(
         broker.groups.ensure_topic(&broker).await;
     }
     let count = broker.groups.partition_count();
-    let result = if count == 0 {
+    let result = if !ctx.allowed(
+        &broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        Err(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.allowed(
+        &broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    ) {
+        Err(ResponseError::GroupAuthorizationFailed)
+    } else if count == 0 {
         Err(ResponseError::CoordinatorNotAvailable)
     } else {
         let partition = moldau_coordinator::partition_for(&req.group_id, count);
@@ -234,7 +279,14 @@ pub async fn end_txn(
     req: EndTxnRequest,
 ) -> EndTxnResponse {
     let txns = &broker.txns;
+    let denied = !ctx.allowed(
+        &broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    );
     let result = match txns.shard_for(&req.transactional_id) {
+        _ if denied => Err(ResponseError::TransactionalIdAuthorizationFailed),
         Err(e) => Err(e),
         Ok(shard) => {
             let id = req.transactional_id.to_string();

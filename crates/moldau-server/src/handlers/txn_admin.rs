@@ -18,9 +18,10 @@ use std::sync::Arc;
 /// coordinated elsewhere NOT_COORDINATOR.
 pub async fn describe_transactions(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
+    use super::{AclOperation, ResourceType};
     let ids: Vec<String> = req
         .transactional_ids
         .iter()
@@ -31,6 +32,17 @@ pub async fn describe_transactions(
         .describe(&ids)
         .into_iter()
         .map(|(id, found)| {
+            // DESCRIBE on the transactional id, with an authorizer.
+            let found = if ctx.allowed(
+                &broker,
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                &id,
+            ) {
+                found
+            } else {
+                Err(moldau_protocol::error::ResponseError::TransactionalIdAuthorizationFailed)
+            };
             let state = TransactionState::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_string(id)));
             match found {
@@ -85,10 +97,19 @@ pub async fn list_transactions(
     } else {
         -1
     };
+    // Only the transactional ids the principal may DESCRIBE are listed.
     let listed = broker
         .txns
         .list(&states, &producers, duration)
         .into_iter()
+        .filter(|l| {
+            ctx.visible(
+                &broker,
+                super::AclOperation::Describe,
+                super::ResourceType::TransactionalId,
+                &l.transactional_id,
+            )
+        })
         .map(|l| {
             ListedState::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_string(l.transactional_id)))

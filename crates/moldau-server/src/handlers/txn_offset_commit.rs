@@ -6,6 +6,7 @@
 
 use super::groups::{code, shard};
 use super::RequestContext;
+use super::{AclOperation, ResourceType};
 use crate::broker::Broker;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -26,10 +27,35 @@ pub async fn handle(
     let image = broker.image();
     let mut outcomes: HashMap<(String, i32), Option<ResponseError>> = HashMap::new();
     let mut partitions = Vec::new();
+    // With an authorizer: WRITE on the transactional id, READ on the group, READ on
+    // each topic (Kafka's rules), each failing with its own authorization error.
+    let refused = if !ctx.allowed(
+        &broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.allowed(
+        &broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    ) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
     for t in &req.topics {
         let known = image.topics.get(t.name.as_str());
+        let topic_denied = refused.is_none()
+            && !ctx.allowed(&broker, AclOperation::Read, ResourceType::Topic, &t.name);
         for p in &t.partitions {
-            if known.is_some_and(|k| k.partitions.contains_key(&p.partition_index)) {
+            if let Some(e) =
+                refused.or(topic_denied.then_some(ResponseError::TopicAuthorizationFailed))
+            {
+                outcomes.insert((t.name.to_string(), p.partition_index), Some(e));
+            } else if known.is_some_and(|k| k.partitions.contains_key(&p.partition_index)) {
                 partitions.push(gc::CommitPartition {
                     topic: t.name.to_string(),
                     partition: p.partition_index,

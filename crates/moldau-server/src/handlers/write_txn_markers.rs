@@ -10,16 +10,47 @@ use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
 use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
 
 /// Handles WriteTxnMarkers: per marker and partition, the outcome of the append.
 pub async fn handle(
     broker: Arc<Broker>,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     req: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let mut results = Vec::with_capacity(req.markers.len());
+    // Only brokers write markers: CLUSTER_ACTION on the cluster, with an authorizer.
+    let denied = !ctx.allowed_on_cluster(&broker, super::AclOperation::ClusterAction);
     for m in &req.markers {
+        if denied {
+            let topics = m
+                .topics
+                .iter()
+                .map(|t| {
+                    WritableTxnMarkerTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    WritableTxnMarkerPartitionResult::default()
+                                        .with_partition_index(*p)
+                                        .with_error_code(
+                                            ResponseError::ClusterAuthorizationFailed.code(),
+                                        )
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            results.push(
+                WritableTxnMarkerResult::default()
+                    .with_producer_id(m.producer_id)
+                    .with_topics(topics),
+            );
+            continue;
+        }
         let partitions: Vec<(String, i32)> = m
             .topics
             .iter()

@@ -30,6 +30,8 @@ pub struct TestBroker {
     pub http: String,
     /// Every broker listener as `(NAME, host:port)`, from the start-up line.
     pub listeners: Vec<(String, String)>,
+    /// The broker's log lines so far (stderr).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     data: PathBuf,
     extra: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
@@ -49,12 +51,14 @@ impl TestBroker {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, addr, http, listeners) = spawn(&data, &extra, None);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (child, addr, http, listeners) = spawn(&data, &extra, None, log.clone());
         Self {
             child: Some(child),
             addr,
             http,
             listeners,
+            log,
             data,
             extra,
             _dir: Some(dir),
@@ -68,6 +72,11 @@ impl TestBroker {
             .find(|(n, _)| n == name)
             .map(|(_, a)| a.clone())
             .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
+    }
+
+    /// Everything the broker logged so far, one line per line.
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
     /// The data directory.
@@ -96,7 +105,8 @@ impl TestBroker {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
         let port = self.addr.rsplit(':').next().map(str::to_owned);
-        let (child, addr, http, listeners) = spawn(&self.data, &self.extra, port.as_deref());
+        let (child, addr, http, listeners) =
+            spawn(&self.data, &self.extra, port.as_deref(), self.log.clone());
         self.child = Some(child);
         self.addr = addr;
         self.http = http;
@@ -124,7 +134,12 @@ type Spawned = (Child, String, String, Vec<(String, String)>);
 
 /// Starts the broker binary; returns it with its Kafka and HTTP addresses. The HTTP API
 /// listens on an ephemeral port unless `extra` sets `http.listener`.
-fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> Spawned {
+fn spawn(
+    data: &Path,
+    extra: &[(String, String)],
+    port: Option<&str>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> Spawned {
     for attempt in 0..50 {
         let listener = format!("127.0.0.1:{}", port.unwrap_or("0"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moldau"));
@@ -144,12 +159,16 @@ fn spawn(data: &Path, extra: &[(String, String)], port: Option<&str>) -> Spawned
         let mut child = cmd.spawn().expect("spawn moldau");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if std::env::var_os("MOLDAU_TEST_VERBOSE").is_some() {
                     eprintln!("[broker] {line}");
+                }
+                if let Ok(mut l) = log.lock() {
+                    l.push(line.clone());
                 }
                 if !sent {
                     if let Some(rest) = line.split("listener=").nth(1) {

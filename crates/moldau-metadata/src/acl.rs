@@ -1,0 +1,541 @@
+//! Access control lists with the semantics of Kafka's `StandardAuthorizer` (KIP-801;
+//! Kafka docs "Authorization and ACLs"): bindings of a resource pattern to a principal,
+//! host, operation and permission, kept in the metadata log
+//! ([`crate::MetadataRecord::AccessControlEntry`]), and the decision for one request.
+//!
+//! Numbering follows Kafka's `ResourceType`, `PatternType`, `AclOperation` and
+//! `AclPermissionType`, as CreateAcls, DescribeAcls and DeleteAcls carry them.
+
+use serde::{Deserialize, Serialize};
+
+/// A resource type. `Any` appears only in filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ResourceType {
+    /// 1: any type (filters).
+    Any,
+    /// 2.
+    Topic,
+    /// 3: consumer group.
+    Group,
+    /// 4: the cluster (name `kafka-cluster`).
+    Cluster,
+    /// 5.
+    TransactionalId,
+    /// 6 (delegation tokens are not supported; kept so filters can name them).
+    DelegationToken,
+    /// 7.
+    User,
+}
+
+impl ResourceType {
+    /// Kafka's code.
+    pub fn code(self) -> i8 {
+        match self {
+            Self::Any => 1,
+            Self::Topic => 2,
+            Self::Group => 3,
+            Self::Cluster => 4,
+            Self::TransactionalId => 5,
+            Self::DelegationToken => 6,
+            Self::User => 7,
+        }
+    }
+
+    /// The type with Kafka code `code` (`None` for UNKNOWN and unknown codes).
+    pub fn from_code(code: i8) -> Option<Self> {
+        [
+            Self::Any,
+            Self::Topic,
+            Self::Group,
+            Self::Cluster,
+            Self::TransactionalId,
+            Self::DelegationToken,
+            Self::User,
+        ]
+        .into_iter()
+        .find(|t| t.code() == code)
+    }
+}
+
+/// How a binding's resource name matches. `Any` and `Match` appear only in filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PatternType {
+    /// 1: any pattern type (filters).
+    Any,
+    /// 2: bindings that apply to the named resource (filters).
+    Match,
+    /// 3: the exact name (`*` is every resource of the type).
+    Literal,
+    /// 4: every name starting with it.
+    Prefixed,
+}
+
+impl PatternType {
+    /// Kafka's code.
+    pub fn code(self) -> i8 {
+        match self {
+            Self::Any => 1,
+            Self::Match => 2,
+            Self::Literal => 3,
+            Self::Prefixed => 4,
+        }
+    }
+
+    /// The pattern type with Kafka code `code`.
+    pub fn from_code(code: i8) -> Option<Self> {
+        [Self::Any, Self::Match, Self::Literal, Self::Prefixed]
+            .into_iter()
+            .find(|t| t.code() == code)
+    }
+}
+
+/// An operation. `Any` appears only in filters; `All` in a binding covers every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum AclOperation {
+    Any,
+    All,
+    Read,
+    Write,
+    Create,
+    Delete,
+    Alter,
+    Describe,
+    ClusterAction,
+    DescribeConfigs,
+    AlterConfigs,
+    IdempotentWrite,
+    CreateTokens,
+    DescribeTokens,
+}
+
+impl AclOperation {
+    const EVERY: [AclOperation; 14] = [
+        Self::Any,
+        Self::All,
+        Self::Read,
+        Self::Write,
+        Self::Create,
+        Self::Delete,
+        Self::Alter,
+        Self::Describe,
+        Self::ClusterAction,
+        Self::DescribeConfigs,
+        Self::AlterConfigs,
+        Self::IdempotentWrite,
+        Self::CreateTokens,
+        Self::DescribeTokens,
+    ];
+
+    /// Kafka's code (ANY 1 … DESCRIBE_TOKENS 14).
+    pub fn code(self) -> i8 {
+        Self::EVERY
+            .iter()
+            .position(|o| *o == self)
+            .map_or(0, |i| i as i8 + 1)
+    }
+
+    /// The operation with Kafka code `code`.
+    pub fn from_code(code: i8) -> Option<Self> {
+        usize::try_from(code - 1)
+            .ok()
+            .and_then(|i| Self::EVERY.get(i).copied())
+    }
+
+    /// Kafka's name (`READ`, `DESCRIBE_CONFIGS`, …), for the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Any => "ANY",
+            Self::All => "ALL",
+            Self::Read => "READ",
+            Self::Write => "WRITE",
+            Self::Create => "CREATE",
+            Self::Delete => "DELETE",
+            Self::Alter => "ALTER",
+            Self::Describe => "DESCRIBE",
+            Self::ClusterAction => "CLUSTER_ACTION",
+            Self::DescribeConfigs => "DESCRIBE_CONFIGS",
+            Self::AlterConfigs => "ALTER_CONFIGS",
+            Self::IdempotentWrite => "IDEMPOTENT_WRITE",
+            Self::CreateTokens => "CREATE_TOKENS",
+            Self::DescribeTokens => "DESCRIBE_TOKENS",
+        }
+    }
+}
+
+/// ALLOW or DENY. `Any` appears only in filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AclPermission {
+    /// 1 (filters).
+    Any,
+    /// 2: deny wins over any allow.
+    Deny,
+    /// 3.
+    Allow,
+}
+
+impl AclPermission {
+    /// Kafka's code.
+    pub fn code(self) -> i8 {
+        match self {
+            Self::Any => 1,
+            Self::Deny => 2,
+            Self::Allow => 3,
+        }
+    }
+
+    /// The permission with Kafka code `code`.
+    pub fn from_code(code: i8) -> Option<Self> {
+        [Self::Any, Self::Deny, Self::Allow]
+            .into_iter()
+            .find(|p| p.code() == code)
+    }
+}
+
+/// One ACL: `principal` from `host` may (or may not) do `operation` on the resources
+/// `resource_name` names under `pattern_type`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AclBinding {
+    /// Resource type (never `Any`).
+    pub resource_type: ResourceType,
+    /// Resource name or prefix (`*` with `Literal`: every resource of the type).
+    pub resource_name: String,
+    /// `Literal` or `Prefixed`.
+    pub pattern_type: PatternType,
+    /// `User:alice`, or `User:*` for every principal.
+    pub principal: String,
+    /// Client IP address, or `*` for any.
+    pub host: String,
+    /// The operation (never `Any`).
+    pub operation: AclOperation,
+    /// `Allow` or `Deny`.
+    pub permission: AclPermission,
+}
+
+/// A DescribeAcls / DeleteAcls filter: `None` and the `Any` values match everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclFilter {
+    /// Resource type or `Any`.
+    pub resource_type: ResourceType,
+    /// Resource name, or `None` for any.
+    pub resource_name: Option<String>,
+    /// `Any`, `Match`, `Literal` or `Prefixed`.
+    pub pattern_type: PatternType,
+    /// Principal, or `None` for any.
+    pub principal: Option<String>,
+    /// Host, or `None` for any.
+    pub host: Option<String>,
+    /// Operation or `Any`.
+    pub operation: AclOperation,
+    /// Permission or `Any`.
+    pub permission: AclPermission,
+}
+
+impl AclBinding {
+    /// Whether this binding's pattern covers the resource `name` of `resource_type`.
+    pub fn covers(&self, resource_type: ResourceType, name: &str) -> bool {
+        self.resource_type == resource_type
+            && match self.pattern_type {
+                PatternType::Literal => self.resource_name == name || self.resource_name == "*",
+                PatternType::Prefixed => name.starts_with(&self.resource_name),
+                PatternType::Any | PatternType::Match => false,
+            }
+    }
+}
+
+impl AclFilter {
+    /// Whether `b` matches (Kafka's `AclBindingFilter.matches`).
+    pub fn matches(&self, b: &AclBinding) -> bool {
+        let resource_ok = (self.resource_type == ResourceType::Any
+            || self.resource_type == b.resource_type)
+            && match (self.pattern_type, &self.resource_name) {
+                (PatternType::Any, None) => true,
+                (PatternType::Any, Some(n)) => *n == b.resource_name,
+                (PatternType::Match, None) => true,
+                (PatternType::Match, Some(n)) => b.covers(b.resource_type, n),
+                (p, n) => p == b.pattern_type && n.as_ref().is_none_or(|n| *n == b.resource_name),
+            };
+        resource_ok
+            && self.principal.as_ref().is_none_or(|p| *p == b.principal)
+            && self.host.as_ref().is_none_or(|h| *h == b.host)
+            && (self.operation == AclOperation::Any || self.operation == b.operation)
+            && (self.permission == AclPermission::Any || self.permission == b.permission)
+    }
+}
+
+/// Whether the binding's operation grants `op` (with Kafka's implied operations:
+/// DESCRIBE from READ, WRITE, DELETE or ALTER; DESCRIBE_CONFIGS from ALTER_CONFIGS).
+fn grants(binding_op: AclOperation, op: AclOperation) -> bool {
+    binding_op == op
+        || binding_op == AclOperation::All
+        || (op == AclOperation::Describe
+            && matches!(
+                binding_op,
+                AclOperation::Read
+                    | AclOperation::Write
+                    | AclOperation::Delete
+                    | AclOperation::Alter
+            ))
+        || (op == AclOperation::DescribeConfigs && binding_op == AclOperation::AlterConfigs)
+}
+
+/// The decision for `principal` at `host` doing `op` on `resource_type` `name`, given
+/// every binding (StandardAuthorizer's rules): a matching DENY wins; else a matching
+/// ALLOW (implied operations included) allows; else, if no binding at all covers the
+/// resource, `allow_if_no_acl` (`allow.everyone.if.no.acl.found`) decides; else denied.
+/// Super users are the caller's business.
+pub fn authorize<'a>(
+    bindings: impl IntoIterator<Item = &'a AclBinding>,
+    principal: &str,
+    host: &str,
+    op: AclOperation,
+    resource_type: ResourceType,
+    name: &str,
+    allow_if_no_acl: bool,
+) -> bool {
+    let mut any_for_resource = false;
+    let mut allowed = false;
+    for b in bindings {
+        if !b.covers(resource_type, name) {
+            continue;
+        }
+        any_for_resource = true;
+        let applies = (b.principal == principal || b.principal == "User:*")
+            && (b.host == "*" || b.host == host);
+        if !applies {
+            continue;
+        }
+        match b.permission {
+            AclPermission::Deny if b.operation == op || b.operation == AclOperation::All => {
+                return false
+            }
+            AclPermission::Allow if grants(b.operation, op) => allowed = true,
+            _ => {}
+        }
+    }
+    allowed || (!any_for_resource && allow_if_no_acl)
+}
+
+/// Whether `principal` at `host` holds an ALLOW for `op` on some resource of
+/// `resource_type` that no DENY of the same pattern takes back (Kafka's
+/// `authorizeByResourceType`, used for idempotent producers under KIP-679).
+pub fn authorize_any<'a>(
+    bindings: impl IntoIterator<Item = &'a AclBinding> + Clone,
+    principal: &str,
+    host: &str,
+    op: AclOperation,
+    resource_type: ResourceType,
+) -> bool {
+    let applies = |b: &AclBinding| {
+        b.resource_type == resource_type
+            && (b.principal == principal || b.principal == "User:*")
+            && (b.host == "*" || b.host == host)
+    };
+    bindings.clone().into_iter().any(|allow| {
+        applies(allow)
+            && allow.permission == AclPermission::Allow
+            && grants(allow.operation, op)
+            && !bindings.clone().into_iter().any(|deny| {
+                applies(deny)
+                    && deny.permission == AclPermission::Deny
+                    && (deny.operation == op || deny.operation == AclOperation::All)
+                    && match deny.pattern_type {
+                        PatternType::Literal => {
+                            deny.resource_name == "*"
+                                || (allow.pattern_type == PatternType::Literal
+                                    && deny.resource_name == allow.resource_name)
+                        }
+                        PatternType::Prefixed => {
+                            allow.resource_name.starts_with(&deny.resource_name)
+                        }
+                        _ => false,
+                    }
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(
+        resource_type: ResourceType,
+        name: &str,
+        pattern_type: PatternType,
+        principal: &str,
+        operation: AclOperation,
+        permission: AclPermission,
+    ) -> AclBinding {
+        AclBinding {
+            resource_type,
+            resource_name: name.into(),
+            pattern_type,
+            principal: principal.into(),
+            host: "*".into(),
+            operation,
+            permission,
+        }
+    }
+
+    #[test]
+    fn standard_authorizer_rules() {
+        use AclOperation::*;
+        use PatternType::*;
+        use ResourceType::*;
+        let acls = [
+            acl(
+                Topic,
+                "orders",
+                Literal,
+                "User:alice",
+                Read,
+                AclPermission::Allow,
+            ),
+            acl(
+                Topic,
+                "pay-",
+                Prefixed,
+                "User:bob",
+                Write,
+                AclPermission::Allow,
+            ),
+            acl(
+                Topic,
+                "pay-secret",
+                Literal,
+                "User:bob",
+                All,
+                AclPermission::Deny,
+            ),
+            acl(
+                Topic,
+                "*",
+                Literal,
+                "User:*",
+                AlterConfigs,
+                AclPermission::Allow,
+            ),
+            acl(
+                Group,
+                "g",
+                Literal,
+                "User:alice",
+                Read,
+                AclPermission::Allow,
+            ),
+        ];
+        let ok = |p: &str, op, t, n: &str| authorize(&acls, p, "10.0.0.1", op, t, n, false);
+        assert!(ok("User:alice", Read, Topic, "orders"));
+        assert!(
+            ok("User:alice", Describe, Topic, "orders"),
+            "implied by READ"
+        );
+        assert!(!ok("User:alice", Write, Topic, "orders"));
+        assert!(!ok("User:carol", Read, Topic, "orders"), "other principal");
+        assert!(ok("User:bob", Write, Topic, "pay-in"), "prefixed");
+        assert!(!ok("User:bob", Write, Topic, "pay-secret"), "deny wins");
+        assert!(!ok("User:bob", Write, Topic, "payroll"), "prefix is 'pay-'");
+        assert!(
+            ok("User:carol", DescribeConfigs, Topic, "x"),
+            "wildcard + implied"
+        );
+        assert!(ok("User:alice", Read, Group, "g"));
+        assert!(
+            !ok("User:alice", Read, Group, "h"),
+            "no ACL, no allow-everyone"
+        );
+        // No ACL at all covers cluster: allow.everyone.if.no.acl.found decides.
+        assert!(authorize(
+            &acls,
+            "User:x",
+            "h",
+            Describe,
+            Cluster,
+            "kafka-cluster",
+            true
+        ));
+        assert!(!authorize(
+            &acls,
+            "User:x",
+            "h",
+            Describe,
+            Cluster,
+            "kafka-cluster",
+            false
+        ));
+        // An ACL on the resource for someone else: allow-everyone no longer applies.
+        assert!(!authorize(
+            &acls, "User:x", "h", Read, Topic, "orders", true
+        ));
+        // Hosts.
+        let mut by_host = acls[0].clone();
+        by_host.host = "10.0.0.2".into();
+        assert!(!authorize(
+            [&by_host],
+            "User:alice",
+            "10.0.0.1",
+            Read,
+            Topic,
+            "orders",
+            false
+        ));
+        assert!(authorize(
+            [&by_host],
+            "User:alice",
+            "10.0.0.2",
+            Read,
+            Topic,
+            "orders",
+            false
+        ));
+        // KIP-679: WRITE on some topic.
+        assert!(authorize_any(&acls, "User:bob", "h", Write, Topic));
+        assert!(!authorize_any(&acls, "User:alice", "h", Write, Topic));
+        for op in AclOperation::EVERY {
+            assert_eq!(AclOperation::from_code(op.code()), Some(op));
+        }
+        assert_eq!(Read.code(), 3);
+        assert_eq!(DescribeTokens.code(), 14);
+    }
+
+    #[test]
+    fn filters_as_kafka() {
+        use PatternType::*;
+        let b = acl(
+            ResourceType::Topic,
+            "pay-",
+            Prefixed,
+            "User:bob",
+            AclOperation::Write,
+            AclPermission::Allow,
+        );
+        let any = AclFilter {
+            resource_type: ResourceType::Any,
+            resource_name: None,
+            pattern_type: Any,
+            principal: None,
+            host: None,
+            operation: AclOperation::Any,
+            permission: AclPermission::Any,
+        };
+        assert!(any.matches(&b));
+        let named = |name: &str, pattern_type| AclFilter {
+            resource_name: Some(name.into()),
+            pattern_type,
+            ..any.clone()
+        };
+        assert!(named("pay-", Any).matches(&b));
+        assert!(!named("pay-in", Any).matches(&b));
+        assert!(
+            named("pay-in", Match).matches(&b),
+            "MATCH: applies to pay-in"
+        );
+        assert!(named("pay-", Prefixed).matches(&b));
+        assert!(!named("pay-", Literal).matches(&b));
+        let other = AclFilter {
+            principal: Some("User:alice".into()),
+            ..any
+        };
+        assert!(!other.matches(&b));
+    }
+}
