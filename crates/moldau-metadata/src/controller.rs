@@ -607,6 +607,14 @@ pub enum MetadataOp {
         /// `(config, value)` in request order, names distinct.
         configs: Vec<(String, String)>,
     },
+    /// AlterClientQuotas, one entity: `(key, Some(value))` sets, `(key, None)` removes
+    /// (validated by the broker that took the request).
+    AlterClientQuotas {
+        /// The entity.
+        entity: crate::quota::QuotaEntity,
+        /// The changes.
+        ops: Vec<(String, Option<i64>)>,
+    },
     /// CreateAcls: add these ACLs (validated by the broker that took the request).
     CreateAcls(Vec<crate::acl::AclBinding>),
     /// DeleteAcls: remove the ACLs with these ids (those already gone are skipped).
@@ -651,6 +659,14 @@ impl MetadataOp {
                 name,
                 configs,
             } => replace_configs(image, *resource, name, configs),
+            MetadataOp::AlterClientQuotas { entity, ops } => Ok(ops
+                .iter()
+                .map(|(key, value)| MetadataRecord::ClientQuota {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value: *value,
+                })
+                .collect()),
             MetadataOp::CreateAcls(bindings) => Ok(create_acls(image, bindings)),
             MetadataOp::DeleteAcls(ids) => Ok(ids
                 .iter()

@@ -91,6 +91,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// First producer id not yet handed out in a block (KIP-730); 0 at the start.
     pub next_producer_id: i64,
+    /// Client quotas by [`crate::quota::entity_key`].
+    #[serde(default)]
+    pub client_quotas: BTreeMap<String, crate::quota::QuotaEntry>,
     /// ACLs by id (KIP-801).
     #[serde(default)]
     pub acls: BTreeMap<Uuid, crate::acl::AclBinding>,
@@ -244,6 +247,29 @@ impl MetadataImage {
                 next_producer_id, ..
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                let k = crate::quota::entity_key(entity);
+                match value {
+                    Some(v) => {
+                        self.client_quotas
+                            .entry(k)
+                            .or_insert_with(|| crate::quota::QuotaEntry {
+                                entity: entity.clone(),
+                                values: BTreeMap::new(),
+                            })
+                            .values
+                            .insert(key.clone(), *v);
+                    }
+                    None => {
+                        if let Some(e) = self.client_quotas.get_mut(&k) {
+                            e.values.remove(key);
+                            if e.values.is_empty() {
+                                self.client_quotas.remove(&k);
+                            }
+                        }
+                    }
+                }
             }
             MetadataRecord::AccessControlEntry { id, binding } => {
                 self.acls.insert(*id, binding.clone());

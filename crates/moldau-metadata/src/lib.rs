@@ -14,6 +14,7 @@ pub mod configs;
 pub mod controller;
 pub mod image;
 pub mod quorum;
+pub mod quota;
 pub mod records;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -127,6 +127,15 @@ pub enum MetadataRecord {
         /// First id of the next block (exclusive end of this one).
         next_producer_id: i64,
     },
+    /// A client quota was set (`value: Some`) or removed (KRaft `ClientQuotaRecord`).
+    ClientQuota {
+        /// The entity (`user` and/or `client-id`, `None` names the default).
+        entity: crate::quota::QuotaEntity,
+        /// Quota key (`producer_byte_rate`, `consumer_byte_rate`).
+        key: String,
+        /// The new value (bytes/s), or `None` to remove it.
+        value: Option<i64>,
+    },
     /// An ACL was added (KRaft `AccessControlEntryRecord`, KIP-801).
     AccessControlEntry {
         /// The ACL's id, never reused.

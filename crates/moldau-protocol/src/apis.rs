@@ -73,6 +73,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::SaslAuthenticate, 0, 2),
     r(ApiKey::DescribeUserScramCredentials, 0, 0),
     r(ApiKey::AlterUserScramCredentials, 0, 0),
+    r(ApiKey::DescribeClientQuotas, 0, 1),
+    r(ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The served range of `key`, if Moldau serves it at all.
@@ -145,6 +147,8 @@ mod tests {
                     within::<DescribeUserScramCredentialsRequest>(r)
                 }
                 ApiKey::AlterUserScramCredentials => within::<AlterUserScramCredentialsRequest>(r),
+                ApiKey::DescribeClientQuotas => within::<DescribeClientQuotasRequest>(r),
+                ApiKey::AlterClientQuotas => within::<AlterClientQuotasRequest>(r),
                 ApiKey::AddPartitionsToTxn => within::<AddPartitionsToTxnRequest>(r),
                 ApiKey::AddOffsetsToTxn => within::<AddOffsetsToTxnRequest>(r),
                 ApiKey::EndTxn => within::<EndTxnRequest>(r),

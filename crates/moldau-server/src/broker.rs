@@ -87,6 +87,8 @@ pub struct Broker {
     pub txns: Arc<TxnCoordinator>,
     /// Request, network and connection counters, recorded by the network layer.
     pub metrics: Metrics,
+    /// Byte-rate quota sensors ([`crate::quotas`]).
+    pub quotas: crate::quotas::QuotaManager,
     /// Flipped once at shutdown: stops the cluster tasks.
     stop: watch::Sender<bool>,
     /// The metadata offset last applied by [`Broker::apply_image`], which it serialises.
@@ -152,6 +154,10 @@ impl Broker {
             FetcherConfig::new(config.node_id, &config.cluster),
             view.clone(),
         );
+        let quotas = crate::quotas::QuotaManager::new(
+            config.quota_window_num,
+            config.quota_window_size_seconds.saturating_mul(1000),
+        );
         let broker = Arc::new(Self {
             config,
             cluster_id,
@@ -166,6 +172,7 @@ impl Broker {
             groups,
             txns,
             metrics: Metrics::new(),
+            quotas,
             stop,
             applied: parking_lot::Mutex::new(-1),
         });

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod network;
 pub mod partition;
 pub mod producer_ids;
+pub mod quotas;
 pub mod replay;
 pub mod replica_fetcher;
 pub mod replica_manager;

@@ -197,12 +197,19 @@ impl Server {
                     None => None,
                 };
                 let sasl = security.and_then(|s| s.sasl.clone()).map(Arc::new);
+                let inter_broker = config.authorizer.is_some()
+                    && config.cluster.explicit
+                    && endpoint.name == config.cluster.inter_broker_listener_name;
                 listeners.push(BoundListener {
                     name,
                     listener: tcp,
                     addr: bound,
                     protocol: endpoint.protocol,
-                    auth: Arc::new(ListenerAuth { tls, sasl }),
+                    auth: Arc::new(ListenerAuth {
+                        tls,
+                        sasl,
+                        inter_broker,
+                    }),
                 });
             }
         }
@@ -434,7 +441,11 @@ async fn serve_connection(
     let peer = stream.peer_addr()?;
     let Some(acceptor) = &auth.tls else {
         let (rd, wr) = stream.into_split();
-        let principal: Arc<str> = security::ANONYMOUS.into();
+        let principal: Arc<str> = if auth.inter_broker {
+            security::INTER_BROKER.into()
+        } else {
+            security::ANONYMOUS.into()
+        };
         return serve_stream(broker, rd, wr, peer, stop, listener, auth, principal).await;
     };
     let limit = Duration::from_millis(TLS_HANDSHAKE_MS.min(broker.config.connections_max_idle_ms));
@@ -479,6 +490,7 @@ async fn write_reply<W: AsyncWrite + Unpin>(
 struct SaslSession {
     authenticator: Authenticator,
     user: String,
+    mechanism: crate::config::security::SaslMechanism,
     expires: Option<tokio::time::Instant>,
     /// A re-authentication failed: the next request closes the connection.
     failed: bool,
@@ -521,6 +533,7 @@ async fn authenticate<W: AsyncWrite + Unpin>(
     writer: &mut BufWriter<W>,
     stop: &mut watch::Receiver<bool>,
     peer: SocketAddr,
+    max_frame: &AtomicUsize,
 ) -> std::io::Result<AuthEnd> {
     let lifetime = SaslSession::lifetime(broker);
     let mut authenticator = Authenticator::new(
@@ -528,11 +541,15 @@ async fn authenticate<W: AsyncWrite + Unpin>(
         credential_lookup(broker),
         lifetime.map_or(0, |d| d.as_millis() as i64),
     );
+    // One deadline for the whole exchange: ApiVersions requests do not extend it.
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let deadline = tokio::time::Instant::now()
+        .checked_add(idle)
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
     loop {
         let frame = tokio::select! {
             frame = frames.recv() => frame,
-            () = tokio::time::sleep(idle) => {
+            () = tokio::time::sleep_until(deadline) => {
                 tracing::info!(%peer, "closing connection: not authenticated within connections.max.idle.ms");
                 return Ok(AuthEnd::Closed);
             }
@@ -567,12 +584,15 @@ async fn authenticate<W: AsyncWrite + Unpin>(
                 user,
                 mechanism,
             } => {
+                // Requests may follow at once: the frame cap rises before the answer goes.
+                max_frame.store(broker.config.socket_request_max_bytes, Ordering::Release);
                 write_reply(writer, &reply).await?;
                 writer.flush().await?;
                 tracing::debug!(%peer, %user, mechanism = mechanism.name(), "authenticated");
                 return Ok(AuthEnd::Session(SaslSession {
                     authenticator,
                     user,
+                    mechanism,
                     expires: lifetime.map(|d| tokio::time::Instant::now() + d),
                     failed: false,
                 }));
@@ -618,6 +638,7 @@ where
         client_host: format!("/{}", peer.ip()).into(),
         listener,
         principal,
+        muted_until_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
     };
     let max_request = broker.config.socket_request_max_bytes;
     let max_frame = Arc::new(AtomicUsize::new(match auth.sasl {
@@ -638,6 +659,7 @@ where
                 &mut writer,
                 &mut stop,
                 peer,
+                &max_frame,
             )
             .await;
             match end {
@@ -666,6 +688,12 @@ where
         if closing && in_flight.is_empty() {
             break;
         }
+        // A quota throttle mutes the connection: no request is read until it ends.
+        let mute_ms = conn
+            .muted_until_ms
+            .load(Ordering::Acquire)
+            .saturating_sub(u64::try_from(crate::replica_manager::now_ms()).unwrap_or(0));
+        let muted = mute_ms > 0;
         tokio::select! {
             biased;
             Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
@@ -690,8 +718,10 @@ where
                 writer.flush().await?;
                 last_active = tokio::time::Instant::now();
             }
+            () = tokio::time::sleep(Duration::from_millis(mute_ms)), if muted && !closing => {}
             frame = frames.recv(),
                 if !closing
+                    && !muted
                     && in_flight.len() < MAX_IN_FLIGHT
                     && (in_flight.is_empty() || in_flight_bytes < MAX_IN_FLIGHT_BYTES) => match frame {
                 Some(Ok(frame)) => {
@@ -773,13 +803,29 @@ fn sasl_session_frame(
         return handlers::dispatch(broker, conn, frame);
     }
     if api_key == ApiKey::SaslHandshake as i16 {
+        if frame::peek_header(&frame).is_ok_and(|h| h.api_version == 0) {
+            return Dispatch::Close(
+                "re-authentication needs SaslHandshake v1 and SaslAuthenticate (KIP-368)".into(),
+            );
+        }
         session.authenticator.restart();
     }
     let ready =
         |reply: Reply| -> Dispatch { Dispatch::Respond(Box::pin(std::future::ready(reply))) };
     match session.authenticator.on_frame(frame) {
         Outcome::Continue(reply) => ready(reply),
-        Outcome::Authenticated { reply, user, .. } => {
+        Outcome::Authenticated {
+            reply,
+            user,
+            mechanism,
+        } => {
+            if mechanism != session.mechanism {
+                return Dispatch::Close(format!(
+                    "re-authentication with {} on a connection authenticated with {}",
+                    mechanism.name(),
+                    session.mechanism.name()
+                ));
+            }
             if user != session.user {
                 return Dispatch::Close(format!(
                     "re-authentication as {user} on a connection of {}: a connection keeps its principal",

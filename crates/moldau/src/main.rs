@@ -64,10 +64,38 @@ struct ServeArgs {
     overrides: Vec<String>,
 }
 
+/// Parses a `.properties` file: `name=value` (or `name: value`) lines, `#`/`!`
+/// comments, and lines ending in `\` continued on the next (as Java reads them; Kafka's
+/// JAAS configs are usually written that way).
 fn parse_properties(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+    let mut logical = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = if current.is_empty() {
+            line.trim()
+        } else {
+            line.trim_start()
+        };
+        if current.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+        {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(line);
+                logical.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    if !current.is_empty() {
+        logical.push(current);
+    }
+    logical
+        .iter()
         .filter_map(|l| {
             let (k, v) = l.split_once('=').or_else(|| l.split_once(':'))?;
             Some((k.trim().to_owned(), v.trim().to_owned()))
@@ -167,6 +195,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         l.protocol == moldau_server::config::SecurityProtocol::Plaintext
             && !config.cluster.is_controller_listener(&l.name)
     });
+    if http.enable && config.cluster.roles.broker && config.authorizer.is_some() {
+        anyhow::bail!(
+            "http.enable=true with authorizer.class.name: the HTTP API cannot authenticate \
+             its users yet, so it would act for all of them as one principal; set \
+             http.enable=false"
+        );
+    }
     if http.enable && config.cluster.roles.broker && !plaintext_broker_listener {
         anyhow::bail!(
             "http.enable=true needs a PLAINTEXT broker listener: the HTTP API reaches the broker \

@@ -61,6 +61,20 @@ fn read_all(
         .expect("consumer");
     consumer.subscribe(topics).expect("subscribe");
     let mut seen = Vec::new();
+    // `idle` counts from the moment the group gave this consumer its partitions: joining
+    // alone takes group.initial.rebalance.delay.ms, longer on a loaded machine.
+    let joined = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < joined && consumer.assignment().map_or(true, |a| a.count() == 0) {
+        if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
+            let msg = msg.expect("message");
+            seen.push((
+                msg.topic().to_owned(),
+                msg.partition(),
+                msg.offset(),
+                String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
     let mut last = Instant::now();
     while last.elapsed() < idle {
         if let Some(msg) = consumer.poll(Duration::from_millis(200)) {

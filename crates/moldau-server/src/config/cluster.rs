@@ -711,6 +711,14 @@ mod tests {
             "listener.name.other.ssl.client.auth",
             "no such listener"
         );
+        assert_eq!(
+            error_names(kraft(&[(
+                "authorizer.class.name",
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            )])),
+            "inter.broker.listener.name",
+            "an authorizer in a cluster needs a dedicated (trusted) inter-broker listener"
+        );
         // A TLS setting no listener uses is a warning, not an error.
         assert_eq!(error_names(kraft(&[("ssl.keystore.location", "/k")])), "ok");
         assert_eq!(

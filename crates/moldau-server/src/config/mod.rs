@@ -34,14 +34,26 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// An error about `name`'s `value`.
+    /// An error about `name`'s `value`. The value of a setting that holds a secret
+    /// (passwords, private keys, JAAS configs) is shown as `(hidden)`.
     pub fn new(name: &str, value: &str, reason: impl Into<String>) -> Self {
         Self {
             name: name.to_owned(),
-            value: value.to_owned(),
+            value: if is_secret(name) {
+                "(hidden)".to_owned()
+            } else {
+                value.to_owned()
+            },
             reason: reason.into(),
         }
     }
+}
+
+/// Whether a setting's value is a secret, never to be echoed (errors, DescribeConfigs).
+pub fn is_secret(name: &str) -> bool {
+    ["password", "secret", "sasl.jaas.config", ".key"]
+        .iter()
+        .any(|m| name.contains(m))
 }
 
 /// The broker's resolved configuration.
@@ -138,6 +150,10 @@ pub struct BrokerConfig {
     /// Broker-wide authentication settings (`sasl.server.max.receive.size`,
     /// `connection.failed.authentication.delay.ms`, `connections.max.reauth.ms`).
     pub auth: security::AuthSettings,
+    /// `quota.window.num` (default 11): windows a quota's rate is measured over.
+    pub quota_window_num: usize,
+    /// `quota.window.size.seconds` (default 1): length of one quota window.
+    pub quota_window_size_seconds: u64,
     /// The ACL authorizer (`authorizer.class.name`), `None` when off.
     pub authorizer: Option<security::AuthorizerSettings>,
     /// Every property as given, for DescribeConfigs.
@@ -264,20 +280,23 @@ impl BrokerConfig {
         let (security, auth, unused) = security::resolve(p, &listeners)?;
         no_effect.extend(unused);
         let authorizer = security::authorizer(p, &mut no_effect)?;
-        if let Some(a) = &authorizer {
-            // Brokers and controllers reach each other over a PLAINTEXT listener, where
-            // every connection is User:ANONYMOUS; followers fetch with CLUSTER_ACTION.
-            let anonymous = crate::security::ANONYMOUS;
-            if cluster.explicit && !a.super_users.contains(anonymous) {
+        if authorizer.is_some() && cluster.explicit {
+            // Brokers reach each other over the PLAINTEXT inter-broker listener without
+            // authenticating (no TLS or SASL between brokers yet): connections there are
+            // trusted as brokers, so clients must have listeners of their own.
+            let ib = &cluster.inter_broker_listener_name;
+            let client_listeners = listeners
+                .iter()
+                .filter(|l| &l.name != ib && !cluster.is_controller_listener(&l.name))
+                .count();
+            if cluster.roles.broker && client_listeners == 0 {
                 return Err(ConfigError::new(
-                    "super.users",
-                    p.get("super.users").map_or("", String::as_str),
-                    format!(
-                        "with an authorizer in a cluster, add {anonymous} to super.users: \
-                         replication and coordinator traffic come in on the PLAINTEXT \
-                         inter-broker listener as {anonymous} (Moldau has no TLS or SASL \
-                         between brokers yet), so keep that listener on a private network"
-                    ),
+                    "inter.broker.listener.name",
+                    ib,
+                    "with an authorizer in a cluster, give inter-broker traffic a listener of \
+                     its own: connections on it are trusted as brokers (Moldau has no TLS or \
+                     SASL between brokers yet), so clients need another listener and the \
+                     inter-broker one must stay on a private network",
                 ));
             }
         }
@@ -304,6 +323,8 @@ impl BrokerConfig {
             security,
             auth,
             authorizer,
+            quota_window_num: parse::<usize>(p, "quota.window.num", 11)?.max(2),
+            quota_window_size_seconds: parse::<u64>(p, "quota.window.size.seconds", 1)?.max(1),
             offsets_topic_num_partitions: parse(p, "offsets.topic.num.partitions", 16)?.max(1),
             offsets_topic_replication_factor: parse(
                 p,

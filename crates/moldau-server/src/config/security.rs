@@ -481,7 +481,7 @@ pub fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
     while !rest.is_empty() {
         let (key, after) = rest
             .split_once('=')
-            .ok_or_else(|| format!("expected key=\"value\" at {rest:?}"))?;
+            .ok_or_else(|| "expected key=\"value\" options after the flag".to_owned())?;
         let key = key.trim();
         let after = after.trim_start();
         let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
@@ -590,6 +590,16 @@ pub(super) fn resolve(
     for key in p.keys() {
         if let Some(rest) = key.strip_prefix("listener.name.") {
             let listener = rest.split('.').next().unwrap_or_default();
+            if listener != listener.to_ascii_lowercase() {
+                return Err(ConfigError::new(
+                    key,
+                    &p[key],
+                    format!(
+                        "write the listener name in lower case: listener.name.{}.…",
+                        listener.to_ascii_lowercase()
+                    ),
+                ));
+            }
             if !listeners
                 .iter()
                 .any(|l| l.name.eq_ignore_ascii_case(listener))
@@ -676,7 +686,9 @@ pub(super) fn resolve(
             "connection.failed.authentication.delay.ms",
             100u64,
         )?,
-        connections_max_reauth_ms: super::parse(p, "connections.max.reauth.ms", 0u64)?,
+        // Beyond ten years means never expiring in practice; clamped so deadlines fit.
+        connections_max_reauth_ms: super::parse(p, "connections.max.reauth.ms", 0u64)?
+            .min(10 * 365 * 24 * 3_600_000),
     };
     Ok((out, auth, warnings))
 }

@@ -56,7 +56,7 @@ fn filter(
         pattern_type: PatternType::from_code(pattern_type)
             .ok_or_else(|| invalid(format!("unknown pattern type {pattern_type}")))?,
         principal: principal.map(|p| p.to_string()),
-        host: host.map(|h| h.to_string()),
+        host: host.map(|h| super::canonical_host(h)),
         operation: AclOperation::from_code(operation)
             .ok_or_else(|| invalid(format!("unknown operation {operation}")))?,
         permission: AclPermission::from_code(permission)

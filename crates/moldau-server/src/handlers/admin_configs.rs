@@ -103,9 +103,7 @@ fn denied(
 }
 
 fn is_sensitive(name: &str) -> bool {
-    ["password", "secret", "sasl.jaas.config", ".key"]
-        .iter()
-        .any(|m| name.contains(m))
+    crate::config::is_secret(name)
 }
 
 /// Handles DescribeConfigs. With an authorizer: DESCRIBE_CONFIGS on the topic (else

@@ -163,6 +163,24 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
         let now = Instant::now();
         if bytes >= min_bytes || has_error || now >= deadline || waits.is_empty() {
             let mut response = FetchResponse::default().with_session_id(0);
+            if follower.is_none() && bytes > 0 {
+                // Over its consumer_byte_rate quota, a consumer gets an empty answer with
+                // the throttle time and the bytes are not counted (Kafka's rule).
+                let quota = moldau_metadata::quota::CONSUMER_BYTE_RATE;
+                let throttle = ctx.throttle(&broker, quota, bytes);
+                if throttle > 0 {
+                    let image = broker.image();
+                    broker.quotas.unrecord(
+                        &image.client_quotas,
+                        quota,
+                        ctx.user(),
+                        ctx.client_id.as_deref().unwrap_or(""),
+                        bytes,
+                    );
+                    return response
+                        .with_throttle_time_ms(i32::try_from(throttle).unwrap_or(i32::MAX));
+                }
+            }
             for ((index, target), data) in targets.iter().zip(results) {
                 topics[target.topic_index]
                     .partitions

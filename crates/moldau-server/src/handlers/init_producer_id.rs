@@ -31,7 +31,7 @@ fn idempotent_allowed(broker: &Broker, ctx: &RequestContext) -> bool {
     let allowed = moldau_metadata::acl::authorize_any(
         image.acls.values(),
         &ctx.principal,
-        ctx.client_host.trim_start_matches('/'),
+        &ctx.client_ip(),
         AclOperation::Write,
         ResourceType::Topic,
     ) || (a.allow_if_no_acl

@@ -10,6 +10,7 @@ mod acls;
 mod admin_configs;
 mod admin_topics;
 mod api_versions;
+mod client_quotas;
 mod delete_records;
 mod describe_cluster;
 mod describe_producers;
@@ -121,6 +122,8 @@ no_records!(
     kafka_protocol::messages::SaslAuthenticateResponse,
     kafka_protocol::messages::DescribeUserScramCredentialsResponse,
     kafka_protocol::messages::AlterUserScramCredentialsResponse,
+    kafka_protocol::messages::DescribeClientQuotasResponse,
+    kafka_protocol::messages::AlterClientQuotasResponse,
 );
 
 impl ResponseBody for kafka_protocol::messages::FetchResponse {
@@ -269,6 +272,8 @@ pub fn dispatch(broker: &Arc<Broker>, conn: &ConnInfo, frame_bytes: Bytes) -> Di
             run(b, conn, header, body, scram_credentials::describe)
         }
         ApiKey::AlterUserScramCredentials => run(b, conn, header, body, scram_credentials::alter),
+        ApiKey::DescribeClientQuotas => run(b, conn, header, body, client_quotas::describe),
+        ApiKey::AlterClientQuotas => run(b, conn, header, body, client_quotas::alter),
         other => Dispatch::Close(format!("{other:?} is not served")),
     }
 }
@@ -305,6 +310,9 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// The principal the connection acts as (`User:alice`, `User:ANONYMOUS`).
     pub principal: Arc<str>,
+    /// Until when the connection is muted by a quota throttle, ms since the Unix epoch
+    /// (the network layer reads no request before then; KIP-219).
+    pub muted_until_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The request context handlers may need.
@@ -320,6 +328,17 @@ pub struct RequestContext {
     pub listener: Arc<str>,
     /// The principal the request acts as (`User:alice`, `User:ANONYMOUS`).
     pub principal: Arc<str>,
+    /// The connection's mute deadline ([`ConnInfo::muted_until_ms`]).
+    pub muted_until_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// An ACL host in canonical form: `*`, or the IP address as Rust prints it after
+/// `to_canonical` (`::ffff:10.0.0.5` and `10.0.0.5` are one host; `0:0:0:0:0:0:0:1` is
+/// `::1`). Anything else is returned as given.
+pub fn canonical_host(host: &str) -> String {
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_canonical().to_string())
+        .unwrap_or_else(|_| host.to_owned())
 }
 
 /// The resource name of the cluster in ACLs.
@@ -364,19 +383,58 @@ impl RequestContext {
         let Some(a) = &broker.config.authorizer else {
             return true;
         };
-        if a.super_users.contains(&*self.principal) {
+        if a.super_users.contains(&*self.principal)
+            || &*self.principal == crate::security::INTER_BROKER
+        {
             return true;
         }
         let image = broker.image();
         moldau_metadata::acl::authorize(
             image.acls.values(),
             &self.principal,
-            self.client_host.trim_start_matches('/'),
+            &self.client_ip(),
             op,
             resource_type,
             name,
             a.allow_if_no_acl,
         )
+    }
+
+    /// Records `bytes` against the byte-rate quota `key` that applies to this client
+    /// (its principal's user name and its `client.id`), and mutes the connection for the
+    /// throttle time, which it returns (ms; 0 without a quota or under it).
+    pub fn throttle(&self, broker: &Broker, key: &'static str, bytes: usize) -> u64 {
+        let image = broker.image();
+        if image.client_quotas.is_empty() {
+            return 0;
+        }
+        let now = u64::try_from(crate::replica_manager::now_ms()).unwrap_or(0);
+        let ms = broker.quotas.record(
+            &image.client_quotas,
+            key,
+            self.user(),
+            self.client_id.as_deref().unwrap_or(""),
+            bytes,
+            now,
+        );
+        if ms > 0 {
+            self.muted_until_ms
+                .fetch_max(now + ms, std::sync::atomic::Ordering::AcqRel);
+        }
+        ms
+    }
+
+    /// The client's IP address in canonical form (an IPv4-mapped IPv6 address as IPv4),
+    /// as ACL hosts are stored.
+    pub fn client_ip(&self) -> String {
+        canonical_host(self.client_host.trim_start_matches('/'))
+    }
+
+    /// The user name of the principal (`alice` for `User:alice`).
+    pub fn user(&self) -> &str {
+        self.principal
+            .strip_prefix("User:")
+            .unwrap_or(&self.principal)
     }
 
     /// `op` on the cluster resource.
@@ -392,6 +450,7 @@ fn context(conn: &ConnInfo, header: &RequestHeader) -> RequestContext {
         client_host: conn.client_host.clone(),
         listener: conn.listener.clone(),
         principal: conn.principal.clone(),
+        muted_until_ms: conn.muted_until_ms.clone(),
     }
 }
 

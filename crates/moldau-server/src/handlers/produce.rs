@@ -238,8 +238,9 @@ fn check_records(
 /// Handles Produce (see the module docs). Appends now; the returned future waits for
 /// durability under `acks=-1` and encodes the response.
 ///
-/// With an authorizer: WRITE on the transactional id for a transactional produce (else
-/// every partition is `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`), WRITE on each topic (else
+/// With an authorizer: WRITE on the transactional id for a transactional produce (else,
+/// or for transactional batches without an id, every partition is
+/// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`), WRITE on each topic (else
 /// its partitions are `TOPIC_AUTHORIZATION_FAILED`).
 pub fn handle(
     broker: &Arc<Broker>,
@@ -249,14 +250,35 @@ pub fn handle(
 ) -> Dispatch {
     use super::{AclOperation, ResourceType};
     let version = header.request_api_version;
-    let txn_denied = req.transactional_id.as_ref().is_some_and(|id| {
-        !ctx.allowed(
-            broker,
-            AclOperation::Write,
-            ResourceType::TransactionalId,
-            id,
-        )
-    });
+    // Transactional batches without a transactional id would open a transaction no
+    // coordinator ends; with an authorizer they are refused as Kafka refuses them.
+    let anonymous_txn = broker.config.authorizer.is_some()
+        && req.transactional_id.is_none()
+        && req
+            .topic_data
+            .iter()
+            .flat_map(|t| &t.partition_data)
+            .filter_map(|p| p.records.as_ref())
+            .any(|r| {
+                moldau_protocol::batch::BatchHeader::parse(r).is_ok_and(|h| h.is_transactional())
+            });
+    let txn_denied = anonymous_txn
+        || req.transactional_id.as_ref().is_some_and(|id| {
+            !ctx.allowed(
+                broker,
+                AclOperation::Write,
+                ResourceType::TransactionalId,
+                id,
+            )
+        });
+    // The producer's byte-rate quota counts what it sends (Kafka counts the request).
+    let sent: usize = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    let throttle_ms = ctx.throttle(broker, moldau_metadata::quota::PRODUCER_BYTE_RATE, sent);
     let correlation_id = header.correlation_id;
     let acks = req.acks;
     let now = now_ms();
@@ -378,7 +400,9 @@ pub fn handle(
                 resp.base_offset = -1;
             }
         }
-        let body = ProduceResponse::default().with_responses(responses);
+        let body = ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(i32::try_from(throttle_ms).unwrap_or(i32::MAX));
         encode_response(ApiKey::Produce, version, correlation_id, &body)
     }))
 }

@@ -118,13 +118,14 @@ impl Authenticator {
         let correlation_id = header.correlation_id;
         match ApiKey::try_from(header.request_api_key) {
             Ok(ApiKey::SaslHandshake) => {
-                let Ok(req) = SaslHandshakeRequest::decode(&mut body, version) else {
+                let Some(req) = guarded(|| SaslHandshakeRequest::decode(&mut body, version)) else {
                     return Outcome::Close("malformed SaslHandshake".into());
                 };
                 self.on_handshake(req, version, correlation_id)
             }
             Ok(ApiKey::SaslAuthenticate) => {
-                let Ok(req) = SaslAuthenticateRequest::decode(&mut body, version) else {
+                let Some(req) = guarded(|| SaslAuthenticateRequest::decode(&mut body, version))
+                else {
                     return Outcome::Close("malformed SaslAuthenticate".into());
                 };
                 if !matches!(
@@ -314,6 +315,14 @@ impl Authenticator {
             Err(format!("wrong password for PLAIN user {user:?}"))
         }
     }
+}
+
+/// Runs a decoder on peer bytes under `catch_unwind`: a decoder bug costs the
+/// connection, not the broker (as `handlers::dispatch` does).
+fn guarded<T, E>(decode: impl FnOnce() -> Result<T, E>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+        .ok()
+        .and_then(Result::ok)
 }
 
 fn scram_of(mechanism: SaslMechanism) -> ScramMechanism {

@@ -136,9 +136,11 @@ pub fn client_first(
         }
     }
     let credential = lookup(&user);
+    // An unknown user gets the same made-up salt every time, so two attempts do not
+    // tell it apart from a real one.
     let salt = match &credential {
         Some(c) => c.salt.clone(),
-        None => random_bytes(16),
+        None => fake_salt(&user),
     };
     let iterations = credential.as_ref().map_or(MIN_ITERATIONS, |c| c.iterations);
     // Alphanumeric, as Kafka's nonces are: some clients mishandle '=' or '/' in one.
@@ -229,6 +231,14 @@ impl ServerFirst {
         );
         Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
     }
+}
+
+/// A salt for a user without a credential: HMAC of the name under a secret drawn once
+/// per process.
+fn fake_salt(user: &str) -> Vec<u8> {
+    static SECRET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let secret = SECRET.get_or_init(|| random_bytes(32));
+    primitives::hmac(ScramHash::Sha256, secret, user.as_bytes())[..16].to_vec()
 }
 
 /// `n` random bytes from the operating system.

@@ -206,7 +206,9 @@ impl TlsAcceptor {
     }
 
     /// Runs the server handshake on `stream`. Returns the stream and the principal name
-    /// of the client certificate (`None` without one, or when no mapping rule matched).
+    /// of the client certificate (`None` without one). A certificate whose subject cannot
+    /// be read or that no `ssl.principal.mapping.rules` rule matches is an error (Kafka
+    /// refuses it too): the connection must not fall back to `User:ANONYMOUS`.
     pub async fn accept<S>(
         &self,
         stream: S,
@@ -216,20 +218,20 @@ impl TlsAcceptor {
     {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
         let tls = acceptor.accept(stream).await?;
-        let principal = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .and_then(|leaf| subject_dn(leaf.as_ref()))
-            .and_then(|dn| {
-                let mapped = map_principal(&self.settings.principal_rules, &dn);
-                if mapped.is_none() {
-                    tracing::info!(listener = %self.listener, %dn, "no ssl.principal.mapping.rules rule matches the client certificate");
-                }
-                mapped
-            });
-        Ok((tls, principal))
+        let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+            return Ok((tls, None));
+        };
+        let Some(dn) = subject_dn(leaf.as_ref()) else {
+            return Err(std::io::Error::other(
+                "the client certificate's subject cannot be read",
+            ));
+        };
+        match map_principal(&self.settings.principal_rules, &dn) {
+            Some(name) => Ok((tls, Some(name))),
+            None => Err(std::io::Error::other(format!(
+                "no ssl.principal.mapping.rules rule matches the client certificate {dn}"
+            ))),
+        }
     }
 }
 

@@ -27,20 +27,17 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 #[derive(clap::Args, Clone)]
 pub struct ClientArgs {
     /// Brokers to bootstrap from, `host:port[,host:port…]`.
-    #[arg(
-        long,
-        short = 'b',
-        global = true,
-        env = "MOLDAU_BOOTSTRAP_SERVER",
-        default_value = "localhost:9092"
-    )]
-    pub bootstrap_server: String,
+    /// (default `localhost:9092`, unless `--command-config` or `-X` give
+    /// `bootstrap.servers`).
+    #[arg(long, short = 'b', global = true, env = "MOLDAU_BOOTSTRAP_SERVER")]
+    pub bootstrap_server: Option<String>,
     /// `table` for people, `json` for scripts.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
-    /// Give up on a request after this long, ms.
-    #[arg(long, global = true, default_value_t = 30_000)]
-    pub request_timeout_ms: u64,
+    /// Give up on a request after this long, ms (default 30000, unless the client
+    /// properties set `request.timeout.ms`).
+    #[arg(long, global = true)]
+    pub request_timeout_ms: Option<u64>,
     /// A file of Kafka client properties (`security.protocol`, `ssl.*`, `sasl.*`, …),
     /// the `client.properties` Kafka's scripts take. `--bootstrap-server` wins over a
     /// `bootstrap.servers` in it.
@@ -86,23 +83,27 @@ impl Context {
             let (k, v) = kv(p)?;
             props.insert(k, v);
         }
-        props.insert(
-            "bootstrap.servers".into(),
-            self.args.bootstrap_server.clone(),
-        );
+        // Flags win over the properties, which win over the defaults.
+        if let Some(b) = &self.args.bootstrap_server {
+            props.insert("bootstrap.servers".into(), b.clone());
+        }
+        props
+            .entry("bootstrap.servers".into())
+            .or_insert_with(|| "localhost:9092".into());
+        if let Some(ms) = self.args.request_timeout_ms {
+            props.insert("request.timeout.ms".into(), ms.to_string());
+        }
         props
             .entry("client.id".into())
             .or_insert_with(|| "moldau-cli".into());
-        props
-            .entry("request.timeout.ms".into())
-            .or_insert_with(|| self.args.request_timeout_ms.to_string());
         props.entry("retries".into()).or_insert_with(|| "3".into());
+        let bootstrap = props["bootstrap.servers"].clone();
         let config = ClientConfig::from_properties(&props)?;
         Client::connect(config).await.map_err(|e| match e {
             moldau_client::Error::Connect { .. }
             | moldau_client::Error::Connection { .. }
             | moldau_client::Error::Timeout(_) => anyhow::Error::new(Unreachable {
-                bootstrap: self.args.bootstrap_server.clone(),
+                bootstrap,
                 reason: e.to_string(),
             }),
             e => e.into(),
