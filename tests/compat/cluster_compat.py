@@ -18,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import RESULTS  # noqa: E402
+from harness import check as record_check  # noqa: E402
 
 BINARY = sys.argv[1]
-RESULTS = []
 DEADLINE = 120  # seconds for anything the cluster must get done
 
 
@@ -128,21 +130,8 @@ class Cluster:
 
 
 def check(name):
-    def wrap(fn):
-        def run(cluster):
-            started = time.time()
-            try:
-                cluster.ensure_running()
-                fn(cluster)
-                RESULTS.append((name, True))
-                print(f"ok    {name} ({time.time() - started:.1f}s)", flush=True)
-            except Exception:  # noqa: BLE001 - report every failure and go on
-                RESULTS.append((name, False))
-                print(f"FAIL  {name}", flush=True)
-                traceback.print_exc()
-        run.__name__ = fn.__name__
-        return run
-    return wrap
+    """A check that first restarts any node a previous check left stopped."""
+    return record_check(name, prepare=lambda cluster: cluster.ensure_running())
 
 
 def java_hash(s):

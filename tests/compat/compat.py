@@ -17,19 +17,12 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import RESULTS, check, free_port  # noqa: E402
+
 BINARY = sys.argv[1]
-RESULTS = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Broker:
@@ -60,23 +53,6 @@ class Broker:
     def dump_log(self):
         with open(os.path.join(self.dir, "broker.log")) as f:
             sys.stdout.write(f.read()[-4000:])
-
-
-def check(name):
-    def wrap(fn):
-        def run(broker):
-            started = time.time()
-            try:
-                fn(broker)
-                RESULTS.append((name, True))
-                print(f"ok    {name} ({time.time() - started:.1f}s)", flush=True)
-            except Exception:  # noqa: BLE001 - report every failure and go on
-                RESULTS.append((name, False))
-                print(f"FAIL  {name}", flush=True)
-                traceback.print_exc()
-        run.__name__ = fn.__name__
-        return run
-    return wrap
 
 
 def kcat(broker, *args, stdin=None):

@@ -67,11 +67,15 @@ class Broker:
         sys.stdout.write(self.log_text()[-4000:])
 
 
-def check(name):
+def check(name, prepare=None):
+    """Records one check: `ok` or `FAIL` with the traceback, and goes on. `prepare`, if
+    given, runs first with the check's arguments (inside the same try)."""
     def wrap(fn):
         def run(*args):
             started = time.time()
             try:
+                if prepare is not None:
+                    prepare(*args)
                 fn(*args)
                 RESULTS.append((name, True))
                 print(f"ok    {name} ({time.time() - started:.1f}s)", flush=True)

@@ -13,10 +13,12 @@ use common::wire::Conn;
 use common::TestBroker;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    DescribeAclsRequest, DescribeAclsResponse, MetadataRequest, MetadataResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -299,6 +301,20 @@ async fn prefixed_and_deny_acls() {
         .await
         .expect_err("bob has no topic ACL");
     assert_eq!(code(&e), Some(RDKafkaErrorCode::TopicAuthorizationFailed));
+
+    // alice may DESCRIBE orders-new (implied by her prefixed READ) but not CREATE it:
+    // auto-creation is refused with TOPIC_AUTHORIZATION_FAILED, not UNKNOWN_TOPIC.
+    let mut alice = login(&addr, "alice");
+    let md: MetadataResponse = alice.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_static_str("orders-new")),
+            ))]))
+            .with_allow_auto_topic_creation(true),
+    );
+    assert_eq!(md.topics[0].error_code, 29, "{md:?}");
 
     // DescribeAcls, grouped by resource; bob may describe (DESCRIBE on the cluster).
     let mut bob = login(&addr, "bob");

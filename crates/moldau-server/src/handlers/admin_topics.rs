@@ -228,6 +228,12 @@ pub async fn delete_topics(
             continue;
         };
         if !ctx.allowed(&broker, AclOperation::Delete, ResourceType::Topic, &target) {
+            // A topic asked for by id keeps its name to itself (Kafka answers null).
+            let result = if name.is_none() {
+                result.with_name(None)
+            } else {
+                result
+            };
             responses.push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
             continue;
         }

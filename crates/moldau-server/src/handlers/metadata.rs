@@ -138,13 +138,24 @@ pub async fn handle(
                     super::CLUSTER,
                 ) || ctx.allowed(&broker, AclOperation::Create, ResourceType::Topic, n)
             };
+            let auto = allow_auto && broker.config.auto_create_topics_enable;
+            // A missing topic the principal may not create is answered
+            // TOPIC_AUTHORIZATION_FAILED when auto-creation would otherwise have made it
+            // (Kafka's rule).
+            let mut create_denied = std::collections::HashSet::new();
             let missing: Vec<String> = list
                 .iter()
                 .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
                 .filter(|n| !image.topics.contains_key(n))
-                .filter(|n| visible(n) && may_create(n))
+                .filter(|n| {
+                    let ok = visible(n) && may_create(n);
+                    if !ok && auto {
+                        create_denied.insert(n.clone());
+                    }
+                    ok
+                })
                 .collect();
-            if allow_auto && broker.config.auto_create_topics_enable && !missing.is_empty() {
+            if auto && !missing.is_empty() {
                 let valid: Vec<String> = missing
                     .iter()
                     .filter(|n| {
@@ -162,7 +173,8 @@ pub async fn handle(
                 };
                 let shown = found.map_or_else(|| by_name.clone(), |t| Some(t.name.clone()));
                 let denied = shown.as_deref().is_some_and(|n| {
-                    !ctx.allowed(&broker, AclOperation::Describe, ResourceType::Topic, n)
+                    create_denied.contains(n)
+                        || !ctx.allowed(&broker, AclOperation::Describe, ResourceType::Topic, n)
                 });
                 match (found, by_name) {
                     (Some(topic), _) if !denied => topics.push(topic_entry(topic, stale)),

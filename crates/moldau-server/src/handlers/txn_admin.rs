@@ -61,6 +61,10 @@ pub async fn describe_transactions(
                     .with_topics(
                         d.topics
                             .into_iter()
+                            // Only the topics the principal may DESCRIBE (Kafka's rule).
+                            .filter(|(t, _)| {
+                                ctx.visible(&broker, AclOperation::Describe, ResourceType::Topic, t)
+                            })
                             .map(|(t, ps)| {
                                 TopicData::default()
                                     .with_topic(TopicName(StrBytes::from_string(t)))
