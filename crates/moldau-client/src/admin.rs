@@ -203,7 +203,7 @@ pub struct QuorumInfo {
 /// Administrative operations on a cluster.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    client: Client,
+    pub(crate) client: Client,
 }
 
 impl Admin {
@@ -321,7 +321,7 @@ impl Admin {
         Ok(())
     }
 
-    async fn controller_call<R: kafka_protocol::protocol::Request + Clone>(
+    pub(crate) async fn controller_call<R: kafka_protocol::protocol::Request + Clone>(
         &self,
         request: R,
     ) -> Result<R::Response> {

@@ -20,6 +20,7 @@
 //! It speaks to any Kafka broker, not only Moldau.
 
 pub mod admin;
+pub mod admin_security;
 pub mod client;
 pub mod connection;
 pub mod consumer;

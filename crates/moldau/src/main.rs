@@ -52,6 +52,15 @@ enum Command {
     /// Cluster id, controller and brokers.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
+    /// List, create and delete ACLs (as kafka-acls.sh).
+    #[command(subcommand)]
+    Acls(cli::security::AclsCommand),
+    /// SCRAM users: list, set a password, delete (as kafka-configs.sh --entity-type users).
+    #[command(subcommand)]
+    Users(cli::security::UsersCommand),
+    /// Client byte-rate quotas: list, set, delete.
+    #[command(subcommand)]
+    Quotas(cli::security::QuotasCommand),
 }
 
 #[derive(clap::Args, Default)]
@@ -368,6 +377,9 @@ fn main() -> anyhow::Result<()> {
             Command::Groups(c) => cli::groups::run(&ctx, c).await,
             Command::Transactions(c) => cli::transactions::run(&ctx, c).await,
             Command::Cluster(c) => cli::cluster::run(&ctx, c).await,
+            Command::Acls(c) => cli::security::acls(&ctx, c).await,
+            Command::Users(c) => cli::security::users(&ctx, c).await,
+            Command::Quotas(c) => cli::security::quotas(&ctx, c).await,
         }
     });
     match result {

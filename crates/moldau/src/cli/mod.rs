@@ -1,4 +1,5 @@
-//! The CLI: `moldau topics|produce|consume|groups|transactions|cluster`, built on Moldau's own client
+//! The CLI: `moldau topics|produce|consume|groups|transactions|cluster|acls|users|quotas`,
+//! built on Moldau's own client
 //! crate, with Kafka's script habits (`--bootstrap-server`, default `localhost:9092`).
 //!
 //! People get aligned tables; scripts get `--output json`. Errors print one line,
@@ -10,6 +11,7 @@ pub mod consume;
 pub mod groups;
 pub mod output;
 pub mod produce;
+pub mod security;
 pub mod topics;
 pub mod transactions;
 
