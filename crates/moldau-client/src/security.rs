@@ -290,13 +290,15 @@ impl Security {
 }
 
 /// The read and write halves of a connection, whatever it runs over.
-pub(crate) type Halves = (
+pub type Halves = (
     Box<dyn AsyncRead + Send + Unpin>,
     Box<dyn AsyncWrite + Send + Unpin>,
 );
 
-/// Opens a connection to `addr`: TCP, then TLS and SASL as `security` says.
-pub(crate) async fn connect(addr: &str, security: &Security, timeout: Duration) -> Result<Halves> {
+/// Opens a connection to `addr`: TCP, then TLS and SASL as `security` says (the broker
+/// uses it for its inter-broker connections too). Errors: [`Error::Connect`],
+/// [`Error::Connection`] (TLS handshake), [`Error::Authentication`], [`Error::Timeout`].
+pub async fn connect(addr: &str, security: &Security, timeout: Duration) -> Result<Halves> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| Error::Timeout(timeout))?

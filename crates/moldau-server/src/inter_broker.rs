@@ -7,8 +7,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest response accepted, bytes (a fetch response is bounded by
 /// `replica.fetch.response.max.bytes` plus one oversized batch).
@@ -17,7 +16,8 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// A connection to another broker.
 pub struct KafkaConn {
     addr: String,
-    stream: TcpStream,
+    rd: Box<dyn AsyncRead + Send + Unpin>,
+    wr: Box<dyn AsyncWrite + Send + Unpin>,
     correlation_id: i32,
     client_id: StrBytes,
 }
@@ -27,20 +27,28 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl KafkaConn {
-    /// Connects to `addr` within `timeout`, naming itself `client_id`.
-    pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> std::io::Result<Self> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    /// Connects to `addr` within `timeout`, naming itself `client_id`, over TLS and
+    /// after SASL authentication when the inter-broker listener asks for them
+    /// (`security`, from [`crate::config::ClusterConfig::inter_broker_client`]).
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &moldau_client::security::Security,
+    ) -> std::io::Result<Self> {
+        let (rd, wr) = moldau_client::security::connect(addr, security, timeout)
             .await
-            .map_err(|_| {
-                std::io::Error::new(
+            .map_err(|e| match e {
+                moldau_client::Error::Timeout(_) => std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("connecting to {addr}"),
-                )
-            })??;
-        stream.set_nodelay(true)?;
+                ),
+                other => std::io::Error::other(other.to_string()),
+            })?;
         Ok(Self {
             addr: addr.to_owned(),
-            stream,
+            rd,
+            wr,
             correlation_id: 0,
             client_id: StrBytes::from_string(client_id.to_owned()),
         })
@@ -76,14 +84,15 @@ impl KafkaConn {
         let size = i32::try_from(buf.len() - 4).map_err(invalid)?;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         let exchange = async {
-            self.stream.write_all(&buf).await?;
-            let size = self.stream.read_i32().await?;
+            self.wr.write_all(&buf).await?;
+            self.wr.flush().await?;
+            let size = self.rd.read_i32().await?;
             let size = usize::try_from(size)
                 .ok()
                 .filter(|s| *s <= MAX_RESPONSE_BYTES)
                 .ok_or_else(|| invalid(format!("response size {size}")))?;
             let mut body = Vec::with_capacity(size.min(1 << 20));
-            let read = (&mut self.stream)
+            let read = (&mut self.rd)
                 .take(size as u64)
                 .read_to_end(&mut body)
                 .await?;

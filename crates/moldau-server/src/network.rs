@@ -197,8 +197,11 @@ impl Server {
                     None => None,
                 };
                 let sasl = security.and_then(|s| s.sasl.clone()).map(Arc::new);
+                // Only a PLAINTEXT inter-broker listener is trusted as such; over TLS or
+                // SASL brokers authenticate like anyone else.
                 let inter_broker = config.authorizer.is_some()
                     && config.cluster.explicit
+                    && endpoint.protocol == crate::config::SecurityProtocol::Plaintext
                     && endpoint.name == config.cluster.inter_broker_listener_name;
                 listeners.push(BoundListener {
                     name,

@@ -57,6 +57,7 @@ pub struct FetcherConfig {
     partition_max_bytes: i32,
     backoff: Duration,
     timeout: Duration,
+    security: moldau_client::security::Security,
 }
 
 impl FetcherConfig {
@@ -65,6 +66,7 @@ impl FetcherConfig {
         Self {
             local,
             listener: c.inter_broker_listener_name.clone(),
+            security: c.inter_broker_client.clone(),
             max_wait_ms: c.replica_fetch_wait_max_ms,
             min_bytes: c.replica_fetch_min_bytes,
             max_bytes: c.replica_fetch_response_max_bytes,
@@ -202,6 +204,7 @@ async fn run(
                 &addr,
                 &format!("moldau-replica-fetcher-{}", config.local),
                 config.timeout,
+                &config.security,
             )
             .await
             {

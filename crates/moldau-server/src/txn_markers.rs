@@ -126,7 +126,7 @@ pub async fn write_markers(
                     .and_then(|b| b.endpoint(&broker.config.cluster.inter_broker_listener_name))
                     .map(|e| crate::config::listeners::join_host_port(&e.host, e.port as u16));
                 match addr {
-                    Some(addr) => send_remote(&addr, broker.config.node_id, markers, &list).await,
+                    Some(addr) => send_remote(broker, &addr, markers, &list).await,
                     None => vec![Some(ResponseError::NotLeaderOrFollower); list.len()],
                 }
             };
@@ -143,11 +143,12 @@ pub async fn write_markers(
 
 /// WriteTxnMarkers v1 to the leader at `addr`.
 async fn send_remote(
+    broker: &Broker,
     addr: &str,
-    local: i32,
     markers: &Markers,
     partitions: &[(String, i32)],
 ) -> Vec<Option<ResponseError>> {
+    let local = broker.config.node_id;
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in partitions {
         topics.entry(t.as_str()).or_default().push(*p);
@@ -173,6 +174,7 @@ async fn send_remote(
         addr,
         &format!("moldau-txn-markers-{local}"),
         Duration::from_secs(5),
+        &broker.config.cluster.inter_broker_client,
     )
     .await
     {

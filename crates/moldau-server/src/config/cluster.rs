@@ -45,6 +45,11 @@ pub struct ClusterConfig {
     /// to reach other brokers (default `PLAINTEXT`, as Kafka derives it from
     /// `security.inter.broker.protocol`).
     pub inter_broker_listener_name: String,
+    /// How this broker connects to the others' inter-broker listener: TLS with the
+    /// listener's truststore (and keystore, when it asks for client certificates), SASL
+    /// with `sasl.mechanism.inter.broker.protocol` and the `username`/`password` of the
+    /// listener's JAAS config for that mechanism; PLAINTEXT by default.
+    pub inter_broker_client: moldau_client::security::Security,
     /// `cluster.id`: the id the quorum adopts when it forms (Moldau extension; Kafka sets
     /// it with `kafka-storage.sh format`). `None`: the first active controller picks one.
     pub cluster_id: Option<String>,
@@ -273,7 +278,7 @@ pub(super) fn resolve(
             return Err(err(
                 "security.inter.broker.protocol",
                 p,
-                "only PLAINTEXT is implemented",
+                "name the inter-broker listener with inter.broker.listener.name instead",
             ));
         }
     }
@@ -289,23 +294,17 @@ pub(super) fn resolve(
         None => "PLAINTEXT".to_owned(),
     };
     if explicit {
-        // Brokers and controllers talk to each other as clients of these listeners,
-        // and Moldau's inter-broker client speaks neither TLS nor SASL yet.
+        // Controllers and the brokers talk to them over Moldau's own RPC, which speaks
+        // neither TLS nor SASL yet.
         for l in &listeners {
-            let internal = is_controller(&l.name) || l.name == inter_broker_listener_name;
-            if internal && l.protocol != listeners::SecurityProtocol::Plaintext {
-                let property = if is_controller(&l.name) {
-                    "controller.listener.names"
-                } else {
-                    "inter.broker.listener.name"
-                };
+            if is_controller(&l.name) && l.protocol != listeners::SecurityProtocol::Plaintext {
                 return Err(err(
-                    property,
+                    "controller.listener.names",
                     p,
                     format!(
-                        "listener {} uses {}, but connections between Moldau nodes are PLAINTEXT \
-                         only (TLS and SASL between brokers are not implemented yet): give the \
-                         controller and inter-broker listeners PLAINTEXT, on a private network",
+                        "controller listener {} uses {}, but controller connections are \
+                         PLAINTEXT only (TLS and SASL to the controllers are not implemented \
+                         yet): give it PLAINTEXT, on a private network",
                         l.name,
                         l.protocol.name()
                     ),
@@ -465,6 +464,7 @@ pub(super) fn resolve(
         bootstrap_servers,
         controller_listener_names,
         inter_broker_listener_name,
+        inter_broker_client: Default::default(),
         cluster_id,
         broker_session_timeout_ms: session,
         broker_heartbeat_interval_ms: heartbeat,
@@ -671,10 +671,21 @@ mod tests {
         assert_eq!(
             error_names(kraft(&[
                 ("listeners", "SSL://:9092,CONTROLLER://:9093"),
+                ("advertised.listeners", "SSL://h2:9092"),
                 ("inter.broker.listener.name", "SSL"),
             ])),
-            "inter.broker.listener.name",
-            "inter-broker TLS is not implemented"
+            "ssl.keystore.location",
+            "an SSL inter-broker listener needs key material"
+        );
+        assert_eq!(
+            error_names(kraft(&[
+                ("listeners", "SASL_PLAINTEXT://:9092,CONTROLLER://:9093"),
+                ("advertised.listeners", "SASL_PLAINTEXT://h2:9092"),
+                ("inter.broker.listener.name", "SASL_PLAINTEXT"),
+                ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
+            ])),
+            "sasl.mechanism.inter.broker.protocol",
+            "Kafka's default GSSAPI is not implemented"
         );
         assert_eq!(
             error_names(kraft(&[

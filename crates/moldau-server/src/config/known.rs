@@ -85,6 +85,7 @@ const USED: &[&str] = &[
     "replica.lag.time.max.ms",
     "replica.socket.timeout.ms",
     "sasl.enabled.mechanisms",
+    "sasl.mechanism.inter.broker.protocol",
     "sasl.server.max.receive.size",
     "security.inter.broker.protocol",
     "socket.request.max.bytes",
@@ -152,6 +153,7 @@ const SSL_USED: &[&str] = &[
     "ssl.cipher.suites",
     "ssl.client.auth",
     "ssl.enabled.protocols",
+    "ssl.endpoint.identification.algorithm",
     "ssl.keystore.certificate.chain",
     "ssl.keystore.key",
     "ssl.keystore.location",
@@ -165,8 +167,8 @@ const SSL_USED: &[&str] = &[
 
 const JAVA_TLS: &str = "a Java TLS implementation detail; Moldau's TLS is rustls";
 const INTER_BROKER_PLAIN: &str =
-    "inter-broker and controller connections are PLAINTEXT in Moldau (TLS and SASL between \
-     brokers are not implemented yet), so the broker never acts as a TLS or SASL client";
+    "controller connections are PLAINTEXT in Moldau (TLS and SASL to the controllers are \
+     not implemented yet)";
 
 /// Settings accepted under `listener.name.<listener>.`.
 fn classify_listener_setting(rest: &str) -> Option<Known> {
@@ -206,11 +208,7 @@ pub fn classify(name: &str) -> Option<Known> {
         "ssl.keymanager.algorithm"
         | "ssl.trustmanager.algorithm"
         | "ssl.secure.random.implementation" => return Some(Known::NoEffect(JAVA_TLS)),
-        "ssl.endpoint.identification.algorithm"
-        | "sasl.mechanism.inter.broker.protocol"
-        | "sasl.mechanism.controller.protocol" => {
-            return Some(Known::NoEffect(INTER_BROKER_PLAIN))
-        }
+        "sasl.mechanism.controller.protocol" => return Some(Known::NoEffect(INTER_BROKER_PLAIN)),
         "ssl.key.password" | "ssl.keystore.password" | "ssl.truststore.password" => {
             return Some(Known::Refused(
                 "Moldau reads unencrypted PEM keys only (no password-protected keys or stores): \

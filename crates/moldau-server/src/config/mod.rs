@@ -276,11 +276,18 @@ impl BrokerConfig {
                     }
                 }
             };
-        let (cluster, listeners, advertised_listeners) = cluster::resolve(p)?;
+        let (mut cluster, listeners, advertised_listeners) = cluster::resolve(p)?;
         let (security, auth, unused) = security::resolve(p, &listeners)?;
+        if cluster.explicit && cluster.roles.broker {
+            cluster.inter_broker_client =
+                security::inter_broker_client(p, &cluster.inter_broker_listener_name, &security)?;
+        }
         no_effect.extend(unused);
         let authorizer = security::authorizer(p, &mut no_effect)?;
-        if authorizer.is_some() && cluster.explicit {
+        let plaintext_inter_broker = security
+            .get(&cluster.inter_broker_listener_name)
+            .is_none_or(|s| s.protocol == SecurityProtocol::Plaintext);
+        if authorizer.is_some() && cluster.explicit && plaintext_inter_broker {
             // Brokers reach each other over the PLAINTEXT inter-broker listener without
             // authenticating (no TLS or SASL between brokers yet): connections there are
             // trusted as brokers, so clients must have listeners of their own.

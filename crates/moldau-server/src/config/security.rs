@@ -213,6 +213,122 @@ pub(super) fn authorizer(
     }))
 }
 
+/// How this broker connects, as a client, to the other brokers' inter-broker listener:
+/// the same protocol, TLS trusting the listener's truststore (and presenting its keystore
+/// when the listener asks for client certificates), SASL with
+/// `sasl.mechanism.inter.broker.protocol` and the `username`/`password` options of the
+/// listener's JAAS config for that mechanism (Kafka's convention). Errors name the
+/// missing or unusable setting.
+pub(super) fn inter_broker_client(
+    p: &BTreeMap<String, String>,
+    listener: &str,
+    security: &BTreeMap<String, ListenerSecurity>,
+) -> Result<moldau_client::security::Security, ConfigError> {
+    let Some(sec) = security.get(listener) else {
+        return Ok(Default::default());
+    };
+    let lower = listener.to_ascii_lowercase();
+    let mut props = BTreeMap::new();
+    props.insert(
+        "security.protocol".to_owned(),
+        sec.protocol.name().to_owned(),
+    );
+    if let Some(tls) = &sec.tls {
+        match &tls.truststore {
+            Some(TrustStore::File(path)) => {
+                props.insert(
+                    "ssl.truststore.location".to_owned(),
+                    path.display().to_string(),
+                );
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    "ssl.truststore.location",
+                    "",
+                    format!(
+                        "the inter-broker listener {listener} uses TLS: brokers check each \
+                         other's certificates against a truststore file, so set \
+                         listener.name.{lower}.ssl.truststore.location (or ssl.truststore.location)"
+                    ),
+                ))
+            }
+        }
+        // Host names are checked (https) unless the setting says otherwise, which the
+        // client refuses: Moldau does not connect to a broker it cannot identify.
+        if let Some((_, v)) = listener_value(p, listener, "ssl.endpoint.identification.algorithm") {
+            props.insert(
+                "ssl.endpoint.identification.algorithm".to_owned(),
+                v.to_owned(),
+            );
+        }
+        if tls.client_auth != ClientAuth::None {
+            match &tls.keystore {
+                KeyStore::File(path) => {
+                    props.insert(
+                        "ssl.keystore.location".to_owned(),
+                        path.display().to_string(),
+                    );
+                }
+                KeyStore::Inline { .. } => {
+                    return Err(ConfigError::new(
+                        "ssl.keystore.location",
+                        "",
+                        "brokers present their keystore file to each other: give the \
+                         inter-broker listener's key and chain as ssl.keystore.location",
+                    ))
+                }
+            }
+        }
+    }
+    if let Some(sasl) = &sec.sasl {
+        const NAME: &str = "sasl.mechanism.inter.broker.protocol";
+        let Some(m) = p.get(NAME) else {
+            return Err(ConfigError::new(
+                NAME,
+                "",
+                format!(
+                    "the inter-broker listener {listener} uses SASL: name the mechanism brokers \
+                     log in with (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); Kafka's default \
+                     GSSAPI is not implemented"
+                ),
+            ));
+        };
+        let mechanism = SaslMechanism::from_name(m.trim())
+            .filter(|x| sasl.mechanisms.contains(x))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    NAME,
+                    m,
+                    format!("not one of the mechanisms listener {listener} enables"),
+                )
+            })?;
+        let key = format!(
+            "listener.name.{lower}.{}.sasl.jaas.config",
+            mechanism.name().to_ascii_lowercase()
+        );
+        let options = p
+            .get(&key)
+            .map(|j| parse_jaas(j))
+            .transpose()
+            .map_err(|e| ConfigError::new(&key, "", e))?
+            .unwrap_or_default();
+        let (Some(user), Some(password)) = (options.get("username"), options.get("password"))
+        else {
+            return Err(ConfigError::new(
+                &key,
+                "",
+                "brokers log in to each other with this JAAS config's username=\"…\" and \
+                 password=\"…\" options: give them",
+            ));
+        };
+        props.insert("sasl.mechanism".to_owned(), mechanism.name().to_owned());
+        props.insert("sasl.username".to_owned(), user.clone());
+        props.insert("sasl.password".to_owned(), password.clone());
+    }
+    moldau_client::security::Security::from_properties(&props)
+        .map_err(|e| ConfigError::new("inter.broker.listener.name", listener, e.to_string()))
+}
+
 /// Broker-wide authentication settings.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
