@@ -12,6 +12,7 @@ use bytes::Bytes;
 use common::wire::Conn;
 use common::TestBroker;
 use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -20,6 +21,7 @@ use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
     TopicName,
 };
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -274,12 +276,13 @@ async fn prefixed_and_deny_acls() {
                 DESCRIBE,
                 ALLOW,
             ),
+            acl(TOPIC, "own-", PREFIXED, "User:alice", 5, ALLOW),
             // Invalid: ANY is for filters.
             acl(TOPIC, "x", LITERAL, "User:alice", 1, ALLOW),
         ],
     );
     let codes: Vec<i16> = r.results.iter().map(|x| x.error_code).collect();
-    assert_eq!(codes, [0, 0, 0, 0, 0, 42], "{r:?}");
+    assert_eq!(codes, [0, 0, 0, 0, 0, 0, 42], "{r:?}");
 
     produce(&addr, "alice", "orders")
         .await
@@ -316,12 +319,35 @@ async fn prefixed_and_deny_acls() {
     );
     assert_eq!(md.topics[0].error_code, 29, "{md:?}");
 
+    // alice may create own-1 (prefixed CREATE) but not DESCRIBE_CONFIGS it: the
+    // CreateTopics answer leaves its configs out with TOPIC_AUTHORIZATION_FAILED.
+    let created: CreateTopicsResponse = alice.call(
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("own-1")))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_timeout_ms(30_000),
+    );
+    let t = &created.topics[0];
+    assert_eq!(
+        (t.error_code, t.topic_config_error_code),
+        (0, 29),
+        "{created:?}"
+    );
+    assert!(
+        t.configs.as_ref().is_none_or(|c| c.is_empty()),
+        "{created:?}"
+    );
+
     // DescribeAcls, grouped by resource; bob may describe (DESCRIBE on the cluster).
     let mut bob = login(&addr, "bob");
     let d: DescribeAclsResponse = bob.call(ApiKey::DescribeAcls, 3, &describe_all());
     assert_eq!(d.error_code, 0, "{d:?}");
     let acl_count: usize = d.resources.iter().map(|r| r.acls.len()).sum();
-    assert_eq!(acl_count, 5);
+    assert_eq!(acl_count, 6);
     // DeleteAcls: alice's prefixed WRITE goes, and with it her writes.
     let del: DeleteAclsResponse = admin.call(
         ApiKey::DeleteAcls,

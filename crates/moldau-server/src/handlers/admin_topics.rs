@@ -178,7 +178,19 @@ pub async fn create_topics(
                     .with_num_partitions(partitions)
                     .with_replication_factor(rf);
                 if ctx.version >= 5 {
-                    result.configs = Some(effective_configs(&broker.config, &configs));
+                    // The configs are shown only to a principal that may DESCRIBE_CONFIGS
+                    // the topic; otherwise TOPIC_AUTHORIZATION_FAILED in their place (Kafka).
+                    if ctx.visible(
+                        &broker,
+                        AclOperation::DescribeConfigs,
+                        ResourceType::Topic,
+                        &name,
+                    ) {
+                        result.configs = Some(effective_configs(&broker.config, &configs));
+                    } else {
+                        result.topic_config_error_code =
+                            ResponseError::TopicAuthorizationFailed.code();
+                    }
                 }
                 results.push(result);
             }
