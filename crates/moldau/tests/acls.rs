@@ -15,13 +15,16 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
     DescribeAclsRequest, DescribeAclsResponse, MetadataRequest, MetadataResponse,
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
     TopicName,
 };
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, GroupId, OffsetFetchRequest, OffsetFetchResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -318,6 +321,29 @@ async fn prefixed_and_deny_acls() {
             .with_allow_auto_topic_creation(true),
     );
     assert_eq!(md.topics[0].error_code, 29, "{md:?}");
+
+    // OffsetFetch naming a topic alice may not DESCRIBE answers its partition 29.
+    let fetched: OffsetFetchResponse = alice.call(
+        ApiKey::OffsetFetch,
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g-1")))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("orders")))
+                    .with_partition_indexes(vec![0]),
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("unrelated")))
+                    .with_partition_indexes(vec![0]),
+            ])),
+    );
+    let codes: Vec<(String, i16)> = fetched
+        .topics
+        .iter()
+        .map(|t| (t.name.to_string(), t.partitions[0].error_code))
+        .collect();
+    assert!(codes.contains(&("orders".into(), 0)), "{fetched:?}");
+    assert!(codes.contains(&("unrelated".into(), 29)), "{fetched:?}");
 
     // alice may create own-1 (prefixed CREATE) but not DESCRIBE_CONFIGS it: the
     // CreateTopics answer leaves its configs out with TOPIC_AUTHORIZATION_FAILED.

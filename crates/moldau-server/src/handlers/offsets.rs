@@ -23,6 +23,7 @@ use moldau_coordinator::{self as gc, FetchedOffset, Reply};
 use moldau_metadata::MetadataImage;
 use moldau_protocol::error::ResponseError;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 fn partition_exists(image: &MetadataImage, topic: &str, partition: i32) -> bool {
@@ -167,15 +168,18 @@ fn in_request_order<'a>(
         .collect()
 }
 
-/// One group's answer: a group-level error or its offsets.
-type GroupOffsets = Result<Vec<FetchedOffset>, ResponseError>;
+/// One group's answer: a group-level error, or its offsets and the named topics the
+/// principal may not DESCRIBE (their partitions are answered -1 with
+/// `TOPIC_AUTHORIZATION_FAILED`).
+type GroupOffsets = Result<(Vec<FetchedOffset>, HashSet<String>), ResponseError>;
 
 /// A group's offsets; with `require_stable` (v7+, KIP-447) a partition whose offset
 /// waits on an open transaction reads -1 with UNSTABLE_OFFSET_COMMIT, which the
 /// consumer retries.
 ///
-/// With an authorizer: DESCRIBE on the group (else `GROUP_AUTHORIZATION_FAILED`); the
-/// offsets of topics the principal may not DESCRIBE are left out.
+/// With an authorizer: DESCRIBE on the group (else `GROUP_AUTHORIZATION_FAILED`); a
+/// named topic the principal may not DESCRIBE has its partitions answered
+/// `TOPIC_AUTHORIZATION_FAILED`, and such topics are left out of an all-topics answer.
 fn fetch_group(
     broker: &Broker,
     ctx: &RequestContext,
@@ -184,6 +188,21 @@ fn fetch_group(
     require_stable: bool,
 ) -> GroupOffsets {
     let shard = super::groups::authorized_shard(broker, ctx, AclOperation::Describe, group_id)?;
+    let mut denied = HashSet::new();
+    let mut refused = Vec::new();
+    let wanted = wanted.map(|topics| {
+        topics
+            .into_iter()
+            .filter(|(t, parts)| {
+                let ok = ctx.allowed(broker, AclOperation::Describe, ResourceType::Topic, t);
+                if !ok {
+                    denied.insert(t.clone());
+                    refused.extend(parts.iter().map(|p| (t.clone(), *p)));
+                }
+                ok
+            })
+            .collect::<Vec<_>>()
+    });
     let mut offsets = broker.groups.with(&shard, |sm, _| {
         sm.fetch_offsets(group_id, wanted.as_deref())
     });
@@ -198,12 +217,22 @@ fn fetch_group(
     if !require_stable {
         offsets.iter_mut().for_each(|o| o.unstable = false);
     }
-    Ok(offsets)
+    offsets.extend(refused.into_iter().map(|(topic, partition)| FetchedOffset {
+        topic,
+        partition,
+        offset: -1,
+        leader_epoch: -1,
+        metadata: String::new(),
+        unstable: false,
+    }));
+    Ok((offsets, denied))
 }
 
 /// `(offset, error code)` to answer for one partition.
-fn answer(o: &FetchedOffset) -> (i64, i16) {
-    if o.unstable {
+fn answer(o: &FetchedOffset, denied: &HashSet<String>) -> (i64, i16) {
+    if denied.contains(&o.topic) {
+        (-1, ResponseError::TopicAuthorizationFailed.code())
+    } else if o.unstable {
         (-1, ResponseError::UnstableOffsetCommit.code())
     } else {
         (o.offset, 0)
@@ -244,7 +273,7 @@ pub async fn offset_fetch(
                 let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
                 match result {
                     Err(e) => group.with_error_code(e.code()),
-                    Ok(offsets) => group.with_topics(
+                    Ok((offsets, denied)) => group.with_topics(
                         by_topic(offsets)
                             .into_iter()
                             .map(|(topic, parts)| {
@@ -254,7 +283,7 @@ pub async fn offset_fetch(
                                         parts
                                             .into_iter()
                                             .map(|o| {
-                                                let (offset, error) = answer(&o);
+                                                let (offset, error) = answer(&o, &denied);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(o.partition)
                                                     .with_committed_offset(offset)
@@ -279,7 +308,7 @@ pub async fn offset_fetch(
     });
     let require_stable = v >= 7 && req.require_stable;
     match fetch_group(&broker, &ctx, &req.group_id, wanted.clone(), require_stable) {
-        Ok(offsets) => OffsetFetchResponse::default().with_topics(
+        Ok((offsets, denied)) => OffsetFetchResponse::default().with_topics(
             by_topic(offsets)
                 .into_iter()
                 .map(|(topic, parts)| {
@@ -289,7 +318,7 @@ pub async fn offset_fetch(
                             parts
                                 .into_iter()
                                 .map(|o| {
-                                    let (offset, error) = answer(&o);
+                                    let (offset, error) = answer(&o, &denied);
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(o.partition)
                                         .with_committed_offset(offset)
