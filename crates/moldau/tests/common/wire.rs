@@ -52,10 +52,21 @@ impl Conn {
     }
 
     /// Whether the broker has closed the connection: a read returns end of stream (or
-    /// a reset) within the read timeout, with no bytes.
+    /// a reset) within 10 s. A read that merely times out (the connection still open
+    /// and silent) or returns bytes is `false`.
     pub fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(30)));
+        closed
     }
 
     /// As [`Conn::call`], but a closed connection is an `Err` instead of a panic.
