@@ -25,6 +25,9 @@ struct Windows {
 /// The byte-rate sensors of every quota entity in use.
 #[derive(Debug)]
 pub struct QuotaManager {
+    /// Whether any client quota is configured: without one, requests skip quota work
+    /// (set from each applied metadata image).
+    active: std::sync::atomic::AtomicBool,
     window_ms: u64,
     windows: usize,
     sensors: parking_lot::Mutex<HashMap<(&'static str, String), Windows>>,
@@ -35,10 +38,22 @@ impl QuotaManager {
     /// (`quota.window.size.seconds` × 1000).
     pub fn new(windows: usize, window_ms: u64) -> Self {
         Self {
+            active: std::sync::atomic::AtomicBool::new(false),
             window_ms: window_ms.max(1),
             windows: windows.max(2),
             sensors: parking_lot::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes whether the applied metadata holds any client quota.
+    pub fn set_active(&self, active: bool) {
+        self.active
+            .store(active, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether any client quota is configured (false: nothing to record or throttle).
+    pub fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Records `bytes` for the client (`user` from its principal, `client_id`) against

@@ -271,14 +271,19 @@ pub fn handle(
                 id,
             )
         });
-    // The producer's byte-rate quota counts what it sends (Kafka counts the request).
-    let sent: usize = req
-        .topic_data
-        .iter()
-        .flat_map(|t| &t.partition_data)
-        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
-        .sum();
-    let throttle_ms = ctx.throttle(broker, moldau_metadata::quota::PRODUCER_BYTE_RATE, sent);
+    // The producer's byte-rate quota counts what it sends (Kafka counts the request);
+    // without any quota configured nothing is summed.
+    let throttle_ms = if broker.quotas.is_active() {
+        let sent: usize = req
+            .topic_data
+            .iter()
+            .flat_map(|t| &t.partition_data)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        ctx.throttle(broker, moldau_metadata::quota::PRODUCER_BYTE_RATE, sent)
+    } else {
+        0
+    };
     let correlation_id = header.correlation_id;
     let acks = req.acks;
     let now = now_ms();
