@@ -53,7 +53,16 @@ pub enum SaslMechanism {
 }
 
 impl SaslMechanism {
-    fn name(self) -> &'static str {
+    /// The mechanism by its SASL name (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`), in
+    /// any case; `None` for any other.
+    pub fn from_name(name: &str) -> Option<SaslMechanism> {
+        [Self::Plain, Self::ScramSha256, Self::ScramSha512]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The SASL name.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Plain => "PLAIN",
             Self::ScramSha256 => "SCRAM-SHA-256",

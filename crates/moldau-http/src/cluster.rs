@@ -1,8 +1,7 @@
 //! `/api/cluster`: brokers (live or fenced), the active controller and the quorum.
 
 use crate::error::ApiResult;
-use crate::AppState;
-use axum::extract::State;
+use crate::Session;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -10,7 +9,7 @@ use serde_json::{json, Value};
 /// "port", "rack", "status": "live"|"fenced"}], "quorum": {"leader_id", "leader_epoch",
 /// "high_watermark", "voters": [{"node_id", "log_end_offset"}]} | null}` (`quorum` is null
 /// while no active controller answers).
-pub async fn describe(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub async fn describe(state: Session) -> ApiResult<Json<Value>> {
     let admin = state.admin();
     let meta = admin.describe_cluster().await?;
     let quorum = admin.describe_quorum().await.ok();

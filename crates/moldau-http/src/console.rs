@@ -9,8 +9,9 @@ const INDEX: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const STYLE_CSS: &str = include_str!("console/style.css");
 
-/// `GET /`: the console page.
-pub async fn index() -> Response {
+/// `GET /`: the console page. Where the API requires credentials, so does the page, so
+/// that a browser asks for them once and sends them with the page's API calls.
+pub async fn index(_session: crate::Session) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

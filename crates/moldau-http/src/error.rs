@@ -107,6 +107,13 @@ impl IntoResponse for ApiError {
             "error": {"code": self.code, "name": self.name, "message": self.message}
         });
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 7617: names the scheme, so a browser asks for a user and password.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Basic realm="Moldau", charset="UTF-8""#),
+            );
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of an oversized body is never read, so the connection cannot
             // carry another request; say so rather than let the client find out.

@@ -1,13 +1,13 @@
 //! `/api/groups`: consumer groups, their members and lag.
 
 use crate::error::ApiResult;
-use crate::AppState;
-use axum::extract::{Path, State};
+use crate::Session;
+use axum::extract::Path;
 use axum::Json;
 use serde_json::{json, Value};
 
 /// `GET /api/groups` → `{"groups": [{"group_id", "state", "protocol_type"}]}`.
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub async fn list(state: Session) -> ApiResult<Json<Value>> {
     let groups: Vec<Value> = state
         .admin()
         .list_groups()
@@ -25,10 +25,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 /// "assignments": [{"topic", "partitions"}]}], "offsets": [{"topic", "partition",
 /// "committed_offset", "high_watermark", "lag"}], "total_lag"}`; 404 GROUP_ID_NOT_FOUND
 /// for a group with no members and no committed offsets.
-pub async fn describe(
-    State(state): State<AppState>,
-    Path(group): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn describe(state: Session, Path(group): Path<String>) -> ApiResult<Json<Value>> {
     let (g, lag) = state.admin().describe_group_lag(&group).await?;
     let members: Vec<Value> = g
         .members

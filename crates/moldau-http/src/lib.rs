@@ -13,9 +13,11 @@
 //! - [`ops`]: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
 //! - [`console`]: the web console at `/`, its files compiled into the binary.
 //! - [`error`]: JSON errors with Kafka's error name and a fitting HTTP status.
+//! - [`auth`]: who a request acts as (HTTP Basic users log in to the broker with SASL).
 //!
 //! Every body is JSON; every error is `{"error": {"code", "name", "message"}}`.
 
+pub mod auth;
 pub mod cluster;
 pub mod console;
 pub mod encoding;
@@ -28,10 +30,11 @@ pub mod records;
 pub mod topics;
 pub mod transactions;
 
+pub use auth::{Access, Session};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use moldau_client::{Acks, Admin, Client, Producer, ProducerConfig};
+use moldau_client::Client;
 use std::future::Future;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -49,10 +52,18 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// Whose clients requests act through.
+pub(crate) enum Principals {
+    /// Everyone's: the broker listener authenticates no one.
+    Shared(Arc<auth::Clients>),
+    /// Each Basic user's own.
+    Basic(auth::Logins),
+}
+
 struct Inner {
-    client: Client,
-    admin: Admin,
-    producer: Producer,
+    principals: Principals,
+    /// Reaches the broker without logging in, for `/readyz`.
+    probe: moldau_client::ClientConfig,
     metrics: MetricsSource,
     max_body_bytes: usize,
     /// Spreads keyless REST records over partitions.
@@ -60,32 +71,37 @@ struct Inner {
 }
 
 impl AppState {
-    /// State over `client` (connected to the broker), with `metrics` for `/metrics` and
-    /// a request body cap of `max_body_bytes`. Starts the API's producer: idempotent,
-    /// `acks=all`, no linger (concurrent requests still share batches while one is in
-    /// flight), `max.request.size` at least the body cap.
+    /// State for requests authenticated as `access` says, with `metrics` for `/metrics`
+    /// and a request body cap of `max_body_bytes`. With [`Access::Open`] it connects the
+    /// shared client first (errors: the connect's); with [`Access::Basic`] nothing
+    /// connects until a user's first request.
     pub async fn new(
-        client: Client,
+        access: Access,
         metrics: MetricsSource,
         max_body_bytes: usize,
     ) -> moldau_client::Result<AppState> {
-        let producer = Producer::new(
-            client.clone(),
-            ProducerConfig {
-                acks: Acks::All,
-                enable_idempotence: true,
-                linger: std::time::Duration::ZERO,
-                max_request_size: max_body_bytes.max(ProducerConfig::default().max_request_size),
-                delivery_timeout: std::time::Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let (principals, mut probe) = match access {
+            Access::Open(config) => {
+                let client = Client::connect(config.clone()).await?;
+                (
+                    Principals::Shared(Arc::new(auth::Clients::new(client, max_body_bytes))),
+                    config,
+                )
+            }
+            Access::Basic { config, mechanisms } => (
+                Principals::Basic(auth::Logins::new(
+                    config.clone(),
+                    mechanisms,
+                    max_body_bytes,
+                )),
+                config,
+            ),
+        };
+        probe.security.sasl = None;
         Ok(AppState {
             inner: Arc::new(Inner {
-                admin: Admin::new(client.clone()),
-                client,
-                producer,
+                principals,
+                probe,
                 metrics,
                 max_body_bytes,
                 round_robin: AtomicU32::new(0),
@@ -93,19 +109,8 @@ impl AppState {
         })
     }
 
-    /// The producer every HTTP write goes through.
-    pub fn producer(&self) -> &Producer {
-        &self.inner.producer
-    }
-
-    /// The Kafka client.
-    pub fn client(&self) -> &Client {
-        &self.inner.client
-    }
-
-    /// The admin client.
-    pub fn admin(&self) -> &Admin {
-        &self.inner.admin
+    pub(crate) fn access(&self) -> &Principals {
+        &self.inner.principals
     }
 
     /// The request body cap, bytes.

@@ -5,8 +5,8 @@ use crate::encoding::Encoding;
 use crate::error::{ApiError, ApiResult};
 use crate::produce::{self, NewRecord};
 use crate::records::{self, encoding_param, param};
-use crate::AppState;
-use axum::extract::{Query, State};
+use crate::Session;
+use axum::extract::Query;
 use axum::Json;
 use bytes::Bytes;
 use moldau_client::IsolationLevel;
@@ -34,7 +34,7 @@ pub struct ProduceIn {
 /// `POST /produce` `{"topic": "...", "payload": "..."}` → `{"offset": N}`: writes one
 /// record (no key) to partition 0 with `acks=all`.
 pub async fn produce(
-    State(state): State<AppState>,
+    state: Session,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let body: ProduceIn = produce::parse_body(&state, body)?;
@@ -63,7 +63,7 @@ pub async fn produce(
 /// record always comes back, so a reader can make progress). An offset at the end gives
 /// no records; beyond it or below the log start, 416 OFFSET_OUT_OF_RANGE.
 pub async fn fetch(
-    State(state): State<AppState>,
+    state: Session,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let topic = q

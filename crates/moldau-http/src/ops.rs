@@ -1,7 +1,7 @@
 //! Operations endpoints: `/metrics`, `/healthz`, `/readyz`, and the JSON 404.
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{AppState, Principals, Session};
 use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -10,8 +10,8 @@ use serde_json::json;
 use std::time::Duration;
 
 /// `GET /metrics`: the broker's metrics in Prometheus text format 0.0.4.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let source = state.inner.metrics.clone();
+pub async fn metrics(state: Session) -> impl IntoResponse {
+    let source = state.state().inner.metrics.clone();
     let text = tokio::task::spawn_blocking(move || source())
         .await
         .unwrap_or_default();
@@ -29,16 +29,34 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 `{"status": "ready"}` when the broker answers a Metadata request
-/// over the Kafka protocol within 2 s, else 503 `{"status": "unavailable", "reason"}`.
+/// `GET /readyz`: 200 `{"status": "ready"}` when the broker answers over the Kafka
+/// protocol within 2 s (a Metadata request, or where its listener requires SASL, the
+/// ApiVersions exchange that precedes a login), else 503 `{"status": "unavailable",
+/// "reason"}`. Needs no credentials, like `/healthz`.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let check = tokio::time::timeout(
-        Duration::from_secs(2),
-        state.client().metadata(Some(&[]), false),
-    )
+    let timeout = Duration::from_secs(2);
+    let check = tokio::time::timeout(timeout, async {
+        match state.access() {
+            Principals::Shared(clients) => {
+                clients.client().metadata(Some(&[]), false).await.map(drop)
+            }
+            Principals::Basic(_) => {
+                let probe = &state.inner.probe;
+                let addr = probe.bootstrap_servers.first().map_or("", String::as_str);
+                moldau_client::connection::Connection::connect(
+                    addr,
+                    "moldau-http",
+                    timeout,
+                    &probe.security,
+                )
+                .await
+                .map(drop)
+            }
+        }
+    })
     .await;
     match check {
-        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "reason": e.to_string()})),

@@ -2,7 +2,7 @@
 //! validate everything first, then send through one idempotent producer.
 
 use crate::error::{ApiError, ApiResult};
-use crate::AppState;
+use crate::Session;
 use bytes::Bytes;
 use moldau_client::kafka_protocol::error::ResponseError;
 use moldau_client::partitioner::partition_for_key;
@@ -31,7 +31,7 @@ pub struct NewRecord {
 /// some (MESSAGE_TOO_LARGE, NOT_ENOUGH_REPLICAS, …) the others may be stored. The error
 /// then says how many were.
 pub async fn write(
-    state: &AppState,
+    state: &Session,
     topic: &TopicInfo,
     records: Vec<NewRecord>,
 ) -> ApiResult<Vec<(i32, i64)>> {
@@ -68,6 +68,7 @@ pub async fn write(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let producer = state.producer().await?;
     let mut deliveries = Vec::with_capacity(total);
     for (r, p) in records.into_iter().zip(&placed) {
         let mut record = ProducerRecord::new(topic.name.clone())
@@ -80,7 +81,7 @@ pub async fn write(
             .into_iter()
             .map(|(key, value)| Header { key, value })
             .collect();
-        deliveries.push(state.producer().send(record).await);
+        deliveries.push(producer.send(record).await);
     }
     let mut offsets = Vec::with_capacity(total);
     let mut first_error = None;
@@ -115,7 +116,7 @@ pub async fn write(
 /// Reads a JSON body within the cap: 413 MESSAGE_TOO_LARGE above it, 400
 /// INVALID_REQUEST for malformed JSON or the wrong shape.
 pub fn parse_body<T: serde::de::DeserializeOwned>(
-    state: &AppState,
+    state: &Session,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<T> {
     let body = body.map_err(|e| {
@@ -132,7 +133,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))
 }
 
-fn too_large(state: &AppState) -> ApiError {
+fn too_large(state: &Session) -> ApiError {
     ApiError::kafka(
         ResponseError::MessageTooLarge,
         format!("the body is larger than {} bytes", state.max_body_bytes()),

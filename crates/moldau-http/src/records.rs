@@ -5,8 +5,8 @@
 use crate::encoding::Encoding;
 use crate::error::{ApiError, ApiResult};
 use crate::produce::{self, NewRecord};
-use crate::AppState;
-use axum::extract::{Path, Query, State};
+use crate::Session;
+use axum::extract::{Path, Query};
 use axum::Json;
 use bytes::Bytes;
 use moldau_client::kafka_protocol::error::ResponseError;
@@ -33,7 +33,7 @@ pub struct Read {
 /// `max_bytes` of values (but always the first record, so a reader can make progress),
 /// stopping at the end of what `isolation` may see. Never waits for new records.
 pub async fn read(
-    state: &AppState,
+    state: &Session,
     topic: &str,
     partition: i32,
     start: i64,
@@ -123,7 +123,7 @@ fn isolation_param(q: &HashMap<String, String>) -> ApiResult<IsolationLevel> {
 /// → `{"records": [{"partition","offset","timestamp","key","value","headers":[{"key","value"}]}], "high_watermark", "next_offset"}`.
 /// Defaults: partition 0, offset 0, limit 50 (at most 1000), max_bytes 1 MiB.
 pub async fn fetch(
-    State(state): State<AppState>,
+    state: Session,
     Path(topic): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
@@ -254,7 +254,7 @@ fn decode(encoding: Encoding, s: Option<&String>) -> ApiResult<Option<Bytes>> {
 /// for a malformed record; nothing is written unless every record is valid (see
 /// [`produce::write`] for records the broker refuses).
 pub async fn produce(
-    State(state): State<AppState>,
+    state: Session,
     Path(topic): Path<String>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<Value>> {

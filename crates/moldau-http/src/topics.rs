@@ -3,8 +3,8 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::produce::parse_body;
-use crate::AppState;
-use axum::extract::{Path, State};
+use crate::Session;
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
@@ -17,7 +17,7 @@ type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
 /// `GET /api/topics` → `{"topics": [{"name", "partitions", "internal"}]}`, sorted by name,
 /// internal topics included.
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub async fn list(state: Session) -> ApiResult<Json<Value>> {
     let topics: Vec<Value> = state
         .admin()
         .list_topics(true)
@@ -46,10 +46,7 @@ pub struct CreateIn {
 /// `POST /api/topics` [`CreateIn`] → 201 `{"name", "partitions"}`; 409
 /// TOPIC_ALREADY_EXISTS, 400 INVALID_TOPIC_EXCEPTION / INVALID_PARTITIONS /
 /// INVALID_CONFIG / INVALID_REPLICATION_FACTOR.
-pub async fn create(
-    State(state): State<AppState>,
-    body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(state: Session, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: CreateIn = parse_body(&state, body)?;
     let topic = NewTopic {
         name: body.name.clone(),
@@ -70,10 +67,7 @@ pub async fn create(
 /// "log_start_offset", "high_watermark", "last_stable_offset"}], "configs": {name:
 /// value}}`; 404 for an unknown topic. `offline`: no leader; `under_replicated`: the ISR
 /// is smaller than the replica set.
-pub async fn describe(
-    State(state): State<AppState>,
-    Path(topic): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn describe(state: Session, Path(topic): Path<String>) -> ApiResult<Json<Value>> {
     let admin = state.admin();
     let info = admin.describe_topic(&topic).await?;
     let offsets = admin.partition_offsets(&info).await?;
@@ -107,10 +101,7 @@ pub async fn describe(
 }
 
 /// `DELETE /api/topics/{topic}` → `{"deleted": name}`; 404 for an unknown topic.
-pub async fn delete(
-    State(state): State<AppState>,
-    Path(topic): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn delete(state: Session, Path(topic): Path<String>) -> ApiResult<Json<Value>> {
     state.admin().delete_topic(&topic).await?;
     Ok(Json(json!({ "deleted": topic })))
 }
@@ -118,7 +109,7 @@ pub async fn delete(
 /// `PATCH /api/topics/{topic}/configs` `{"retention.ms": "1000", "cleanup.policy": null}`
 /// (null resets to the default) → the topic's configs after the change.
 pub async fn alter_configs(
-    State(state): State<AppState>,
+    state: Session,
     Path(topic): Path<String>,
     body: Body,
 ) -> ApiResult<Json<Value>> {

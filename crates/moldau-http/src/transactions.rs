@@ -2,13 +2,13 @@
 //! ListTransactions and DescribeTransactions).
 
 use crate::error::ApiResult;
-use crate::AppState;
-use axum::extract::{Path, State};
+use crate::Session;
+use axum::extract::Path;
 use axum::Json;
 use serde_json::{json, Value};
 
 /// `GET /api/transactions` → `{"transactions": [{"transactional_id", "producer_id", "state"}]}`.
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub async fn list(state: Session) -> ApiResult<Json<Value>> {
     let txns: Vec<Value> = state
         .admin()
         .list_transactions()
@@ -22,10 +22,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 /// `GET /api/transactions/{id}` → `{"transactional_id", "state", "producer_id",
 /// "producer_epoch", "timeout_ms", "start_time_ms", "partitions": [{"topic",
 /// "partitions"}]}`; 404 TRANSACTIONAL_ID_NOT_FOUND.
-pub async fn describe(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn describe(state: Session, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let t = state.admin().describe_transaction(&id).await?;
     let partitions: Vec<Value> = t
         .partitions

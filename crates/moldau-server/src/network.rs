@@ -147,7 +147,6 @@ struct BoundListener {
     name: Arc<str>,
     listener: TcpListener,
     addr: SocketAddr,
-    protocol: crate::config::SecurityProtocol,
     auth: Arc<ListenerAuth>,
 }
 
@@ -207,7 +206,6 @@ impl Server {
                     name,
                     listener: tcp,
                     addr: bound,
-                    protocol: endpoint.protocol,
                     auth: Arc::new(ListenerAuth {
                         tls,
                         sasl,
@@ -241,12 +239,11 @@ impl Server {
         self.listeners.first().map(|l| l.addr)
     }
 
-    /// The address of the first PLAINTEXT broker listener, for in-process clients (the
-    /// HTTP API) that neither encrypt nor authenticate.
-    pub fn plaintext_addr(&self) -> Option<SocketAddr> {
+    /// The address broker listener `name` bound (`None`: no such broker listener).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
         self.listeners
             .iter()
-            .find(|l| l.protocol == crate::config::SecurityProtocol::Plaintext)
+            .find(|l| &*l.name == name)
             .map(|l| l.addr)
     }
 

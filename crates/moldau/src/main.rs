@@ -200,24 +200,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let props = load_properties(&args)?;
     let http = HttpSettings::from_properties(&props)?;
     let config = BrokerConfig::from_properties(props)?;
-    let plaintext_broker_listener = config.listeners.iter().any(|l| {
-        l.protocol == moldau_server::config::SecurityProtocol::Plaintext
-            && !config.cluster.is_controller_listener(&l.name)
-    });
-    if http.enable && config.cluster.roles.broker && config.authorizer.is_some() {
+    if http.enable && config.cluster.roles.broker && config.local_access.is_none() {
         anyhow::bail!(
-            "http.enable=true with authorizer.class.name: the HTTP API cannot authenticate \
-             its users yet, so it would act for all of them as one principal; set \
-             http.enable=false"
+            "http.enable=true, but the HTTP API has no broker listener to act through: it \
+             needs a SASL listener (its users then log in with HTTP Basic), a PLAINTEXT one, \
+             or an SSL one that does not require client certificates, with a truststore file \
+             for TLS; add one or set http.enable=false"
         );
     }
-    if http.enable && config.cluster.roles.broker && !plaintext_broker_listener {
-        anyhow::bail!(
-            "http.enable=true needs a PLAINTEXT broker listener: the HTTP API reaches the broker \
-             through one and cannot authenticate yet, so it would bypass the listeners' TLS and \
-             SASL; set http.enable=false or add a PLAINTEXT listener on a trusted interface"
-        );
-    }
+    let local_access = config.local_access.clone();
     for warning in &config.no_effect {
         tracing::warn!("property has no effect: {warning}");
     }
@@ -272,12 +263,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = http_listener.map(|listener| {
-        let kafka = loopback(server.plaintext_addr().unwrap_or(kafka_addr));
+        let access = http_access(&server, local_access.as_ref());
         let metrics_broker = broker.clone();
         let metrics: moldau_http::MetricsSource = Arc::new(move || metrics_broker.metrics_text());
         tokio::spawn(serve_http(
             listener,
-            kafka,
+            access,
             metrics,
             http.max_body_bytes,
             stop_rx,
@@ -311,21 +302,52 @@ fn loopback(addr: std::net::SocketAddr) -> String {
     }
 }
 
+/// How the HTTP API reaches this broker: through the listener the config chose
+/// ([`moldau_server::config::security::LocalAccess`]), at its loopback address, or over
+/// TLS at its advertised host so that the certificate's names match. A SASL listener
+/// makes every HTTP user log in with Basic credentials.
+fn http_access(
+    server: &Server,
+    local: Option<&moldau_server::config::security::LocalAccess>,
+) -> moldau_http::Access {
+    let Some(local) = local else {
+        unreachable!("checked before start-up: a broker with HTTP on has a listener for it")
+    };
+    let bound = server
+        .listener_addr(&local.listener)
+        .expect("the chosen listener is a bound broker listener");
+    let addr = match server
+        .broker()
+        .advertised
+        .iter()
+        .find(|a| a.name == local.listener)
+    {
+        Some(a) if local.security.tls.is_some() => format!("{}:{}", a.host, bound.port()),
+        _ => loopback(bound),
+    };
+    let mut config = moldau_client::ClientConfig::new(&addr);
+    config.client_id = "moldau-http".into();
+    config.security = local.security.clone();
+    if local.sasl_mechanisms.is_empty() {
+        moldau_http::Access::Open(config)
+    } else {
+        moldau_http::Access::Basic {
+            config,
+            mechanisms: local.sasl_mechanisms.clone(),
+        }
+    }
+}
+
 /// Serves the HTTP API, talking to this broker over its own Kafka listener.
 async fn serve_http(
     listener: tokio::net::TcpListener,
-    kafka: String,
+    access: moldau_http::Access,
     metrics: moldau_http::MetricsSource,
     max_body_bytes: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut config = moldau_client::ClientConfig::new(&kafka);
-    config.client_id = "moldau-http".into();
     let state = loop {
-        let started = async {
-            let client = moldau_client::Client::connect(config.clone()).await?;
-            moldau_http::AppState::new(client, metrics.clone(), max_body_bytes).await
-        };
+        let started = moldau_http::AppState::new(access.clone(), metrics.clone(), max_body_bytes);
         tokio::select! {
             started = started => match started {
                 Ok(state) => break state,

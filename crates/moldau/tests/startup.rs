@@ -109,6 +109,28 @@ fn unknown_contradictory_and_unimplemented_settings_stop_start_up() {
         &["listener.name.sasl_plaintext.plain.sasl.jaas.config"],
     );
     refused(
+        &[("http.kafka.listener.name", "NOPE")],
+        &["http.kafka.listener.name", "no such listener"],
+    );
+    refused(
+        &[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ),
+            ("process.roles", "broker,controller"),
+            ("node.id", "1"),
+            ("controller.quorum.voters", "1@127.0.0.1:1"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("http.kafka.listener.name", "CONTROLLER"),
+        ],
+        &["http.kafka.listener.name", "controller listener"],
+    );
+    refused(
         &[("authorizer.class.name", "com.example.MyAuthorizer")],
         &["authorizer.class.name", "StandardAuthorizer"],
     );

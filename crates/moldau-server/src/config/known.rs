@@ -43,6 +43,7 @@ const USED: &[&str] = &[
     "group.max.size",
     "group.min.session.timeout.ms",
     "http.enable",
+    "http.kafka.listener.name",
     "http.listener",
     "http.max.body.bytes",
     "inter.broker.listener.name",

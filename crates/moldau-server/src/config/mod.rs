@@ -156,6 +156,10 @@ pub struct BrokerConfig {
     pub quota_window_size_seconds: u64,
     /// The ACL authorizer (`authorizer.class.name`), `None` when off.
     pub authorizer: Option<security::AuthorizerSettings>,
+    /// The listener the HTTP API reaches this broker through
+    /// ([`security::LocalAccess`]; `http.kafka.listener.name`, else chosen); `None` when
+    /// no listener fits or the node is not a broker.
+    pub local_access: Option<security::LocalAccess>,
     /// Every property as given, for DescribeConfigs.
     pub properties: BTreeMap<String, String>,
 }
@@ -307,6 +311,16 @@ impl BrokerConfig {
                 ));
             }
         }
+        let local_access = if cluster.roles.broker {
+            let trusted_inter_broker =
+                authorizer.is_some() && cluster.explicit && plaintext_inter_broker;
+            security::local_access(p, &listeners, &security, |name| {
+                cluster.is_controller_listener(name)
+                    || (trusted_inter_broker && name == cluster.inter_broker_listener_name)
+            })?
+        } else {
+            None
+        };
         let internal_rf = if cluster.explicit { 3 } else { 1 };
         let config = Self {
             node_id: cluster.node_id,
@@ -330,6 +344,7 @@ impl BrokerConfig {
             security,
             auth,
             authorizer,
+            local_access,
             quota_window_num: parse::<usize>(p, "quota.window.num", 11)?.max(2),
             quota_window_size_seconds: parse::<u64>(p, "quota.window.size.seconds", 1)?.max(1),
             offsets_topic_num_partitions: parse(p, "offsets.topic.num.partitions", 16)?.max(1),

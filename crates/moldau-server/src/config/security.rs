@@ -228,6 +228,170 @@ pub(super) fn inter_broker_client(
         return Ok(Default::default());
     };
     let lower = listener.to_ascii_lowercase();
+    let mut props = client_tls_properties(p, listener, sec)?;
+    if let Some(sasl) = &sec.sasl {
+        const NAME: &str = "sasl.mechanism.inter.broker.protocol";
+        let Some(m) = p.get(NAME) else {
+            return Err(ConfigError::new(
+                NAME,
+                "",
+                format!(
+                    "the inter-broker listener {listener} uses SASL: name the mechanism brokers \
+                     log in with (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); Kafka's default \
+                     GSSAPI is not implemented"
+                ),
+            ));
+        };
+        let mechanism = SaslMechanism::from_name(m.trim())
+            .filter(|x| sasl.mechanisms.contains(x))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    NAME,
+                    m,
+                    format!("not one of the mechanisms listener {listener} enables"),
+                )
+            })?;
+        let key = format!(
+            "listener.name.{lower}.{}.sasl.jaas.config",
+            mechanism.name().to_ascii_lowercase()
+        );
+        let options = p
+            .get(&key)
+            .map(|j| parse_jaas(j))
+            .transpose()
+            .map_err(|e| ConfigError::new(&key, "", e))?
+            .unwrap_or_default();
+        let (Some(user), Some(password)) = (options.get("username"), options.get("password"))
+        else {
+            return Err(ConfigError::new(
+                &key,
+                "",
+                "brokers log in to each other with this JAAS config's username=\"…\" and \
+                 password=\"…\" options: give them",
+            ));
+        };
+        props.insert("sasl.mechanism".to_owned(), mechanism.name().to_owned());
+        props.insert("sasl.username".to_owned(), user.clone());
+        props.insert("sasl.password".to_owned(), password.clone());
+    }
+    moldau_client::security::Security::from_properties(&props)
+        .map_err(|e| ConfigError::new("inter.broker.listener.name", listener, e.to_string()))
+}
+
+/// How a client in this process (the HTTP API) reaches the broker through one of its
+/// listeners: [`LocalAccess::security`] holds the TLS half (trusting the listener's
+/// truststore); its users log in with one of [`LocalAccess::sasl_mechanisms`] (none: the
+/// listener authenticates no one).
+#[derive(Debug, Clone)]
+pub struct LocalAccess {
+    /// The listener's name.
+    pub listener: String,
+    /// Protocol and TLS settings, without SASL credentials.
+    pub security: moldau_client::security::Security,
+    /// The listener's SASL mechanisms in `sasl.enabled.mechanisms` order.
+    pub sasl_mechanisms: Vec<moldau_client::security::SaslMechanism>,
+}
+
+/// The listener the HTTP API goes through: `http.kafka.listener.name` when given (errors
+/// name it when the API cannot use that listener), else the first SASL listener that it
+/// can reach (its users then log in with HTTP Basic), else the first PLAINTEXT listener,
+/// else the first SSL listener that does not require client certificates. A PLAINTEXT
+/// inter-broker listener trusted as brokers' own is never chosen. `None`: no listener
+/// fits.
+pub(super) fn local_access(
+    p: &BTreeMap<String, String>,
+    listeners: &[Endpoint],
+    security: &BTreeMap<String, ListenerSecurity>,
+    excluded: impl Fn(&str) -> bool,
+) -> Result<Option<LocalAccess>, ConfigError> {
+    const NAME: &str = "http.kafka.listener.name";
+    let usable = |l: &Endpoint| -> Result<LocalAccess, String> {
+        if excluded(&l.name) {
+            return Err(
+                "it is a controller listener or the inter-broker listener trusted as \
+                        brokers' own"
+                    .into(),
+            );
+        }
+        let sec = security.get(&l.name);
+        if let Some(tls) = sec.and_then(|s| s.tls.as_ref()) {
+            if tls.client_auth == ClientAuth::Required
+                && sec.and_then(|s| s.sasl.as_ref()).is_none()
+            {
+                return Err(
+                    "it requires client certificates, which the HTTP API cannot \
+                            present for its users"
+                        .into(),
+                );
+            }
+        }
+        let mut props = match sec {
+            Some(sec) => client_tls_properties(p, &l.name, sec).map_err(|e| e.to_string())?,
+            None => BTreeMap::new(),
+        };
+        // The TLS half only: each user's SASL credentials are added per login.
+        let protocol = match l.protocol {
+            SecurityProtocol::SaslSsl => "SSL",
+            SecurityProtocol::SaslPlaintext => "PLAINTEXT",
+            other => other.name(),
+        };
+        props.insert("security.protocol".to_owned(), protocol.to_owned());
+        let mut security = moldau_client::security::Security::from_properties(&props)
+            .map_err(|e| e.to_string())?;
+        security.protocol = match l.protocol {
+            SecurityProtocol::Plaintext => moldau_client::security::SecurityProtocol::Plaintext,
+            SecurityProtocol::Ssl => moldau_client::security::SecurityProtocol::Ssl,
+            SecurityProtocol::SaslPlaintext => {
+                moldau_client::security::SecurityProtocol::SaslPlaintext
+            }
+            SecurityProtocol::SaslSsl => moldau_client::security::SecurityProtocol::SaslSsl,
+        };
+        let sasl_mechanisms = sec
+            .and_then(|s| s.sasl.as_ref())
+            .map(|s| {
+                s.mechanisms
+                    .iter()
+                    .filter_map(|m| moldau_client::security::SaslMechanism::from_name(m.name()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(LocalAccess {
+            listener: l.name.clone(),
+            security,
+            sasl_mechanisms,
+        })
+    };
+    if let Some(name) = p.get(NAME) {
+        let Some(l) = listeners.iter().find(|l| l.name == name.trim()) else {
+            return Err(ConfigError::new(
+                NAME,
+                name,
+                "there is no such listener in listeners",
+            ));
+        };
+        return usable(l).map(Some).map_err(|why| {
+            ConfigError::new(NAME, name, format!("the HTTP API cannot use it: {why}"))
+        });
+    }
+    let rank = |l: &Endpoint| match l.protocol {
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => 0,
+        SecurityProtocol::Plaintext => 1,
+        SecurityProtocol::Ssl => 2,
+    };
+    let mut candidates: Vec<&Endpoint> = listeners.iter().collect();
+    candidates.sort_by_key(|l| rank(l));
+    Ok(candidates.into_iter().find_map(|l| usable(l).ok()))
+}
+
+/// `security.protocol` and the TLS client properties for connecting to `listener`: its
+/// truststore file, host names checked unless `ssl.endpoint.identification.algorithm`
+/// says otherwise, and its keystore file when it asks for client certificates.
+fn client_tls_properties(
+    p: &BTreeMap<String, String>,
+    listener: &str,
+    sec: &ListenerSecurity,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let lower = listener.to_ascii_lowercase();
     let mut props = BTreeMap::new();
     props.insert(
         "security.protocol".to_owned(),
@@ -280,53 +444,7 @@ pub(super) fn inter_broker_client(
             }
         }
     }
-    if let Some(sasl) = &sec.sasl {
-        const NAME: &str = "sasl.mechanism.inter.broker.protocol";
-        let Some(m) = p.get(NAME) else {
-            return Err(ConfigError::new(
-                NAME,
-                "",
-                format!(
-                    "the inter-broker listener {listener} uses SASL: name the mechanism brokers \
-                     log in with (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); Kafka's default \
-                     GSSAPI is not implemented"
-                ),
-            ));
-        };
-        let mechanism = SaslMechanism::from_name(m.trim())
-            .filter(|x| sasl.mechanisms.contains(x))
-            .ok_or_else(|| {
-                ConfigError::new(
-                    NAME,
-                    m,
-                    format!("not one of the mechanisms listener {listener} enables"),
-                )
-            })?;
-        let key = format!(
-            "listener.name.{lower}.{}.sasl.jaas.config",
-            mechanism.name().to_ascii_lowercase()
-        );
-        let options = p
-            .get(&key)
-            .map(|j| parse_jaas(j))
-            .transpose()
-            .map_err(|e| ConfigError::new(&key, "", e))?
-            .unwrap_or_default();
-        let (Some(user), Some(password)) = (options.get("username"), options.get("password"))
-        else {
-            return Err(ConfigError::new(
-                &key,
-                "",
-                "brokers log in to each other with this JAAS config's username=\"…\" and \
-                 password=\"…\" options: give them",
-            ));
-        };
-        props.insert("sasl.mechanism".to_owned(), mechanism.name().to_owned());
-        props.insert("sasl.username".to_owned(), user.clone());
-        props.insert("sasl.password".to_owned(), password.clone());
-    }
-    moldau_client::security::Security::from_properties(&props)
-        .map_err(|e| ConfigError::new("inter.broker.listener.name", listener, e.to_string()))
+    Ok(props)
 }
 
 /// Broker-wide authentication settings.
