@@ -57,7 +57,7 @@ pub(crate) enum Principals {
     /// Everyone's: the broker listener authenticates no one.
     Shared(Arc<auth::Clients>),
     /// Each Basic user's own.
-    Basic(auth::Logins),
+    Basic(Box<auth::Logins>),
 }
 
 struct Inner {
@@ -89,11 +89,11 @@ impl AppState {
                 )
             }
             Access::Basic { config, mechanisms } => (
-                Principals::Basic(auth::Logins::new(
+                Principals::Basic(Box::new(auth::Logins::new(
                     config.clone(),
                     mechanisms,
                     max_body_bytes,
-                )),
+                ))),
                 config,
             ),
         };
@@ -163,13 +163,102 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves the API on `listener` (a [`tokio::net::TcpListener`], or a
+/// [`HandshakeListener`] for HTTPS) until `shutdown` completes.
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Most connection handshakes (TLS) in progress at once on a [`HandshakeListener`].
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// How long a connection's handshake may take before it is dropped (10 s).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A listener whose connections are handed to the server only after a handshake (TLS)
+/// on each, run concurrently (at most [`MAX_HANDSHAKES`], each within
+/// [`HANDSHAKE_TIMEOUT`]) so that a slow or silent client delays no one else. A failed
+/// handshake (a plaintext client, an untrusted certificate) closes that connection and
+/// is logged at INFO.
+pub struct HandshakeListener<Io> {
+    ready: tokio::sync::mpsc::Receiver<(Io, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+impl<Io: Send + 'static> HandshakeListener<Io> {
+    /// Accepts on `tcp` and runs `handshake` on every connection.
+    pub fn new<F, Fut>(tcp: tokio::net::TcpListener, handshake: F) -> std::io::Result<Self>
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::io::Result<Io>> + Send + 'static,
+    {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, as axum does.
+                        tracing::warn!(error = %e, "HTTP accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                let shaken = handshake(stream);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, shaken).await {
+                        Ok(Ok(io)) => {
+                            let _ = tx.send((io, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "HTTPS handshake failed")
+                        }
+                        Err(_) => tracing::info!(%peer, "HTTPS handshake timed out"),
+                    }
+                    drop(slot);
+                });
+            }
+        });
+        Ok(HandshakeListener { ready, local })
+    }
+}
+
+impl<Io> axum::serve::Listener for HandshakeListener<Io>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Io;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Io, std::net::SocketAddr) {
+        match self.ready.recv().await {
+            Some(ready) => ready,
+            // The accept task ended (its listener failed for good): serve nothing more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        Ok(self.local)
+    }
 }

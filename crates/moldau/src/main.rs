@@ -164,18 +164,36 @@ impl ShutdownSignal {
 }
 
 /// The HTTP API's settings, from Moldau's own properties (Kafka has none for HTTP):
-/// `http.listener` (`host:port`, default `localhost:8080`), `http.enable` (default
-/// true), `http.max.body.bytes` (default 1 MiB).
+/// `http.listener` (`host:port` or `http://host:port`, default `localhost:8080`;
+/// `https://host:port` serves HTTPS with the `http.ssl.*` settings), `http.enable`
+/// (default true), `http.max.body.bytes` (default 1 MiB).
 struct HttpSettings {
     enable: bool,
     listener: String,
     max_body_bytes: usize,
+    /// TLS for `https://`.
+    tls: Option<moldau_server::config::security::TlsSettings>,
 }
 
 impl HttpSettings {
     fn from_properties(props: &BTreeMap<String, String>) -> anyhow::Result<Self> {
         let get = |k: &str| props.get(k).map(|v| v.trim());
+        let https = get("http.listener").is_some_and(|l| {
+            l.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+        let tls = if https {
+            Some(moldau_server::config::security::http_tls_settings(props)?)
+        } else if let Some(key) = props.keys().find(|k| k.starts_with("http.ssl.")) {
+            anyhow::bail!(
+                "{key} is set but http.listener is not https://host:port: the HTTP API would \
+                 serve plain HTTP"
+            );
+        } else {
+            None
+        };
         Ok(HttpSettings {
+            tls,
             enable: match get("http.enable") {
                 None => true,
                 Some(v) => v
@@ -261,6 +279,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node_id = broker.config.node_id,
         "Moldau broker started"
     );
+    let http_listener = match http_listener {
+        Some(tcp) => Some(HttpListener::new(tcp, http.tls.as_ref())?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = http_listener.map(|listener| {
         let access = http_access(&server, local_access.as_ref());
@@ -338,9 +360,41 @@ fn http_access(
     }
 }
 
+/// The HTTP API's socket: plain HTTP, or HTTPS with each TLS handshake run apart.
+enum HttpListener {
+    Plain(tokio::net::TcpListener),
+    Tls(
+        moldau_http::HandshakeListener<
+            moldau_server::security::tls::ServerTlsStream<tokio::net::TcpStream>,
+        >,
+    ),
+}
+
+impl HttpListener {
+    /// Plain HTTP on `tcp`, or HTTPS with `tls` (its files reloaded when they change, as
+    /// the broker's listeners do).
+    fn new(
+        tcp: tokio::net::TcpListener,
+        tls: Option<&moldau_server::config::security::TlsSettings>,
+    ) -> anyhow::Result<HttpListener> {
+        let Some(settings) = tls else {
+            return Ok(HttpListener::Plain(tcp));
+        };
+        let acceptor = Arc::new(
+            moldau_server::security::tls::TlsAcceptor::new("HTTP".into(), settings.clone())
+                .map_err(|e| anyhow::anyhow!("loading the HTTP API's TLS material: {e}"))?,
+        );
+        let listener = moldau_http::HandshakeListener::new(tcp, move |stream| {
+            let acceptor = acceptor.clone();
+            async move { acceptor.accept(stream).await.map(|(tls, _)| tls) }
+        })?;
+        Ok(HttpListener::Tls(listener))
+    }
+}
+
 /// Serves the HTTP API, talking to this broker over its own Kafka listener.
 async fn serve_http(
-    listener: tokio::net::TcpListener,
+    listener: HttpListener,
     access: moldau_http::Access,
     metrics: moldau_http::MetricsSource,
     max_body_bytes: usize,
@@ -362,7 +416,11 @@ async fn serve_http(
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = moldau_http::serve(listener, state, shutdown).await {
+    let served = match listener {
+        HttpListener::Plain(l) => moldau_http::serve(l, state, shutdown).await,
+        HttpListener::Tls(l) => moldau_http::serve(l, state, shutdown).await,
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "HTTP API stopped");
     }
 }

@@ -711,3 +711,136 @@ async fn moldau_cli_and_client_over_tls_and_sasl() {
     typo.insert("ssl.ca.locaton".into(), "x".into());
     assert!(moldau_client::ClientConfig::from_properties(&typo).is_err());
 }
+
+/// One HTTPS/1.1 request to `addr` trusting the test CA (presenting `cert` when given):
+/// `Ok((status, body))`, or the TLS or I/O error.
+async fn https(
+    pki: &Pki,
+    addr: &str,
+    cert: Option<&str>,
+    path: &str,
+    user: Option<(&str, &str)>,
+) -> std::io::Result<(u16, String)> {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut props: std::collections::BTreeMap<String, String> = [
+        ("security.protocol", "SSL".to_owned()),
+        ("ssl.ca.location", s(pki.path("ca.pem"))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Some(name) = cert {
+        props.insert(
+            "ssl.certificate.location".into(),
+            s(pki.path(&format!("{name}.pem"))),
+        );
+        props.insert(
+            "ssl.key.location".into(),
+            s(pki.path(&format!("{name}.key"))),
+        );
+    }
+    let security = moldau_client::security::Security::from_properties(&props).expect("TLS");
+    let connector = tokio_rustls::TlsConnector::from(security.tls.expect("TLS config"));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await?;
+    let auth = user.map_or(String::new(), |(u, p)| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        format!("Authorization: Basic {b64}\r\n")
+    });
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+/// The HTTP API over HTTPS (`http.listener=https://…`, the broker-wide `ssl.*` key
+/// material, `http.ssl.client.auth=required`), acting through the broker's SASL_SSL
+/// listener as the HTTP Basic user. A client without a certificate and a plaintext HTTP
+/// client are refused at the handshake, and the API keeps serving. Without the HTTPS
+/// listener the first request fails its TLS handshake; without the per-user login the
+/// request without credentials gets 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_api_with_client_certificates_and_basic_users() {
+    use std::io::{Read, Write};
+    let pki = Pki::new("Moldau test CA");
+    pki.leaf("server", "localhost", true, false);
+    pki.leaf("alice", "alice", false, false);
+    let keystore = s(pki.path("server-keystore.pem"));
+    let truststore = s(pki.path("ca.pem"));
+    let broker = TestBroker::start_with(&[
+        ("listeners", "SASL_SSL://127.0.0.1:0"),
+        ("ssl.keystore.location", &keystore),
+        ("ssl.truststore.location", &truststore),
+        ("sasl.enabled.mechanisms", "PLAIN"),
+        ("listener.name.sasl_ssl.plain.sasl.jaas.config", PLAIN_JAAS),
+        ("http.listener", "https://127.0.0.1:0"),
+        ("http.ssl.client.auth", "required"),
+    ]);
+    let addr = broker.http.clone();
+    let alice = Some(("alice", "alice-secret"));
+
+    let (status, body) = https(&pki, &addr, Some("alice"), "/api/topics", alice)
+        .await
+        .expect("HTTPS with a client certificate");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"topics\""), "{body}");
+    let (status, body) = https(&pki, &addr, Some("alice"), "/api/topics", None)
+        .await
+        .expect("HTTPS without credentials");
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = https(
+        &pki,
+        &addr,
+        Some("alice"),
+        "/api/topics",
+        Some(("alice", "wrong")),
+    )
+    .await
+    .expect("HTTPS with a wrong password");
+    assert_eq!(status, 401);
+
+    // No client certificate: the handshake fails (TLS 1.3 reports it at the first read).
+    let refused = https(&pki, &addr, None, "/api/topics", alice).await;
+    assert!(
+        refused.is_err(),
+        "served without a client certificate: {refused:?}"
+    );
+
+    // Plain HTTP on the HTTPS port: no HTTP answer.
+    let mut plain = std::net::TcpStream::connect(&addr).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "plain HTTP was served"
+    );
+
+    // Still serving.
+    let (status, body) = https(&pki, &addr, Some("alice"), "/healthz", None)
+        .await
+        .expect("HTTPS after the refusals");
+    assert_eq!(status, 200, "{body}");
+    assert!(broker.log_text().contains("HTTPS handshake failed"));
+}

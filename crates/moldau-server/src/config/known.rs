@@ -205,6 +205,17 @@ pub fn classify(name: &str) -> Option<Known> {
         let (_listener, setting) = rest.split_once('.')?;
         return classify_listener_setting(setting);
     }
+    if let Some(rest) = name.strip_prefix("http.") {
+        if rest == "ssl.principal.mapping.rules" {
+            return Some(Known::Refused(
+                "HTTP requests act as their HTTP Basic user: client certificates are checked \
+                 (http.ssl.client.auth) but name no principal",
+            ));
+        }
+        if rest.starts_with("ssl.") {
+            return classify(rest);
+        }
+    }
     match name {
         "ssl.keymanager.algorithm"
         | "ssl.trustmanager.algorithm"

@@ -383,6 +383,36 @@ pub(super) fn local_access(
     Ok(candidates.into_iter().find_map(|l| usable(l).ok()))
 }
 
+/// The HTTP API's TLS settings, for `http.listener=https://…`: Kafka's `ssl.*` names
+/// under `http.` (`http.ssl.keystore.location`, `http.ssl.client.auth`, …), each falling
+/// back to the broker-wide `ssl.*` value. The key material is loaded once here so that a
+/// file that does not load stops start-up. Errors name the property.
+pub fn http_tls_settings(p: &BTreeMap<String, String>) -> Result<TlsSettings, ConfigError> {
+    const PREFIX: &str = "listener.name.http.";
+    let mut q: BTreeMap<String, String> = p
+        .iter()
+        .filter(|(k, _)| !k.starts_with("listener.name."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in p {
+        if let Some(rest) = k.strip_prefix("http.ssl.") {
+            q.insert(format!("{PREFIX}ssl.{rest}"), v.clone());
+        }
+    }
+    let named = |mut e: ConfigError| {
+        e.name = e.name.replace(PREFIX, "http.");
+        e.reason = e
+            .reason
+            .replace(PREFIX, "http.")
+            .replace("listener HTTP", "the HTTP API");
+        e
+    };
+    let settings = tls_settings(&q, "HTTP").map_err(named)?;
+    crate::security::tls::server_config(&settings)
+        .map_err(|e| ConfigError::new("http.ssl.keystore.location", "", e))?;
+    Ok(settings)
+}
+
 /// `security.protocol` and the TLS client properties for connecting to `listener`: its
 /// truststore file, host names checked unless `ssl.endpoint.identification.algorithm`
 /// says otherwise, and its keystore file when it asks for client certificates.

@@ -158,6 +158,9 @@ struct Loaded {
     checked: Instant,
 }
 
+/// A TLS server connection over `S`.
+pub type ServerTlsStream<S> = tokio_rustls::server::TlsStream<S>;
+
 /// A listener's TLS acceptor, reloading its key material when the files change.
 pub struct TlsAcceptor {
     settings: TlsSettings,
