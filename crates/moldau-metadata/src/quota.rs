@@ -13,6 +13,15 @@ pub const CLIENT_ID: &str = "client-id";
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 /// `consumer_byte_rate`: bytes/s a consumer may fetch (LONG).
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
+/// `request_percentage` (KIP-124): the share of one request-handling thread a client may
+/// use, in percent per quota window (200 = two threads' time). Kafka's key is a DOUBLE;
+/// Moldau keeps whole percentages.
+pub const REQUEST_PERCENTAGE: &str = "request_percentage";
+
+/// Entity type `ip` (KIP-612): a client address, alone in its entity.
+pub const IP: &str = "ip";
+/// `connection_creation_rate` (KIP-612): connections/s an `ip` may open (INT).
+pub const CONNECTION_CREATION_RATE: &str = "connection_creation_rate";
 
 /// A quota entity: `user` and/or `client-id`, each a name or `None` for the default
 /// (`<default>`). Sorted by type, as Kafka's entity maps are compared.
@@ -61,6 +70,22 @@ pub fn lookup<'a>(
         let entity: QuotaEntity = parts.into_iter().map(|(t, n)| (t.to_owned(), n)).collect();
         let entry = quotas.get(&entity_key(&entity))?;
         entry.values.get(key).map(|v| (entry, *v))
+    })
+}
+
+/// The `connection_creation_rate` that applies to address `ip` (canonical form, as
+/// [`std::net::IpAddr`] prints it): its own entity's, else the default `ip` entity's.
+pub fn lookup_ip<'a>(
+    quotas: &'a BTreeMap<String, QuotaEntry>,
+    ip: &str,
+) -> Option<(&'a QuotaEntry, i64)> {
+    [Some(ip.to_owned()), None].into_iter().find_map(|name| {
+        let entity: QuotaEntity = [(IP.to_owned(), name)].into();
+        let entry = quotas.get(&entity_key(&entity))?;
+        entry
+            .values
+            .get(CONNECTION_CREATION_RATE)
+            .map(|v| (entry, *v))
     })
 }
 

@@ -277,14 +277,24 @@ impl Server {
         // connection counts.
         let inter_broker = &self.broker.config.cluster.inter_broker_listener_name;
         let separate = self.listeners.len() > 1;
+        let held = Arc::new(AtomicUsize::new(0));
         for l in self.listeners {
             let tx = accepted_tx.clone();
             let limits = limits.clone();
             let exempt = separate && *l.name == **inter_broker;
+            let broker = self.broker.clone();
+            let held = held.clone();
             acceptors.spawn(async move {
                 loop {
                     match l.listener.accept().await {
                         Ok((stream, peer)) => {
+                            let stream = match exempt {
+                                true => stream,
+                                false => match throttle_connection(&broker, stream, peer, &held) {
+                                    Some(stream) => stream,
+                                    None => continue,
+                                },
+                            };
                             // At `max.connections` this listener accepts no more until
                             // one closes.
                             let slot = if exempt {
@@ -369,6 +379,46 @@ impl Server {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// Most connections held open at once because their address exceeded its
+/// `connection_creation_rate`; beyond it such connections are closed at once.
+const MAX_HELD_CONNECTIONS: usize = 1024;
+
+/// Applies the `connection_creation_rate` quota of `peer`'s address (KIP-612): a
+/// connection over it is held unserved for the throttle time, then closed, so that the
+/// client's reconnect waits that long, as Kafka does. Returns the stream to serve, or
+/// `None` when it is being held.
+fn throttle_connection(
+    broker: &Broker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    held: &Arc<AtomicUsize>,
+) -> Option<TcpStream> {
+    if !broker.quotas.is_active() {
+        return Some(stream);
+    }
+    let image = broker.image();
+    let now = u64::try_from(crate::replica_manager::now_ms()).unwrap_or(0);
+    let ip = peer.ip().to_canonical().to_string();
+    let ms = broker
+        .quotas
+        .record_connection(&image.client_quotas, &ip, now);
+    if ms == 0 {
+        return Some(stream);
+    }
+    tracing::info!(%peer, throttle_ms = ms, "connection over its address's connection_creation_rate: closing it after the throttle time");
+    if held.fetch_add(1, Ordering::AcqRel) >= MAX_HELD_CONNECTIONS {
+        held.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    let held = held.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        drop(stream);
+        held.fetch_sub(1, Ordering::AcqRel);
+    });
+    None
 }
 
 /// What the reader task hands over: a frame, or the reason the stream is unusable.

@@ -1,5 +1,6 @@
-//! Byte-rate quotas (`producer_byte_rate`, `consumer_byte_rate`; KIP-13, KIP-55) and the
-//! throttling Kafka applies for them (KIP-219): the broker measures each quota entity's
+//! Byte-rate quotas (`producer_byte_rate`, `consumer_byte_rate`; KIP-13, KIP-55), the
+//! request quota (`request_percentage`; KIP-124) and the throttling Kafka applies for
+//! them (KIP-219): the broker measures each quota entity's
 //! rate over `quota.window.num` windows of `quota.window.size.seconds`, answers a request
 //! that takes the rate over its quota at once with `throttle_time_ms`, and stops reading
 //! from that connection for as long ("muting the channel").
@@ -16,13 +17,32 @@
 use moldau_metadata::quota::{self, QuotaEntry};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// One entity's rate: bytes per window, oldest first.
+/// One entity's rate: the amount recorded in each window (bytes, or percent-seconds of
+/// thread time), oldest first.
 #[derive(Debug, Default)]
 struct Windows {
-    samples: VecDeque<(u64, u64)>,
+    samples: VecDeque<(u64, f64)>,
 }
 
-/// The byte-rate sensors of every quota entity in use.
+/// Sensors kept before those idle for a whole measuring horizon are dropped.
+const MAX_SENSORS: usize = 4096;
+
+/// The sensor a client's usage is recorded in: its quota entity with each default
+/// (`<default>`) replaced by the client's own name, so that a default quota holds every
+/// user, client id or address to it separately, as Kafka's does (KIP-55).
+fn sensor_name(entry: &QuotaEntry, user: &str, client_id: &str) -> String {
+    entry
+        .entity
+        .iter()
+        .map(|(t, n)| {
+            let own = if t == quota::USER { user } else { client_id };
+            format!("{t}={}", n.as_deref().unwrap_or(own))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The rate sensors of every quota entity in use.
 #[derive(Debug)]
 pub struct QuotaManager {
     /// Whether any client quota is configured: without one, requests skip quota work
@@ -30,6 +50,7 @@ pub struct QuotaManager {
     active: std::sync::atomic::AtomicBool,
     window_ms: u64,
     windows: usize,
+    /// (quota key, [`sensor_name`]) → its windows.
     sensors: parking_lot::Mutex<HashMap<(&'static str, String), Windows>>,
 }
 
@@ -56,32 +77,77 @@ impl QuotaManager {
         self.active.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Records `bytes` for the client (`user` from its principal, `client_id`) against
-    /// the quota `key` (`producer_byte_rate` or `consumer_byte_rate`) that applies to it
-    /// in `quotas`. Returns the throttle time, ms (0 without a quota or under it).
+    /// The length of one quota window, ms (`quota.window.size.seconds` × 1000).
+    pub fn window_ms(&self) -> u64 {
+        self.window_ms
+    }
+
+    /// Records `amount` for the client (`user` from its principal, `client_id`) against
+    /// the quota `key` that applies to it in `quotas`: bytes for `producer_byte_rate`
+    /// and `consumer_byte_rate`, percent-seconds of thread time for
+    /// `request_percentage` (1 ms of thread time is 0.1). Returns the throttle time, ms
+    /// (0 without a quota or under it).
     pub fn record(
         &self,
         quotas: &BTreeMap<String, QuotaEntry>,
         key: &'static str,
         user: &str,
         client_id: &str,
-        bytes: usize,
+        amount: f64,
         now_ms: u64,
     ) -> u64 {
-        let Some((entry, limit)) = quota::lookup(quotas, user, client_id, key) else {
+        match quota::lookup(quotas, user, client_id, key) {
+            Some((entry, limit)) => {
+                let sensor = sensor_name(entry, user, client_id);
+                self.record_for(key, sensor, limit, amount, now_ms)
+            }
+            None => 0,
+        }
+    }
+
+    /// Records a new connection from `ip` (canonical form) against the
+    /// `connection_creation_rate` that applies to it (KIP-612). Returns 0 to accept it,
+    /// or how long to hold it before closing it, ms (at most one window, as Kafka bounds
+    /// it); a refused connection is taken back out of the rate, as Kafka does.
+    pub fn record_connection(
+        &self,
+        quotas: &BTreeMap<String, QuotaEntry>,
+        ip: &str,
+        now_ms: u64,
+    ) -> u64 {
+        let Some((entry, limit)) = quota::lookup_ip(quotas, ip) else {
             return 0;
         };
+        let key = quota::CONNECTION_CREATION_RATE;
+        let sensor = sensor_name(entry, ip, ip);
+        let ms = self.record_for(key, sensor.clone(), limit, 1.0, now_ms);
+        if ms > 0 {
+            self.take_back(key, sensor, 1.0);
+        }
+        ms.min(self.window_ms)
+    }
+
+    fn record_for(
+        &self,
+        key: &'static str,
+        sensor: String,
+        limit: i64,
+        amount: f64,
+        now_ms: u64,
+    ) -> u64 {
         let limit = limit.max(1) as f64;
+        let horizon = self.window_ms * self.windows as u64;
         let mut sensors = self.sensors.lock();
-        let w = sensors
-            .entry((key, quota::entity_key(&entry.entity)))
-            .or_default();
+        if sensors.len() >= MAX_SENSORS && !sensors.contains_key(&(key, sensor.clone())) {
+            // Sensors of clients gone quiet for a whole horizon hold nothing.
+            sensors.retain(|_, w| w.samples.back().is_some_and(|(s, _)| *s + horizon > now_ms));
+        }
+        let w = sensors.entry((key, sensor)).or_default();
         let start = now_ms - now_ms % self.window_ms;
         match w.samples.back_mut() {
-            Some((s, b)) if *s == start => *b += bytes as u64,
-            _ => w.samples.push_back((start, bytes as u64)),
+            Some((s, b)) if *s == start => *b += amount,
+            _ => w.samples.push_back((start, amount)),
         }
-        let horizon = self.window_ms * self.windows as u64;
         while w
             .samples
             .front()
@@ -89,10 +155,10 @@ impl QuotaManager {
         {
             w.samples.pop_front();
         }
-        let total: u64 = w.samples.iter().map(|(_, b)| b).sum();
+        let total: f64 = w.samples.iter().map(|(_, b)| b).sum();
         let oldest = w.samples.front().map_or(start, |(s, _)| *s);
         let elapsed = (now_ms - oldest).max(self.window_ms) as f64;
-        let rate = total as f64 * 1000.0 / elapsed;
+        let rate = total * 1000.0 / elapsed;
         if rate <= limit {
             return 0;
         }
@@ -109,16 +175,15 @@ impl QuotaManager {
         client_id: &str,
         bytes: usize,
     ) {
-        let Some((entry, _)) = quota::lookup(quotas, user, client_id, key) else {
-            return;
-        };
-        if let Some(w) = self
-            .sensors
-            .lock()
-            .get_mut(&(key, quota::entity_key(&entry.entity)))
-        {
+        if let Some((entry, _)) = quota::lookup(quotas, user, client_id, key) {
+            self.take_back(key, sensor_name(entry, user, client_id), bytes as f64);
+        }
+    }
+
+    fn take_back(&self, key: &'static str, sensor: String, amount: f64) {
+        if let Some(w) = self.sensors.lock().get_mut(&(key, sensor)) {
             if let Some((_, b)) = w.samples.back_mut() {
-                *b = b.saturating_sub(bytes as u64);
+                *b = (*b - amount).max(0.0);
             }
         }
     }
@@ -142,20 +207,39 @@ mod tests {
         let m = QuotaManager::new(2, 1000);
         // Under the quota: 500 bytes over the minimum one-window span.
         assert_eq!(
-            m.record(&quotas, PRODUCER_BYTE_RATE, "alice", "c", 500, 10_000),
+            m.record(&quotas, PRODUCER_BYTE_RATE, "alice", "c", 500.0, 10_000),
             0
         );
         // 3000 bytes within a second: 3000 B/s against 1000 → idle 2 s.
-        let t = m.record(&quotas, PRODUCER_BYTE_RATE, "alice", "c", 2500, 10_500);
+        let t = m.record(&quotas, PRODUCER_BYTE_RATE, "alice", "c", 2500.0, 10_500);
         assert_eq!(t, 2000);
         // Another user has no quota.
         assert_eq!(
-            m.record(&quotas, PRODUCER_BYTE_RATE, "bob", "c", 1 << 30, 10_500),
+            m.record(&quotas, PRODUCER_BYTE_RATE, "bob", "c", 1e9, 10_500),
             0
         );
+        // A default user quota holds each user to it on their own (KIP-55).
+        let entity: QuotaEntity = [(USER.to_owned(), None)].into();
+        let defaults = BTreeMap::from([(
+            quota::entity_key(&entity),
+            QuotaEntry {
+                entity,
+                values: BTreeMap::from([(PRODUCER_BYTE_RATE.to_owned(), 1000)]),
+            },
+        )]);
+        assert_eq!(
+            m.record(&defaults, PRODUCER_BYTE_RATE, "carol", "c", 900.0, 10_500),
+            0
+        );
+        assert_eq!(
+            m.record(&defaults, PRODUCER_BYTE_RATE, "dave", "c", 900.0, 10_500),
+            0,
+            "dave's bytes are not carol's"
+        );
+        assert!(m.record(&defaults, PRODUCER_BYTE_RATE, "dave", "c", 900.0, 10_600) > 0);
         // Later windows push the old bytes out.
         assert_eq!(
-            m.record(&quotas, PRODUCER_BYTE_RATE, "alice", "c", 100, 20_000),
+            m.record(&quotas, PRODUCER_BYTE_RATE, "alice", "c", 100.0, 20_000),
             0
         );
     }

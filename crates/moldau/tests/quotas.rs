@@ -43,11 +43,15 @@ impl ProducerContext for Acked {
 }
 
 fn set_quota(addr: &str, client_id: &str, key: &str, value: f64) {
+    set_quota_of(addr, "client-id", client_id, key, value);
+}
+
+fn set_quota_of(addr: &str, entity_type: &str, name: &str, key: &str, value: f64) {
     let mut conn = Conn::open(addr);
     let req = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
         .with_entity(vec![EntityData::default()
-            .with_entity_type(StrBytes::from_static_str("client-id"))
-            .with_entity_name(Some(StrBytes::from_string(client_id.into())))])
+            .with_entity_type(StrBytes::from_string(entity_type.into()))
+            .with_entity_name(Some(StrBytes::from_string(name.into())))])
         .with_ops(vec![OpData::default()
             .with_key(StrBytes::from_string(key.into()))
             .with_value(value)])]);
@@ -102,6 +106,126 @@ fn produce_rate(
     acked.0.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// `request_percentage` (KIP-124): a client id allowed 1% of one thread's time (10 ms of
+/// handling per second) that sends Metadata requests back to back gets responses with a
+/// `throttle_time_ms` of at most one window (1 s), and its muted connection is served
+/// at a small fraction of the rate of a client id without the quota, which is never
+/// throttled. Without the request quota no response carries a throttle time and the
+/// test fails.
+#[test]
+fn request_percentage_throttles_a_busy_client() {
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    let broker = TestBroker::start();
+    let addr = broker.addr.clone();
+    set_quota(&addr, "busy", "request_percentage", 1.0);
+    // 100 topics make each Metadata answer mostly broker work (encoding them), so the
+    // unthrottled client spends a good share of a thread and the throttled one stands out.
+    let create = kafka_protocol::messages::CreateTopicsRequest::default()
+        .with_topics(
+            (0..100)
+                .map(|i| {
+                    kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                        .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                            format!("t{i}"),
+                        )))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)
+                })
+                .collect(),
+        )
+        .with_timeout_ms(60_000);
+    let created: kafka_protocol::messages::CreateTopicsResponse =
+        Conn::open(&addr).call(ApiKey::CreateTopics, 5, &create);
+    assert!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
+    let all_topics = MetadataRequest::default().with_topics(None);
+    // Requests per second over `seconds` of back-to-back Metadata calls, and the
+    // largest throttle time seen.
+    let run = |client_id: &'static str, seconds: u64| -> (f64, i32) {
+        let mut conn = Conn::open(&addr).with_client_id(client_id);
+        let started = Instant::now();
+        let (mut count, mut max_throttle) = (0u64, 0);
+        while started.elapsed() < Duration::from_secs(seconds) {
+            let r: MetadataResponse = conn.call(ApiKey::Metadata, 12, &all_topics);
+            max_throttle = max_throttle.max(r.throttle_time_ms);
+            count += 1;
+        }
+        (count as f64 / started.elapsed().as_secs_f64(), max_throttle)
+    };
+    let (free_rate, free_throttle) = run("free", 2);
+    let (busy_rate, busy_throttle) = run("busy", 4);
+    println!(
+        "request quota at 1%: {busy_rate:.0} requests/s (largest throttle {busy_throttle} ms); \
+         without a quota: {free_rate:.0} requests/s"
+    );
+    assert_eq!(free_throttle, 0, "a client without a quota was throttled");
+    assert!(busy_throttle > 0, "the busy client was never throttled");
+    assert!(
+        busy_throttle <= 1000,
+        "throttle {busy_throttle} ms is over one window"
+    );
+    assert!(
+        busy_rate * 5.0 < free_rate,
+        "the throttled client ran at {busy_rate:.0}/s against {free_rate:.0}/s unthrottled"
+    );
+}
+
+/// `connection_creation_rate` (KIP-612) for 127.0.0.1 at 5/s: of 30 connections opened
+/// at once, at most a window's worth are served (ApiVersions answered) and the rest are
+/// held, then closed unanswered; other addresses are not limited (the quota names only
+/// this one). Without the quota every connection is served and the test fails.
+#[test]
+fn connection_creation_rate_holds_then_closes_excess_connections() {
+    let broker = TestBroker::start();
+    let addr = broker.addr.clone();
+    set_quota_of(&addr, "ip", "127.0.0.1", "connection_creation_rate", 5.0);
+    let started = Instant::now();
+    let outcomes: Vec<(bool, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..30)
+            .map(|_| {
+                let addr = addr.clone();
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let mut c = Conn::open(&addr);
+                    let served: std::io::Result<kafka_protocol::messages::ApiVersionsResponse> = c
+                        .try_call(
+                            ApiKey::ApiVersions,
+                            3,
+                            &kafka_protocol::messages::ApiVersionsRequest::default(),
+                        );
+                    (served.is_ok(), t.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let served = outcomes.iter().filter(|(ok, _)| *ok).count();
+    let closed: Vec<Duration> = outcomes
+        .iter()
+        .filter(|(ok, _)| !*ok)
+        .map(|(_, t)| *t)
+        .collect();
+    println!(
+        "connection rate quota: {served} of 30 served in {:?}; closed after {:?}",
+        started.elapsed(),
+        closed.iter().max()
+    );
+    assert!(
+        (1..=12).contains(&served),
+        "{served} of 30 connections served at 5/s"
+    );
+    assert!(closed.len() >= 18, "only {} closed", closed.len());
+    assert!(
+        closed.iter().any(|t| *t >= Duration::from_millis(50)),
+        "excess connections were closed at once, not held: {closed:?}"
+    );
+}
+
 #[test]
 fn byte_rate_quotas_throttle_producers_and_consumers() {
     // Kafka's default windows (11 of 1 s); rates are measured after the first 3 s.
@@ -119,7 +243,7 @@ fn byte_rate_quotas_throttle_producers_and_consumers() {
                 .with_entity_type(StrBytes::from_static_str("user"))
                 .with_entity_name(None)])
             .with_ops(vec![OpData::default()
-                .with_key(StrBytes::from_static_str("request_percentage"))
+                .with_key(StrBytes::from_static_str("controller_mutation_rate"))
                 .with_value(50.0)])]),
     );
     assert_eq!(bad.entries[0].error_code, 42);

@@ -2,12 +2,14 @@
 //! byte-rate quotas of users and client ids, kept in the metadata log
 //! ([`moldau_metadata::quota`]) and enforced by [`crate::quotas`].
 //!
-//! Entities are `user` and/or `client-id` with a name, or null for the default. Keys are
-//! `producer_byte_rate` and `consumer_byte_rate` (whole bytes/s, > 0). Kafka's other
-//! keys (`request_percentage`, `controller_mutation_rate`, the `ip` entity's
-//! `connection_creation_rate`) are refused with `INVALID_REQUEST` rather than stored and
-//! not enforced. Describe needs DESCRIBE_CONFIGS on the cluster, Alter ALTER_CONFIGS
-//! (else `CLUSTER_AUTHORIZATION_FAILED`), as in Kafka.
+//! Entities are `user` and/or `client-id`, or `ip` alone, each with a name or null for
+//! the default. Keys: `producer_byte_rate` and `consumer_byte_rate` (whole bytes/s),
+//! `request_percentage` (whole percent of one thread's time; KIP-124) for users and
+//! client ids; `connection_creation_rate` (connections/s; KIP-612) for addresses; each
+//! a whole number > 0. `controller_mutation_rate` (KIP-599) is refused with
+//! `INVALID_REQUEST` rather than stored and not enforced. Describe needs
+//! DESCRIBE_CONFIGS on the cluster, Alter ALTER_CONFIGS (else
+//! `CLUSTER_AUTHORIZATION_FAILED`), as in Kafka.
 
 use super::admin_topics::submit;
 use super::{msg, AclOperation, RequestContext};
@@ -19,7 +21,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use moldau_metadata::controller::MetadataOp;
 use moldau_metadata::quota::{
-    QuotaEntity, CLIENT_ID, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, USER,
+    QuotaEntity, CLIENT_ID, CONNECTION_CREATION_RATE, CONSUMER_BYTE_RATE, IP, PRODUCER_BYTE_RATE,
+    REQUEST_PERCENTAGE, USER,
 };
 use moldau_protocol::error::ResponseError;
 use std::sync::Arc;
@@ -49,7 +52,7 @@ pub async fn describe(
         );
     }
     for c in &req.components {
-        if ![USER, CLIENT_ID].contains(&c.entity_type.as_str()) {
+        if ![USER, CLIENT_ID, IP].contains(&c.entity_type.as_str()) {
             return refuse(
                 ResponseError::InvalidRequest,
                 format!(
@@ -124,15 +127,19 @@ fn entry(
     let mut entity = QuotaEntity::new();
     for part in &e.entity {
         let t = part.entity_type.as_str();
-        if t == "ip" {
-            return Err(invalid(
-                "ip quotas (connection_creation_rate) are not implemented".into(),
-            ));
-        }
-        if ![USER, CLIENT_ID].contains(&t) {
+        if ![USER, CLIENT_ID, IP].contains(&t) {
             return Err(invalid(format!("unknown entity type {t}")));
         }
-        let name = part.entity_name.as_ref().map(|n| n.to_string());
+        let mut name = part.entity_name.as_ref().map(|n| n.to_string());
+        if t == IP {
+            // Stored in canonical form, as connections are matched.
+            if let Some(n) = &name {
+                let ip: std::net::IpAddr = n
+                    .parse()
+                    .map_err(|_| invalid(format!("ip {n:?} is not an IP address")))?;
+                name = Some(ip.to_canonical().to_string());
+            }
+        }
         if name.as_deref() == Some("") {
             return Err(invalid(format!(
                 "an empty {t} name (use null for the default)"
@@ -145,12 +152,24 @@ fn entry(
     if entity.is_empty() {
         return Err(invalid("no entity given".into()));
     }
+    let is_ip = entity.contains_key(IP);
+    if is_ip && entity.len() > 1 {
+        return Err(invalid(
+            "an ip entity cannot be combined with user or client-id".into(),
+        ));
+    }
+    let keys: &[&str] = if is_ip {
+        &[CONNECTION_CREATION_RATE]
+    } else {
+        &[PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE]
+    };
     let mut ops = Vec::with_capacity(e.ops.len());
     for op in &e.ops {
         let key = op.key.as_str();
-        if ![PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE].contains(&key) {
+        if !keys.contains(&key) {
             return Err(invalid(format!(
-                "{key} is not a quota Moldau enforces (producer_byte_rate and consumer_byte_rate are)"
+                "{key} is not a quota Moldau enforces for this entity ({} are)",
+                keys.join(", ")
             )));
         }
         if ops.iter().any(|(k, _): &(String, Option<i64>)| k == key) {
@@ -165,7 +184,7 @@ fn entry(
                 && op.value < 9.2e18)
             {
                 return Err(invalid(format!(
-                    "{key} must be a positive whole number of bytes/s, not {}",
+                    "{key} must be a positive whole number, not {}",
                     op.value
                 )));
             }

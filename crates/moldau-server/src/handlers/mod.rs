@@ -73,9 +73,21 @@ pub enum Dispatch {
 pub trait ResponseBody: Encodable {
     /// Registers the body's record bytes with `rope`; most responses have none.
     fn share_records(&self, _rope: &mut Rope) {}
+
+    /// Raises the body's `throttle_time_ms` to at least `ms` (a request quota's
+    /// throttle, KIP-124); a no-op for bodies without the field.
+    fn raise_throttle_time(&mut self, _ms: i32) {}
 }
 
 macro_rules! no_records {
+    ($($t:ty),* $(,)?) => { $(impl ResponseBody for $t {
+        fn raise_throttle_time(&mut self, ms: i32) {
+            self.throttle_time_ms = self.throttle_time_ms.max(ms);
+        }
+    })* };
+}
+
+macro_rules! unthrottled {
     ($($t:ty),* $(,)?) => { $(impl ResponseBody for $t {})* };
 }
 
@@ -95,7 +107,6 @@ no_records!(
     kafka_protocol::messages::CreateAclsResponse,
     kafka_protocol::messages::DeleteAclsResponse,
     kafka_protocol::messages::DescribeClusterResponse,
-    kafka_protocol::messages::DescribeQuorumResponse,
     kafka_protocol::messages::DeleteRecordsResponse,
     kafka_protocol::messages::OffsetForLeaderEpochResponse,
     kafka_protocol::messages::FindCoordinatorResponse,
@@ -113,20 +124,28 @@ no_records!(
     kafka_protocol::messages::AddPartitionsToTxnResponse,
     kafka_protocol::messages::AddOffsetsToTxnResponse,
     kafka_protocol::messages::EndTxnResponse,
-    kafka_protocol::messages::WriteTxnMarkersResponse,
     kafka_protocol::messages::TxnOffsetCommitResponse,
     kafka_protocol::messages::DescribeProducersResponse,
     kafka_protocol::messages::DescribeTransactionsResponse,
     kafka_protocol::messages::ListTransactionsResponse,
-    kafka_protocol::messages::SaslHandshakeResponse,
-    kafka_protocol::messages::SaslAuthenticateResponse,
     kafka_protocol::messages::DescribeUserScramCredentialsResponse,
     kafka_protocol::messages::AlterUserScramCredentialsResponse,
     kafka_protocol::messages::DescribeClientQuotasResponse,
     kafka_protocol::messages::AlterClientQuotasResponse,
 );
 
+unthrottled!(
+    kafka_protocol::messages::DescribeQuorumResponse,
+    kafka_protocol::messages::WriteTxnMarkersResponse,
+    kafka_protocol::messages::SaslHandshakeResponse,
+    kafka_protocol::messages::SaslAuthenticateResponse,
+);
+
 impl ResponseBody for kafka_protocol::messages::FetchResponse {
+    fn raise_throttle_time(&mut self, ms: i32) {
+        self.throttle_time_ms = self.throttle_time_ms.max(ms);
+    }
+
     fn share_records(&self, rope: &mut Rope) {
         for topic in &self.responses {
             for partition in &topic.partitions {
@@ -417,9 +436,34 @@ impl RequestContext {
             key,
             self.user(),
             self.client_id.as_deref().unwrap_or(""),
-            bytes,
+            bytes as f64,
             now,
         );
+        if ms > 0 {
+            self.muted_until_ms
+                .fetch_max(now + ms, std::sync::atomic::Ordering::AcqRel);
+        }
+        ms
+    }
+
+    /// Records `busy` (the time a runtime thread spent decoding and handling this
+    /// request) against the `request_percentage` quota that applies to this client, and
+    /// mutes the connection for the throttle time, which it returns (ms; at most one quota
+    /// window, as Kafka bounds it; 0 without a quota or under it). KIP-124.
+    pub fn throttle_request(&self, broker: &Broker, busy: std::time::Duration) -> u64 {
+        let image = broker.image();
+        let now = u64::try_from(crate::replica_manager::now_ms()).unwrap_or(0);
+        let ms = broker
+            .quotas
+            .record(
+                &image.client_quotas,
+                moldau_metadata::quota::REQUEST_PERCENTAGE,
+                self.user(),
+                self.client_id.as_deref().unwrap_or(""),
+                busy.as_secs_f64() * 100.0,
+                now,
+            )
+            .min(broker.quotas.window_ms());
         if ms > 0 {
             self.muted_until_ms
                 .fetch_max(now + ms, std::sync::atomic::Ordering::AcqRel);
@@ -465,7 +509,7 @@ fn run<Req, Resp, F, Fut>(
     f: F,
 ) -> Dispatch
 where
-    Req: Decodable,
+    Req: Decodable + 'static,
     Resp: ResponseBody,
     F: FnOnce(Arc<Broker>, RequestContext, Req) -> Fut,
     Fut: Future<Output = Resp> + Send + 'static,
@@ -474,17 +518,85 @@ where
     let Ok(api_key) = ApiKey::try_from(header.request_api_key) else {
         return Dispatch::Close("unknown api key".into());
     };
+    // With any client quota configured, the request's thread time is measured for the
+    // request quota: decoding, every poll of its handler, encoding (not the time it
+    // waits, as for replication or a fetch's max.wait.ms: Kafka counts thread time too).
+    let started = broker.quotas.is_active().then(std::time::Instant::now);
     let req: Req = match decode(&mut body, version) {
         Ok(r) => r,
         Err(e) => return Dispatch::Close(format!("{api_key:?} v{version}: {e}")),
     };
     let ctx = context(conn, &header);
     let correlation_id = header.correlation_id;
-    let fut = f(broker, ctx, req);
+    let Some(started) = started else {
+        let fut = f(broker, ctx, req);
+        return Dispatch::Respond(Box::pin(async move {
+            let resp = fut.await;
+            encode_response(api_key, version, correlation_id, &resp)
+        }));
+    };
+    let exempt = request_quota_exempt(&req);
+    let decoding = started.elapsed();
+    let quota_ctx = ctx.clone();
+    let fut = f(broker.clone(), ctx, req);
     Dispatch::Respond(Box::pin(async move {
-        let resp = fut.await;
+        let (mut resp, polling) = BusyTime::new(fut).await;
+        let mut busy = decoding + polling;
+        let encoding = std::time::Instant::now();
+        if exempt {
+            return encode_response(api_key, version, correlation_id, &resp);
+        }
+        // The encode is timed on a first pass whose result is kept unless a throttle
+        // must be written into the body.
+        let reply = encode_response(api_key, version, correlation_id, &resp);
+        busy += encoding.elapsed();
+        let ms = quota_ctx.throttle_request(&broker, busy);
+        if ms == 0 {
+            return reply;
+        }
+        resp.raise_throttle_time(i32::try_from(ms).unwrap_or(i32::MAX));
         encode_response(api_key, version, correlation_id, &resp)
     }))
+}
+
+/// Requests the request quota does not hold back, as Kafka exempts what needs
+/// CLUSTER_ACTION: a follower's Fetch and the coordinator's WriteTxnMarkers.
+fn request_quota_exempt<Req: 'static>(req: &Req) -> bool {
+    let any: &dyn std::any::Any = req;
+    if let Some(fetch) = any.downcast_ref::<kafka_protocol::messages::FetchRequest>() {
+        return *fetch.replica_id >= 0 || *fetch.replica_state.replica_id >= 0;
+    }
+    any.is::<kafka_protocol::messages::WriteTxnMarkersRequest>()
+}
+
+/// A future with the time spent inside its `poll` calls (the thread time of an async
+/// handler, without the time it waits).
+struct BusyTime<F> {
+    inner: std::pin::Pin<Box<F>>,
+    busy: std::time::Duration,
+}
+
+impl<F: Future> BusyTime<F> {
+    fn new(inner: F) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            busy: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl<F: Future> Future for BusyTime<F> {
+    type Output = (F::Output, std::time::Duration);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let started = std::time::Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        self.busy += started.elapsed();
+        polled.map(|out| (out, self.busy))
+    }
 }
 
 /// `Some(message)` as the protocol's nullable string.

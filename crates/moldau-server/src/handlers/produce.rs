@@ -273,7 +273,8 @@ pub fn handle(
         });
     // The producer's byte-rate quota counts what it sends (Kafka counts the request);
     // without any quota configured nothing is summed.
-    let throttle_ms = if broker.quotas.is_active() {
+    let started = broker.quotas.is_active().then(std::time::Instant::now);
+    let throttle_ms = if started.is_some() {
         let sent: usize = req
             .topic_data
             .iter()
@@ -373,6 +374,12 @@ pub fn handle(
                 .with_partition_responses(partitions),
         );
     }
+    // The request quota counts the appends' thread time (KIP-124); the wait for the
+    // followers is not thread time.
+    let throttle_ms = match started {
+        Some(started) => throttle_ms.max(ctx.throttle_request(broker, started.elapsed())),
+        None => throttle_ms,
+    };
     if acks == 0 {
         return if any_error {
             Dispatch::Close("acks=0 produce failed; closing the connection tells the client".into())

@@ -283,13 +283,13 @@ pub async fn users(ctx: &Context, command: UsersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Client quota subcommands. `--user` and `--client-id` name the entity; `<default>`
-/// names the default one, as Kafka writes it.
+/// Client quota subcommands. `--user` and `--client-id`, or `--ip`, name the entity;
+/// `<default>` names the default one, as Kafka writes it.
 #[derive(clap::Subcommand)]
 pub enum QuotasCommand {
     /// Every client quota.
     List,
-    /// Sets byte-rate quotas of a user and/or client id.
+    /// Sets quotas of a user and/or client id, or of an address.
     Set {
         #[command(flatten)]
         entity: EntityArgs,
@@ -299,12 +299,19 @@ pub enum QuotasCommand {
         /// Bytes/s the client may fetch.
         #[arg(long)]
         consumer_byte_rate: Option<u64>,
+        /// Percent of one request thread's time the client may use (KIP-124).
+        #[arg(long)]
+        request_percentage: Option<u64>,
+        /// Connections/s the address may open (KIP-612; with --ip).
+        #[arg(long)]
+        connection_creation_rate: Option<u64>,
     },
-    /// Removes a quota of a user and/or client id.
+    /// Removes a quota of a user and/or client id, or of an address.
     Delete {
         #[command(flatten)]
         entity: EntityArgs,
-        /// producer_byte_rate or consumer_byte_rate.
+        /// producer_byte_rate, consumer_byte_rate, request_percentage or
+        /// connection_creation_rate.
         #[arg(long)]
         key: String,
     },
@@ -319,6 +326,9 @@ pub struct EntityArgs {
     /// Client id (`<default>` for the default client id).
     #[arg(long)]
     client_id: Option<String>,
+    /// Client address (`<default>` for the default address).
+    #[arg(long)]
+    ip: Option<String>,
 }
 
 impl EntityArgs {
@@ -331,8 +341,11 @@ impl EntityArgs {
         if let Some(c) = &self.client_id {
             e.push(("client-id".to_owned(), name(c)));
         }
+        if let Some(ip) = &self.ip {
+            e.push(("ip".to_owned(), name(ip)));
+        }
         if e.is_empty() {
-            anyhow::bail!("name the entity: --user and/or --client-id");
+            anyhow::bail!("name the entity: --user and/or --client-id, or --ip");
         }
         Ok(e)
     }
@@ -370,15 +383,23 @@ pub async fn quotas(ctx: &Context, command: QuotasCommand) -> anyhow::Result<()>
             entity,
             producer_byte_rate,
             consumer_byte_rate,
+            request_percentage,
+            connection_creation_rate,
         } => {
             let e = entity.entity()?;
-            if producer_byte_rate.is_none() && consumer_byte_rate.is_none() {
-                anyhow::bail!("give --producer-byte-rate and/or --consumer-byte-rate");
-            }
-            for (key, value) in [
+            let values = [
                 ("producer_byte_rate", producer_byte_rate),
                 ("consumer_byte_rate", consumer_byte_rate),
-            ] {
+                ("request_percentage", request_percentage),
+                ("connection_creation_rate", connection_creation_rate),
+            ];
+            if values.iter().all(|(_, v)| v.is_none()) {
+                anyhow::bail!(
+                    "give --producer-byte-rate, --consumer-byte-rate, --request-percentage \
+                     or --connection-creation-rate"
+                );
+            }
+            for (key, value) in values {
                 if let Some(v) = value {
                     admin.alter_client_quota(&e, key, Some(v as f64)).await?;
                     println!("{}: {key}={v}", entity_text(&e));

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub struct Conn {
     stream: TcpStream,
     correlation: i32,
+    client_id: &'static str,
 }
 
 impl Conn {
@@ -23,7 +24,15 @@ impl Conn {
         Conn {
             stream,
             correlation: 0,
+            client_id: "versions-test",
         }
+    }
+
+    /// The same connection, sending `client_id` in its request headers.
+    #[allow(dead_code)]
+    pub fn with_client_id(mut self, client_id: &'static str) -> Conn {
+        self.client_id = client_id;
+        self
     }
 
     /// Sends `req` as `key` v`version` and decodes the response at that version.
@@ -81,7 +90,7 @@ impl Conn {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("versions-test")));
+            .with_client_id(Some(StrBytes::from_static_str(self.client_id)));
         let mut buf = BytesMut::new();
         header
             .encode(&mut buf, key.request_header_version(version))
