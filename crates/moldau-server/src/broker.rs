@@ -115,7 +115,7 @@ impl Broker {
         let mut meta =
             MetaProperties::load(&dir, config.node_id).map_err(StartError::Inconsistent)?;
         let cluster = &config.cluster;
-        let pool = Arc::new(RpcPool::default());
+        let pool = Arc::new(RpcPool::new(config.cluster.controller_client.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let (quorum, local, view, feed) = if cluster.roles.controller {
             let (quorum, local) =
@@ -535,7 +535,33 @@ async fn start_controller(
     ));
     if let Some(listener) = controller_listener {
         let lease = Duration::from_millis(quorum.raft.config().election_timeout_max);
+        let name = cluster
+            .controller_listener_names
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let security = config.security.get(&name);
+        let tls = match security.and_then(|s| s.tls.clone()) {
+            Some(settings) => Some(
+                crate::security::tls::TlsAcceptor::new(name.as_str().into(), settings).map_err(
+                    |reason| StartError::Io {
+                        context: format!("loading TLS material of listener {name}"),
+                        source: std::io::Error::other(reason),
+                    },
+                )?,
+            ),
+            None => None,
+        };
+        let auth = crate::cluster::listener::ControllerAuth {
+            listener: name.as_str().into(),
+            tls,
+            sasl: security.and_then(|s| s.sasl.clone()).map(Arc::new),
+            authorizer: config.authorizer.clone(),
+            max_receive_bytes: config.auth.sasl_max_receive_size,
+            failed_delay_ms: config.auth.failed_authentication_delay_ms,
+        };
         let service = ControllerService {
+            auth: Arc::new(auth),
             quorum: quorum.clone(),
             controller: local.clone(),
             leader_watch: Arc::new(LeaderWatch::new(

@@ -22,6 +22,8 @@
 
 mod common;
 
+use common::pki::Pki;
+
 use bytes::Bytes;
 use common::wire::Conn;
 use common::TestBroker;
@@ -33,7 +35,6 @@ use kafka_protocol::messages::{
     SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -43,69 +44,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A certificate authority and the files of what it signed.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let ca = params.self_signed(&ca_key).expect("CA");
-        let pki = Pki {
-            dir: tempfile::tempdir().expect("tempdir"),
-            ca,
-            ca_key,
-        };
-        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).expect("write CA");
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Signs a leaf; writes `<name>.pem` (certificate) and `<name>.key`, and
-    /// `<name>-keystore.pem` (key then certificate, as `ssl.keystore.location` takes).
-    fn leaf(&self, name: &str, cn: &str, server: bool, expired: bool) {
-        let key = KeyPair::generate().expect("key");
-        let sans = if server {
-            vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
-        } else {
-            Vec::new()
-        };
-        let mut params = CertificateParams::new(sans).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, "eng");
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let cert = params
-            .signed_by(&key, &self.ca, &self.ca_key)
-            .expect("sign");
-        std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).expect("write");
-        std::fs::write(self.path(&format!("{name}.key")), key.serialize_pem()).expect("write");
-        std::fs::write(
-            self.path(&format!("{name}-keystore.pem")),
-            format!("{}{}", key.serialize_pem(), cert.pem()),
-        )
-        .expect("write");
-    }
-}
 
 fn s(p: PathBuf) -> String {
     p.display().to_string()

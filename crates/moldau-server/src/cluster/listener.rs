@@ -1,15 +1,183 @@
 //! The controller listener: serves [`super::rpc`] requests (Raft messages and the
 //! controller API) on each connection, many at a time, answers in completion order.
+//!
+//! A connection is first secured as the listener's protocol says ([`ControllerAuth`]):
+//! TLS, then on a SASL listener Kafka's SaslHandshake/SaslAuthenticate exchange, and
+//! with an authorizer the principal must be a super user or hold CLUSTER_ACTION on the
+//! cluster (what Kafka's controllers require of the brokers and controllers that talk
+//! to them). A PLAINTEXT controller listener authenticates no one and is trusted, so it
+//! belongs on a private network.
 
 use super::controller::{ControllerRequest, QuorumController};
 use super::leader_watch::LeaderWatch;
-use super::rpc::{frame, read_frame, unframe, RpcRequest, RpcResponse};
+use super::rpc::{frame, read_frame, read_frame_within, unframe, RpcRequest, RpcResponse};
+use crate::config::security::{AuthorizerSettings, SaslSettings};
+use crate::handlers::Reply;
+use crate::security::sasl::{Authenticator, Outcome};
+use crate::security::tls::TlsAcceptor;
 use moldau_metadata::cluster::{Heartbeat, Registration};
 use moldau_metadata::quorum::Quorum;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+
+/// How long a connection may take to finish its TLS handshake and SASL exchange.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the controller listener authenticates and authorizes its connections.
+#[derive(Default)]
+pub struct ControllerAuth {
+    /// The listener's name, for the log.
+    pub listener: Arc<str>,
+    /// TLS (SSL and SASL_SSL).
+    pub tls: Option<TlsAcceptor>,
+    /// SASL (SASL_PLAINTEXT and SASL_SSL).
+    pub sasl: Option<Arc<SaslSettings>>,
+    /// The ACL authorizer, if on: an authenticated principal needs CLUSTER_ACTION.
+    pub authorizer: Option<AuthorizerSettings>,
+    /// `sasl.server.max.receive.size`: the largest frame before authentication, bytes.
+    pub max_receive_bytes: usize,
+    /// `connection.failed.authentication.delay.ms`.
+    pub failed_delay_ms: u64,
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+async fn write_reply(wr: &mut Writer, reply: &Reply) -> std::io::Result<()> {
+    if let Reply::Send(chunks) = reply {
+        for chunk in chunks {
+            wr.write_all(chunk).await?;
+        }
+        wr.flush().await?;
+    }
+    Ok(())
+}
+
+impl ControllerAuth {
+    /// Secures `stream` as the listener requires. `None`: refused (logged at INFO), the
+    /// connection is to be closed.
+    async fn establish(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        quorum: &Quorum,
+    ) -> std::io::Result<Option<(Reader, Writer)>> {
+        let listener = &self.listener;
+        let (mut rd, mut wr, mut principal): (Reader, Writer, String) = match &self.tls {
+            None => {
+                let (r, w) = stream.into_split();
+                (
+                    Box::new(r),
+                    Box::new(w),
+                    crate::security::ANONYMOUS.to_owned(),
+                )
+            }
+            Some(acceptor) => {
+                match tokio::time::timeout(AUTH_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok((tls, cert))) => {
+                        let (r, w) = tokio::io::split(tls);
+                        let principal = cert.map_or_else(
+                            || crate::security::ANONYMOUS.to_owned(),
+                            |name| format!("User:{name}"),
+                        );
+                        (Box::new(r), Box::new(w), principal)
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, %listener, error = %e, "controller listener: TLS handshake failed; closing");
+                        return Ok(None);
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, %listener, "controller listener: TLS handshake not finished in time; closing");
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        if let Some(settings) = &self.sasl {
+            let view = quorum.view.clone();
+            let mut exchange = Authenticator::new(
+                settings.clone(),
+                Arc::new(move |user, mechanism| {
+                    view.image()
+                        .scram_credentials
+                        .get(user)?
+                        .get(mechanism.name())
+                        .cloned()
+                }),
+                0,
+            );
+            let deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+            loop {
+                let frame = match tokio::time::timeout_at(
+                    deadline,
+                    read_frame_within(&mut rd, self.max_receive_bytes),
+                )
+                .await
+                {
+                    Ok(Ok(Some(frame))) => frame,
+                    Ok(Ok(None)) => return Ok(None),
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, %listener, error = %e, "controller listener: bad frame before authentication; closing");
+                        return Ok(None);
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, %listener, "controller listener: not authenticated in time; closing");
+                        return Ok(None);
+                    }
+                };
+                match exchange.on_frame(bytes::Bytes::from(frame)) {
+                    Outcome::Continue(reply) => write_reply(&mut wr, &reply).await?,
+                    Outcome::Authenticated { reply, user, .. } => {
+                        write_reply(&mut wr, &reply).await?;
+                        principal = format!("User:{user}");
+                        break;
+                    }
+                    Outcome::Failed { reply, reason } => {
+                        tracing::info!(%peer, %listener, %reason, "controller listener: SASL authentication failed; closing");
+                        tokio::time::sleep(Duration::from_millis(self.failed_delay_ms)).await;
+                        if let Some(reply) = reply {
+                            write_reply(&mut wr, &reply).await?;
+                        }
+                        return Ok(None);
+                    }
+                    Outcome::Close(reason) => {
+                        tracing::info!(%peer, %listener, %reason, "controller listener: closing during SASL authentication");
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        let secured = self.tls.is_some() || self.sasl.is_some();
+        if let (true, Some(authorizer)) = (secured, &self.authorizer) {
+            let allowed = authorizer.super_users.contains(&principal)
+                || moldau_metadata::acl::authorize(
+                    quorum.view.image().acls.values(),
+                    &principal,
+                    &crate::handlers::canonical_host(&peer.ip().to_string()),
+                    moldau_metadata::acl::AclOperation::ClusterAction,
+                    moldau_metadata::acl::ResourceType::Cluster,
+                    crate::handlers::CLUSTER,
+                    authorizer.allow_if_no_acl,
+                );
+            if !allowed {
+                tracing::info!(
+                    target: "moldau::authorizer",
+                    %principal,
+                    operation = "CLUSTER_ACTION",
+                    resource = "Cluster:kafka-cluster",
+                    client = %peer.ip(),
+                    "authorization denied: controller listener connection closed"
+                );
+                return Ok(None);
+            }
+        }
+        Ok(Some((rd, wr)))
+    }
+}
 
 /// Requests one connection may have in flight.
 const MAX_IN_FLIGHT: usize = 256;
@@ -23,6 +191,8 @@ pub struct ControllerService {
     pub controller: Arc<QuorumController>,
     /// Quick elections when the leader's process dies.
     pub leader_watch: Arc<LeaderWatch>,
+    /// How connections authenticate.
+    pub auth: Arc<ControllerAuth>,
 }
 
 impl ControllerService {
@@ -69,8 +239,11 @@ impl ControllerService {
 
     async fn connection(&self, stream: TcpStream) -> std::io::Result<()> {
         stream.set_nodelay(true)?;
-        let peer = stream.peer_addr()?.ip();
-        let (mut rd, mut wr) = stream.into_split();
+        let addr = stream.peer_addr()?;
+        let peer = addr.ip();
+        let Some((mut rd, mut wr)) = self.auth.establish(stream, addr, &self.quorum).await? else {
+            return Ok(());
+        };
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
         let writer = tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {

@@ -12,6 +12,11 @@
 //! JSON over one framed connection keeps the Raft messages exactly as openraft defines
 //! them; client tools reach the quorum through the broker listener (DescribeQuorum,
 //! DescribeCluster), never through this one.
+//!
+//! Connections are secured as the controller listener's protocol says: TLS first, then,
+//! on a SASL listener, Kafka's own SaslHandshake/SaslAuthenticate exchange (the same
+//! frames and mechanisms as on broker listeners, `sasl.mechanism.controller.protocol`),
+//! and only then the frames above ([`super::listener`] checks the principal).
 
 use super::controller::{ControllerOk, ControllerRequest, RemoteError};
 use moldau_metadata::quorum::{NodeId, TypeConfig};
@@ -26,9 +31,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 /// Largest frame either side accepts, bytes (snapshot chunks are the largest messages).
@@ -94,7 +97,16 @@ pub enum RpcError {
 
 /// Reads one frame (`None` at a clean end of stream). Errors: a frame above
 /// [`MAX_FRAME_BYTES`] or a broken stream.
-pub async fn read_frame(rd: &mut OwnedReadHalf) -> std::io::Result<Option<Vec<u8>>> {
+pub async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    read_frame_within(rd, MAX_FRAME_BYTES).await
+}
+
+/// [`read_frame`] with a cap of `max_bytes` (before authentication a SASL listener
+/// takes frames up to `sasl.server.max.receive.size` only).
+pub async fn read_frame_within<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    max_bytes: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -102,10 +114,10 @@ pub async fn read_frame(rd: &mut OwnedReadHalf) -> std::io::Result<Option<Vec<u8
         Err(e) => return Err(e),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
+    if len > max_bytes {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_FRAME_BYTES}"),
+            format!("frame of {len} bytes exceeds {max_bytes}"),
         ));
     }
     // Grows with the bytes that arrive, never with the claimed size alone.
@@ -139,7 +151,7 @@ pub fn unframe<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> std::io::Result<(u
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<RpcResponse>>>>;
 
 struct Conn {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Pending,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -154,15 +166,19 @@ impl Drop for Conn {
 /// timeout (a stuck connection must not hold later requests behind it).
 pub struct RpcClient {
     addr: String,
+    security: moldau_client::security::Security,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     next_id: AtomicU64,
 }
 
 impl RpcClient {
-    /// A client for `addr` (`host:port`); connects lazily.
-    pub fn new(addr: String) -> Self {
+    /// A client for `addr` (`host:port`), connecting lazily with `security` (TLS and
+    /// SASL as the controller listener requires;
+    /// [`crate::config::ClusterConfig::controller_client`]).
+    pub fn new(addr: String, security: moldau_client::security::Security) -> Self {
         Self {
             addr,
+            security,
             conn: tokio::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
         }
@@ -180,19 +196,25 @@ impl RpcClient {
                 return Ok(c.clone());
             }
         }
-        let io = |source| RpcError::Io {
-            addr: self.addr.clone(),
-            source,
-        };
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(&self.addr))
+        let (mut rd, wr) = moldau_client::security::connect(&self.addr, &self.security, timeout)
             .await
-            .map_err(|_| RpcError::Timeout {
-                addr: self.addr.clone(),
-                timeout_ms: timeout.as_millis() as u64,
-            })?
-            .map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
-        let (mut rd, wr) = stream.into_split();
+            .map_err(|e| match e {
+                moldau_client::Error::Timeout(_) => RpcError::Timeout {
+                    addr: self.addr.clone(),
+                    timeout_ms: timeout.as_millis() as u64,
+                },
+                moldau_client::Error::Connect { source, .. } => RpcError::Io {
+                    addr: self.addr.clone(),
+                    source,
+                },
+                other => RpcError::Io {
+                    addr: self.addr.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        other.to_string(),
+                    ),
+                },
+            })?;
         let pending: Pending = Arc::default();
         let waiting = pending.clone();
         let reader = tokio::spawn(async move {
@@ -288,16 +310,25 @@ impl Drop for PendingGuard {
 /// Clients by peer address, shared by the Raft network and the controller channel.
 #[derive(Default)]
 pub struct RpcPool {
+    security: moldau_client::security::Security,
     clients: Mutex<HashMap<String, Arc<RpcClient>>>,
 }
 
 impl RpcPool {
+    /// A pool whose clients connect with `security`.
+    pub fn new(security: moldau_client::security::Security) -> Self {
+        Self {
+            security,
+            clients: Mutex::default(),
+        }
+    }
+
     /// The client for `addr`, created on first use.
     pub fn get(&self, addr: &str) -> Arc<RpcClient> {
         self.clients
             .lock()
             .entry(addr.to_owned())
-            .or_insert_with(|| Arc::new(RpcClient::new(addr.to_owned())))
+            .or_insert_with(|| Arc::new(RpcClient::new(addr.to_owned(), self.security.clone())))
             .clone()
     }
 }

@@ -50,6 +50,15 @@ pub struct ClusterConfig {
     /// with `sasl.mechanism.inter.broker.protocol` and the `username`/`password` of the
     /// listener's JAAS config for that mechanism; PLAINTEXT by default.
     pub inter_broker_client: moldau_client::security::Security,
+    /// The protocol of the controller listener (the first of
+    /// `controller.listener.names`, from `listener.security.protocol.map`; PLAINTEXT by
+    /// default).
+    pub controller_protocol: listeners::SecurityProtocol,
+    /// How this node connects to the controllers: TLS with the controller listener's
+    /// truststore (and its keystore when one is set), SASL with
+    /// `sasl.mechanism.controller.protocol` and the `username`/`password` of the
+    /// controller listener's JAAS config for that mechanism; PLAINTEXT by default.
+    pub controller_client: moldau_client::security::Security,
     /// `cluster.id`: the id the quorum adopts when it forms (Moldau extension; Kafka sets
     /// it with `kafka-storage.sh format`). `None`: the first active controller picks one.
     pub cluster_id: Option<String>,
@@ -293,25 +302,10 @@ pub(super) fn resolve(
         }
         None => "PLAINTEXT".to_owned(),
     };
-    if explicit {
-        // Controllers and the brokers talk to them over Moldau's own RPC, which speaks
-        // neither TLS nor SASL yet.
-        for l in &listeners {
-            if is_controller(&l.name) && l.protocol != listeners::SecurityProtocol::Plaintext {
-                return Err(err(
-                    "controller.listener.names",
-                    p,
-                    format!(
-                        "controller listener {} uses {}, but controller connections are \
-                         PLAINTEXT only (TLS and SASL to the controllers are not implemented \
-                         yet): give it PLAINTEXT, on a private network",
-                        l.name,
-                        l.protocol.name()
-                    ),
-                ));
-            }
-        }
-    }
+    let controller_protocol = controller_listener_names
+        .first()
+        .and_then(|name| map.protocol(name, true))
+        .unwrap_or(listeners::SecurityProtocol::Plaintext);
     if roles.broker
         && !broker_listeners
             .iter()
@@ -465,6 +459,8 @@ pub(super) fn resolve(
         controller_listener_names,
         inter_broker_listener_name,
         inter_broker_client: Default::default(),
+        controller_protocol,
+        controller_client: Default::default(),
         cluster_id,
         broker_session_timeout_ms: session,
         broker_heartbeat_interval_ms: heartbeat,
@@ -695,8 +691,41 @@ mod tests {
                     "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"
                 ),
             ])),
-            "controller.listener.names",
-            "controller TLS is not implemented"
+            "ssl.keystore.location",
+            "an SSL controller listener needs key material"
+        );
+        assert_eq!(
+            error_names(kraft(&[
+                (
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+                ),
+                ("sasl.enabled.mechanisms", "PLAIN"),
+                (
+                    "listener.name.controller.plain.sasl.jaas.config",
+                    "x required user_a=\"b\";"
+                ),
+            ])),
+            "sasl.mechanism.controller.protocol",
+            "nodes must be told how to log in to a SASL controller listener"
+        );
+        assert_eq!(
+            error_names(kraft(&[
+                ("process.roles", "broker"),
+                ("node.id", "4"),
+                ("listeners", "PLAINTEXT://:9092"),
+                (
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+                ),
+                ("sasl.mechanism.controller.protocol", "PLAIN"),
+                (
+                    "listener.name.controller.plain.sasl.jaas.config",
+                    "x required username=\"b\" password=\"c\";"
+                ),
+            ])),
+            "ok",
+            "a broker-only node logs in to SASL controllers with the listener's JAAS options"
         );
         assert_eq!(
             error_names(kraft(&[(

@@ -86,6 +86,7 @@ const USED: &[&str] = &[
     "replica.lag.time.max.ms",
     "replica.socket.timeout.ms",
     "sasl.enabled.mechanisms",
+    "sasl.mechanism.controller.protocol",
     "sasl.mechanism.inter.broker.protocol",
     "sasl.server.max.receive.size",
     "security.inter.broker.protocol",
@@ -167,10 +168,6 @@ const SSL_USED: &[&str] = &[
 ];
 
 const JAVA_TLS: &str = "a Java TLS implementation detail; Moldau's TLS is rustls";
-const INTER_BROKER_PLAIN: &str =
-    "controller connections are PLAINTEXT in Moldau (TLS and SASL to the controllers are \
-     not implemented yet)";
-
 /// Settings accepted under `listener.name.<listener>.`.
 fn classify_listener_setting(rest: &str) -> Option<Known> {
     if SSL_USED.contains(&rest)
@@ -220,7 +217,6 @@ pub fn classify(name: &str) -> Option<Known> {
         "ssl.keymanager.algorithm"
         | "ssl.trustmanager.algorithm"
         | "ssl.secure.random.implementation" => return Some(Known::NoEffect(JAVA_TLS)),
-        "sasl.mechanism.controller.protocol" => return Some(Known::NoEffect(INTER_BROKER_PLAIN)),
         "ssl.key.password" | "ssl.keystore.password" | "ssl.truststore.password" => {
             return Some(Known::Refused(
                 "Moldau reads unencrypted PEM keys only (no password-protected keys or stores): \

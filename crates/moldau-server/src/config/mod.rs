@@ -281,10 +281,18 @@ impl BrokerConfig {
                 }
             };
         let (mut cluster, listeners, advertised_listeners) = cluster::resolve(p)?;
-        let (security, auth, unused) = security::resolve(p, &listeners)?;
+        let controller = cluster
+            .controller_listener_names
+            .first()
+            .map(|name| (name.as_str(), cluster.controller_protocol));
+        let (security, auth, unused) = security::resolve(p, &listeners, controller)?;
         if cluster.explicit && cluster.roles.broker {
             cluster.inter_broker_client =
                 security::inter_broker_client(p, &cluster.inter_broker_listener_name, &security)?;
+        }
+        if let Some(name) = cluster.controller_listener_names.first() {
+            cluster.controller_client =
+                security::controller_client(p, name, cluster.controller_protocol)?;
         }
         no_effect.extend(unused);
         let authorizer = security::authorizer(p, &mut no_effect)?;

@@ -278,6 +278,92 @@ pub(super) fn inter_broker_client(
         .map_err(|e| ConfigError::new("inter.broker.listener.name", listener, e.to_string()))
 }
 
+/// How this node connects to the controllers' listener `listener` (its protocol
+/// `protocol`, from `listener.security.protocol.map`): TLS trusting
+/// `ssl.truststore.location` (prefixed by `listener.name.<listener>.` or not), presenting
+/// `ssl.keystore.location` when one is set; SASL with `sasl.mechanism.controller.protocol`
+/// and the `username`/`password` options of the listener's JAAS config for it, as Kafka's
+/// nodes log in to the controllers. Read from the properties, as a broker-only node has
+/// no such listener of its own. Errors name the missing or unusable setting.
+pub(super) fn controller_client(
+    p: &BTreeMap<String, String>,
+    listener: &str,
+    protocol: SecurityProtocol,
+) -> Result<moldau_client::security::Security, ConfigError> {
+    let lower = listener.to_ascii_lowercase();
+    let mut props = BTreeMap::new();
+    props.insert("security.protocol".to_owned(), protocol.name().to_owned());
+    if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
+        let Some((_, truststore)) = listener_value(p, listener, "ssl.truststore.location") else {
+            return Err(ConfigError::new(
+                "ssl.truststore.location",
+                "",
+                format!(
+                    "the controller listener {listener} uses TLS: nodes check the controllers' \
+                     certificates against a truststore file, so set \
+                     listener.name.{lower}.ssl.truststore.location (or ssl.truststore.location)"
+                ),
+            ));
+        };
+        props.insert(
+            "ssl.truststore.location".to_owned(),
+            truststore.trim().to_owned(),
+        );
+        for key in [
+            "ssl.keystore.location",
+            "ssl.endpoint.identification.algorithm",
+        ] {
+            if let Some((_, v)) = listener_value(p, listener, key) {
+                props.insert(key.to_owned(), v.trim().to_owned());
+            }
+        }
+    }
+    if matches!(
+        protocol,
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+    ) {
+        const NAME: &str = "sasl.mechanism.controller.protocol";
+        let Some(m) = p.get(NAME) else {
+            return Err(ConfigError::new(
+                NAME,
+                "",
+                format!(
+                    "the controller listener {listener} uses SASL: name the mechanism nodes log \
+                     in with (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); Kafka's default GSSAPI is \
+                     not implemented"
+                ),
+            ));
+        };
+        let mechanism = SaslMechanism::from_name(m.trim()).ok_or_else(|| {
+            ConfigError::new(NAME, m, "not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        })?;
+        let key = format!(
+            "listener.name.{lower}.{}.sasl.jaas.config",
+            mechanism.name().to_ascii_lowercase()
+        );
+        let options = p
+            .get(&key)
+            .map(|j| parse_jaas(j))
+            .transpose()
+            .map_err(|e| ConfigError::new(&key, "", e))?
+            .unwrap_or_default();
+        let (Some(user), Some(password)) = (options.get("username"), options.get("password"))
+        else {
+            return Err(ConfigError::new(
+                &key,
+                "",
+                "nodes log in to the controllers with this JAAS config's username=\"…\" and \
+                 password=\"…\" options: give them",
+            ));
+        };
+        props.insert("sasl.mechanism".to_owned(), mechanism.name().to_owned());
+        props.insert("sasl.username".to_owned(), user.clone());
+        props.insert("sasl.password".to_owned(), password.clone());
+    }
+    moldau_client::security::Security::from_properties(&props)
+        .map_err(|e| ConfigError::new("controller.listener.names", listener, e.to_string()))
+}
+
 /// How a client in this process (the HTTP API) reaches the broker through one of its
 /// listeners: [`LocalAccess::security`] holds the TLS half (trusting the listener's
 /// truststore); its users log in with one of [`LocalAccess::sasl_mechanisms`] (none: the
@@ -847,9 +933,12 @@ pub(super) type Resolved = (
 /// Also returns warnings for settings no listener uses (TLS settings without an SSL
 /// listener, …). Errors name the property: missing key material, a file that does not
 /// load, a mechanism without users, a `listener.name.` prefix for an unknown listener.
+/// `controller` is the controller listener's name and protocol, which a broker-only node
+/// connects to without listening on it (its `listener.name.` settings are then known).
 pub(super) fn resolve(
     p: &BTreeMap<String, String>,
     listeners: &[Endpoint],
+    controller: Option<(&str, SecurityProtocol)>,
 ) -> Result<Resolved, ConfigError> {
     for key in p.keys() {
         if let Some(rest) = key.strip_prefix("listener.name.") {
@@ -867,6 +956,7 @@ pub(super) fn resolve(
             if !listeners
                 .iter()
                 .any(|l| l.name.eq_ignore_ascii_case(listener))
+                && !controller.is_some_and(|(c, _)| c.eq_ignore_ascii_case(listener))
             {
                 return Err(ConfigError::new(
                     key,
@@ -929,8 +1019,17 @@ pub(super) fn resolve(
             },
         );
     }
-    let any_tls = out.values().any(|s| s.tls.is_some());
-    let any_sasl = out.values().any(|s| s.sasl.is_some());
+    let controller_protocol = controller.map(|(_, p)| p);
+    let any_tls = out.values().any(|s| s.tls.is_some())
+        || matches!(
+            controller_protocol,
+            Some(SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+        );
+    let any_sasl = out.values().any(|s| s.sasl.is_some())
+        || matches!(
+            controller_protocol,
+            Some(SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+        );
     for key in p.keys() {
         let unused = (key.starts_with("ssl.") && !any_tls)
             || (key.starts_with("sasl.")

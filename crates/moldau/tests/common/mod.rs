@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod netns;
+pub mod pki;
 pub mod wire;
 
 use std::io::{BufRead, BufReader};

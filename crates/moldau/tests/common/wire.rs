@@ -78,6 +78,22 @@ impl Conn {
         closed
     }
 
+    /// Whether the broker ends the connection within 10 s, whatever it sends first (a
+    /// TLS alert, say): reads and discards until end of stream or a reset.
+    pub fn ends(&mut self) -> bool {
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut sink = Vec::new();
+        let ended = match (&mut self.stream).take(1 << 20).read_to_end(&mut sink) {
+            Ok(n) => n < 1 << 20,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(30)));
+        ended
+    }
+
     /// As [`Conn::call`], but a closed connection is an `Err` instead of a panic.
     pub fn try_call<Req: Encodable, Resp: Decodable>(
         &mut self,
