@@ -616,6 +616,10 @@ async fn moldau_cli_and_client_over_tls_and_sasl() {
     assert_eq!(wrong.status.code(), Some(1));
     let err = String::from_utf8_lossy(&wrong.stderr);
     assert!(err.contains("authentication failed"), "{err}");
+    assert!(
+        err.contains("-X sasl.jaas.config is visible"),
+        "a password on the command line goes unremarked: {err}"
+    );
 
     // The client crate over mutual TLS, from librdkafka-style property names.
     let ssl = broker.listener("SSL");

@@ -49,6 +49,30 @@ impl ConfigError {
     }
 }
 
+/// Every property as given. Reads as the map it holds; its `Debug` form hides the
+/// values of secrets ([`is_secret`]), so printing a config never prints a password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Properties(pub BTreeMap<String, String>);
+
+impl std::ops::Deref for Properties {
+    type Target = BTreeMap<String, String>;
+
+    fn deref(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret(k) { "(hidden)" } else { v.as_str() };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
 /// Whether a setting's value is a secret, never to be echoed (errors, DescribeConfigs).
 pub fn is_secret(name: &str) -> bool {
     ["password", "secret", "sasl.jaas.config", ".key"]
@@ -161,7 +185,7 @@ pub struct BrokerConfig {
     /// no listener fits or the node is not a broker.
     pub local_access: Option<security::LocalAccess>,
     /// Every property as given, for DescribeConfigs.
-    pub properties: BTreeMap<String, String>,
+    pub properties: Properties,
 }
 
 /// Per-topic settings the produce path needs besides the [`LogConfig`].
@@ -423,11 +447,11 @@ impl BrokerConfig {
                     3_600_000,
                 )?,
             },
-            properties: BTreeMap::new(),
+            properties: Properties::default(),
             cluster,
         };
         let mut config = config;
-        config.properties = properties;
+        config.properties = Properties(properties);
         // Fail at start, not at the first topic, on a bad log default.
         config.resolve_topic(&BTreeMap::new())?;
         Ok(config)

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Where a listener's certificate chain and private key come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeyStore {
     /// `ssl.keystore.location`: one PEM file holding the private key and the chain.
     File(PathBuf),
@@ -29,6 +29,20 @@ pub enum KeyStore {
         /// Unencrypted private key (PKCS#8, PKCS#1 or SEC1).
         key: String,
     },
+}
+
+impl std::fmt::Debug for KeyStore {
+    /// Names the file, or the size of an inline chain; never shows an inline key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyStore::File(path) => f.debug_tuple("File").field(path).finish(),
+            KeyStore::Inline { chain, .. } => f
+                .debug_struct("Inline")
+                .field("chain_bytes", &chain.len())
+                .field("key", &"(hidden)")
+                .finish(),
+        }
+    }
 }
 
 /// Where the CA certificates that client certificates are checked against come from.
@@ -124,12 +138,22 @@ impl SaslMechanism {
 }
 
 /// SASL settings of one SASL_PLAINTEXT or SASL_SSL listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SaslSettings {
     /// `sasl.enabled.mechanisms`, in the order given.
     pub mechanisms: Vec<SaslMechanism>,
     /// PLAIN users (`user_<name>="<password>"` entries of the PLAIN JAAS config).
     pub plain_users: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SaslSettings {
+    /// Names the PLAIN users, never their passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslSettings")
+            .field("mechanisms", &self.mechanisms)
+            .field("plain_users", &self.plain_users.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Security of one listener.
@@ -1072,6 +1096,32 @@ mod tests {
         assert!(parse_jaas("X required a=\"b\"").is_err(), "no semicolon");
         assert!(parse_jaas("X a=\"b\";").is_err(), "no flag");
         assert!(parse_jaas("X required a=\"b;").is_err());
+    }
+
+    /// Printing a whole config (as a panic message or a debug log might) shows no
+    /// password: neither the JAAS config's nor a PLAIN user's.
+    #[test]
+    fn debug_output_hides_secrets() {
+        let p: BTreeMap<String, String> = [
+            ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+            ("sasl.enabled.mechanisms", "PLAIN"),
+            (
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config",
+                r#"x required username="admin" password="s3cret-a" user_alice="s3cret-b";"#,
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = crate::config::BrokerConfig::from_properties(p).expect("valid");
+        let text = format!("{config:?}");
+        assert!(text.contains("alice"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        let inline = KeyStore::Inline {
+            chain: "chain".into(),
+            key: "-----BEGIN PRIVATE KEY----- s3cret".into(),
+        };
+        assert!(!format!("{inline:?}").contains("s3cret"));
     }
 
     #[test]

@@ -83,6 +83,14 @@ impl Context {
         }
         for p in &self.args.properties {
             let (k, v) = kv(p)?;
+            if moldau_server::config::is_secret(&k) {
+                // Said once per property, on stderr: a warning, not a refusal (kcat takes
+                // -X sasl.password too), but the user should know who can read it.
+                eprintln!(
+                    "warning: -X {k} is visible to every user of this machine in the process \
+                     list; put it in a --command-config file readable only by you"
+                );
+            }
             props.insert(k, v);
         }
         // Flags win over the properties, which win over the defaults.
