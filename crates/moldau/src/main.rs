@@ -5,7 +5,6 @@
 //! property names, from (later wins): a `server.properties`-style file (`--config`),
 //! `MOLDAU_*` environment variables (`MOLDAU_LOG_DIRS` → `log.dirs`), and `-o name=value`.
 
-mod alloc;
 mod cli;
 
 use anyhow::Context;
@@ -14,9 +13,6 @@ use moldau_server::{BrokerConfig, Server};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-#[global_allocator]
-static GLOBAL: alloc::ReservingAllocator = alloc::ReservingAllocator;
 
 #[derive(Parser)]
 #[command(
