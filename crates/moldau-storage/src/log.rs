@@ -177,8 +177,9 @@ impl Log {
     }
 
     /// Marks the log poisoned: called by the server when a [`FlushTarget::sync`] it ran
-    /// failed. Further appends, truncations, deletions and flushes fail with
-    /// [`StorageError::Poisoned`]; reads still work.
+    /// failed. Further appends, truncations, deletions, flushes and reads fail with
+    /// [`StorageError::Poisoned`]: the log is offline, as Kafka takes a log directory
+    /// offline after a failed write or fsync, until a restart recovers it.
     pub fn poison(&mut self) {
         if !self.poisoned {
             tracing::error!(dir = %self.dir.display(), "log poisoned; refusing writes until reopened");

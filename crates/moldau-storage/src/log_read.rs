@@ -19,7 +19,7 @@ impl Log {
     /// `start_offset == log_end_offset` or `start_offset >= max_offset` gives empty
     /// records. Errors: [`StorageError::OffsetOutOfRange`] if `start_offset <
     /// log_start_offset` or `> log_end_offset`; [`StorageError::CorruptSegment`],
-    /// [`StorageError::Io`].
+    /// [`StorageError::Io`]; [`StorageError::Poisoned`] once a write or fsync failed.
     ///
     /// Cost: one binary search of the `.index`, a header scan of at most about
     /// `index.interval.bytes` plus one batch (16 KiB reads), then one positional read of
@@ -32,6 +32,9 @@ impl Log {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<FetchDataInfo> {
+        if self.is_poisoned() {
+            return Err(StorageError::Poisoned);
+        }
         let leo = self.log_end_offset();
         if start_offset < self.log_start_offset || start_offset > leo {
             return Err(StorageError::OffsetOutOfRange {
