@@ -61,6 +61,38 @@ fn login(addr: &str, user: &str, password: &str) -> Conn {
     c
 }
 
+/// Creates `topic` (RF=3, `min.insync.replicas=3`) and writes 20 records with
+/// `acks=all`, every client configured by `config` for the bootstrap servers.
+async fn replicate_acks_all(cluster: &Cluster, config: impl Fn(&str) -> ClientConfig, topic: &str) {
+    let bootstrap = cluster.bootstrap();
+    let admin: AdminClient<DefaultClientContext> = config(&bootstrap).create().expect("admin");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "3")],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create_topics");
+    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
+    let producer: FutureProducer = config(&bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    for i in 0..20 {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic).payload(&format!("v{i}")),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| {
+                cluster.dump_logs();
+                panic!("acks=all with all three replicas in the ISR: {e}")
+            });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_replicate_over_a_sasl_inter_broker_listener() {
     let extra = [
@@ -87,34 +119,7 @@ async fn brokers_replicate_over_a_sasl_inter_broker_listener() {
             .collect(),
         ..ClusterSpec::default()
     });
-    let bootstrap = cluster.bootstrap();
-    let admin: AdminClient<DefaultClientContext> = client(&bootstrap).create().expect("admin");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new("replicated", 1, TopicReplication::Fixed(3))
-                .set("min.insync.replicas", "3")],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create_topics");
-    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
-    let producer: FutureProducer = client(&bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .expect("producer");
-    for i in 0..20 {
-        producer
-            .send(
-                FutureRecord::<(), _>::to("replicated").payload(&format!("v{i}")),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| {
-                cluster.dump_logs();
-                panic!("acks=all with all three replicas in the ISR: {e}")
-            });
-    }
+    replicate_acks_all(&cluster, client, "replicated").await;
 
     // The controller listener: bytes that are not a SASL exchange, and a user without
     // CLUSTER_ACTION, are both shown the door.
@@ -194,34 +199,7 @@ async fn nodes_talk_over_mutual_tls() {
             .set("ssl.key.location", path("node.key"));
         c
     };
-    let bootstrap = cluster.bootstrap();
-    let admin: AdminClient<DefaultClientContext> = tls(&bootstrap).create().expect("admin");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new("over-tls", 1, TopicReplication::Fixed(3))
-                .set("min.insync.replicas", "3")],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create_topics");
-    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
-    let producer: FutureProducer = tls(&bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .expect("producer");
-    for i in 0..20 {
-        producer
-            .send(
-                FutureRecord::<(), _>::to("over-tls").payload(&format!("v{i}")),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| {
-                cluster.dump_logs();
-                panic!("acks=all over TLS with all three replicas in the ISR: {e}")
-            });
-    }
+    replicate_acks_all(&cluster, tls, "over-tls").await;
     // A plaintext connection to a controller gets no further than the TLS handshake.
     let controller = cluster
         .node(1)

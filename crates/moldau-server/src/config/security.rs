@@ -275,31 +275,53 @@ pub(super) fn inter_broker_client(
                     format!("not one of the mechanisms listener {listener} enables"),
                 )
             })?;
-        let key = format!(
-            "listener.name.{lower}.{}.sasl.jaas.config",
-            mechanism.name().to_ascii_lowercase()
-        );
-        let options = p
-            .get(&key)
-            .map(|j| parse_jaas(j))
-            .transpose()
-            .map_err(|e| ConfigError::new(&key, "", e))?
-            .unwrap_or_default();
-        let (Some(user), Some(password)) = (options.get("username"), options.get("password"))
-        else {
-            return Err(ConfigError::new(
-                &key,
-                "",
-                "brokers log in to each other with this JAAS config's username=\"…\" and \
-                 password=\"…\" options: give them",
-            ));
-        };
-        props.insert("sasl.mechanism".to_owned(), mechanism.name().to_owned());
-        props.insert("sasl.username".to_owned(), user.clone());
-        props.insert("sasl.password".to_owned(), password.clone());
+        login_properties(
+            p,
+            &lower,
+            mechanism,
+            "brokers log in to each other",
+            &mut props,
+        )?;
     }
     moldau_client::security::Security::from_properties(&props)
         .map_err(|e| ConfigError::new("inter.broker.listener.name", listener, e.to_string()))
+}
+
+/// Adds `sasl.mechanism`, `sasl.username` and `sasl.password` to `props`: the
+/// `username`/`password` options of `listener.name.<lower>.<mechanism>.sasl.jaas.config`,
+/// Kafka's convention for how a node logs in to a listener. `who` says who logs in, for
+/// the error naming that property when the options are missing.
+fn login_properties(
+    p: &BTreeMap<String, String>,
+    lower: &str,
+    mechanism: SaslMechanism,
+    who: &str,
+    props: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let key = format!(
+        "listener.name.{lower}.{}.sasl.jaas.config",
+        mechanism.name().to_ascii_lowercase()
+    );
+    let options = p
+        .get(&key)
+        .map(|j| parse_jaas(j))
+        .transpose()
+        .map_err(|e| ConfigError::new(&key, "", e))?
+        .unwrap_or_default();
+    let (Some(user), Some(password)) = (options.get("username"), options.get("password")) else {
+        return Err(ConfigError::new(
+            &key,
+            "",
+            format!(
+                "{who} with this JAAS config's username=\"…\" and password=\"…\" options: \
+                 give them"
+            ),
+        ));
+    };
+    props.insert("sasl.mechanism".to_owned(), mechanism.name().to_owned());
+    props.insert("sasl.username".to_owned(), user.clone());
+    props.insert("sasl.password".to_owned(), password.clone());
+    Ok(())
 }
 
 /// How this node connects to the controllers' listener `listener` (its protocol
@@ -361,28 +383,13 @@ pub(super) fn controller_client(
         let mechanism = SaslMechanism::from_name(m.trim()).ok_or_else(|| {
             ConfigError::new(NAME, m, "not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
         })?;
-        let key = format!(
-            "listener.name.{lower}.{}.sasl.jaas.config",
-            mechanism.name().to_ascii_lowercase()
-        );
-        let options = p
-            .get(&key)
-            .map(|j| parse_jaas(j))
-            .transpose()
-            .map_err(|e| ConfigError::new(&key, "", e))?
-            .unwrap_or_default();
-        let (Some(user), Some(password)) = (options.get("username"), options.get("password"))
-        else {
-            return Err(ConfigError::new(
-                &key,
-                "",
-                "nodes log in to the controllers with this JAAS config's username=\"…\" and \
-                 password=\"…\" options: give them",
-            ));
-        };
-        props.insert("sasl.mechanism".to_owned(), mechanism.name().to_owned());
-        props.insert("sasl.username".to_owned(), user.clone());
-        props.insert("sasl.password".to_owned(), password.clone());
+        login_properties(
+            p,
+            &lower,
+            mechanism,
+            "nodes log in to the controllers",
+            &mut props,
+        )?;
     }
     moldau_client::security::Security::from_properties(&props)
         .map_err(|e| ConfigError::new("controller.listener.names", listener, e.to_string()))
