@@ -728,9 +728,17 @@ where
     };
     // Each response future carries its request's clock (see `metrics`).
     let mut in_flight: FuturesOrdered<Timed<ResponseFuture>> = FuturesOrdered::new();
-    // Frame size of each in-flight request, in the same order, and their sum.
-    let mut sizes: VecDeque<usize> = VecDeque::new();
+    // Frame size of each in-flight request and whether it is a Fetch, in the same order;
+    // the sum of the sizes and the number of Fetches.
+    let mut sizes: VecDeque<(usize, bool)> = VecDeque::new();
     let mut in_flight_bytes = 0usize;
+    let mut fetches_in_flight = 0usize;
+    // A Fetch read while another was in flight waits here, and no later frame is read,
+    // until that one's response is written: one fetch response at a time per connection
+    // bounds what a client that pipelines fetches and never reads can make the broker
+    // hold (Kafka serves a connection one request at a time). Clients keep one fetch in
+    // flight per broker anyway (librdkafka, the Java consumer, followers).
+    let mut parked: Option<Bytes> = None;
     let mut closing = *stop.borrow();
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let mut last_active = tokio::time::Instant::now();
@@ -751,7 +759,9 @@ where
                 // flush: a finished response never waits behind a slower request.
                 let mut next = Some(reply);
                 while let Some((reply, done)) = next.take() {
-                    in_flight_bytes -= sizes.pop_front().unwrap_or(0);
+                    let (size, was_fetch) = sizes.pop_front().unwrap_or((0, false));
+                    in_flight_bytes -= size;
+                    fetches_in_flight -= usize::from(was_fetch);
                     broker.metrics.finish_request(done, matches!(reply, Reply::Close(_)));
                     if let Reply::Close(reason) = &reply {
                         tracing::warn!(%peer, %reason, "closing connection");
@@ -759,23 +769,48 @@ where
                         in_flight.clear();
                         sizes.clear();
                         in_flight_bytes = 0;
+                        fetches_in_flight = 0;
                         break;
                     }
-                    let bytes = write_reply(&mut writer, &reply).await?;
-                    broker.metrics.record_bytes_out(bytes);
+                    // A client that stops reading is idle too: after
+                    // `connections.max.idle.ms` without progress its connection closes
+                    // and what it holds is freed.
+                    let Ok(written) = tokio::time::timeout(idle, write_reply(&mut writer, &reply)).await else {
+                        tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing connection: the client read no response for connections.max.idle.ms");
+                        reader.abort();
+                        return Ok(());
+                    };
+                    broker.metrics.record_bytes_out(written?);
                     next = in_flight.next().now_or_never().flatten();
                 }
-                writer.flush().await?;
+                let Ok(flushed) = tokio::time::timeout(idle, writer.flush()).await else {
+                    tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing connection: the client read no response for connections.max.idle.ms");
+                    reader.abort();
+                    return Ok(());
+                };
+                flushed?;
                 last_active = tokio::time::Instant::now();
             }
             () = tokio::time::sleep(Duration::from_millis(mute_ms)), if muted && !closing => {}
-            frame = frames.recv(),
+            frame = async {
+                    match parked.take() {
+                        Some(frame) => Some(Ok(frame)),
+                        None => frames.recv().await,
+                    }
+                },
                 if !closing
                     && !muted
+                    && (parked.is_none() || fetches_in_flight == 0)
                     && in_flight.len() < MAX_IN_FLIGHT
                     && (in_flight.is_empty() || in_flight_bytes < MAX_IN_FLIGHT_BYTES) => match frame {
                 Some(Ok(frame)) => {
                     last_active = tokio::time::Instant::now();
+                    let is_fetch = frame::peek_header(&frame)
+                        .is_ok_and(|h| h.api_key == kafka_protocol::messages::ApiKey::Fetch as i16);
+                    if is_fetch && fetches_in_flight > 0 {
+                        parked = Some(frame);
+                        continue;
+                    }
                     let size = frame.len();
                     let timer = broker.metrics.start_request(&frame);
                     let dispatched = match session.as_mut() {
@@ -785,8 +820,9 @@ where
                     match dispatched {
                     Dispatch::Respond(fut) => {
                         in_flight.push_back(timer.time(fut));
-                        sizes.push_back(size);
+                        sizes.push_back((size, is_fetch));
                         in_flight_bytes += size;
+                        fetches_in_flight += usize::from(is_fetch);
                     }
                     Dispatch::Close(reason) => {
                         broker.metrics.reject_request(timer);
