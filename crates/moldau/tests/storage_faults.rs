@@ -173,3 +173,48 @@ fn a_full_disk_takes_the_log_offline_and_loses_nothing_acknowledged() {
         assert_eq!(*offset, i as i64, "offsets are contiguous from 0");
     }
 }
+
+/// A data directory on a file system mounted read-only: the broker does not start, and
+/// says which file it could not open and why (Kafka also stops when its only log
+/// directory is offline); remounted read-write, it starts on the same data.
+#[test]
+fn a_read_only_data_directory_stops_start_up_with_the_reason() {
+    let fs = Tmpfs::mount("64m");
+    let data = fs.path().join("data");
+    let data_dir = data.display().to_string();
+    let mut broker =
+        TestBroker::start_with(&[("log.dirs", data_dir.as_str()), ("http.enable", "false")]);
+    assert!(broker.stop(), "clean shutdown");
+    let ok = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(fs.path())
+        .status()
+        .expect("run mount")
+        .success();
+    assert!(ok, "remounting read-only failed");
+    let out = Command::new(env!("CARGO_BIN_EXE_moldau"))
+        .args(["serve", "-o", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .args([
+            "-o",
+            &format!("log.dirs={data_dir}"),
+            "-o",
+            "http.enable=false",
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run moldau");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a read-only directory");
+    assert!(
+        stderr.contains("Read-only file system") && stderr.contains(&data_dir),
+        "the error does not name the directory and the reason: {stderr}"
+    );
+    let ok = Command::new("mount")
+        .args(["-o", "remount,rw"])
+        .arg(fs.path())
+        .status()
+        .expect("run mount")
+        .success();
+    assert!(ok, "remounting read-write failed");
+    broker.restart();
+}
