@@ -15,8 +15,11 @@
 //! `moldau-bench BINARY cluster` measures a 3-node cluster instead ([`bench_cluster`]);
 //! `moldau-bench BINARY tls` compares produce and consume throughput over a PLAINTEXT
 //! and an SSL listener of the same broker (1 KiB records, 1 partition, acks=1 and all).
+//! `moldau-bench BINARY soak [MINUTES]` runs a steady mixed load and prints, each minute,
+//! what would show a leak ([`bench_soak`]).
 
 mod bench_cluster;
+mod bench_soak;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -335,6 +338,14 @@ fn main() {
     }
     if mode == "tls" {
         tls(&binary);
+        return;
+    }
+    if mode == "soak" {
+        let minutes = std::env::args()
+            .nth(3)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(30);
+        bench_soak::run(&binary, minutes);
         return;
     }
     let only_latency = mode == "latency";
