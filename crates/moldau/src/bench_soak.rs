@@ -53,6 +53,26 @@ fn threads(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Queues `record`, waiting while librdkafka's queue is full.
+fn send_retrying<C, K, P>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, K, P, C::DeliveryOpaque>,
+) where
+    C: ProducerContext + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 /// Sends `rate` records/s of `payload` to `topic` until `stop`, pacing by the clock.
 fn paced<C: ProducerContext<DeliveryOpaque = ()> + 'static>(
     producer: &ThreadedProducer<C>,
@@ -70,16 +90,10 @@ fn paced<C: ProducerContext<DeliveryOpaque = ()> + 'static>(
             std::thread::sleep(wait);
         }
         let key = i.to_be_bytes();
-        let mut record = BaseRecord::to(topic).payload(payload).key(&key[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        send_retrying(
+            producer,
+            BaseRecord::to(topic).payload(payload).key(&key[..]),
+        );
         sent.fetch_add(1, Ordering::Relaxed);
         i += 1;
     }
@@ -149,19 +163,13 @@ pub fn run(binary: &str, minutes: u64) {
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let mut record =
-                    BaseRecord::with_opaque_to("soak-acksall", Box::new(Instant::now()))
-                        .payload(&payload[..])
-                        .key("k");
-                loop {
-                    match producer.send::<str, [u8]>(record) {
-                        Ok(()) => break,
-                        Err((_, r)) => {
-                            record = r;
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                    }
-                }
+                let record = BaseRecord::<str, [u8], _>::with_opaque_to(
+                    "soak-acksall",
+                    Box::new(Instant::now()),
+                )
+                .payload(&payload[..])
+                .key("k");
+                send_retrying(&producer, record);
                 produced.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
@@ -217,18 +225,10 @@ pub fn run(binary: &str, minutes: u64) {
                 producer.begin_transaction().expect("begin");
                 for i in 0..10u32 {
                     let key = i.to_be_bytes();
-                    let mut record = BaseRecord::<[u8], str>::to("soak-txn")
+                    let record = BaseRecord::<[u8], str>::to("soak-txn")
                         .key(&key[..])
                         .payload("txn");
-                    loop {
-                        match producer.send(record) {
-                            Ok(()) => break,
-                            Err((_, r)) => {
-                                record = r;
-                                std::thread::sleep(Duration::from_millis(1));
-                            }
-                        }
-                    }
+                    send_retrying(&producer, record);
                 }
                 producer
                     .commit_transaction(Duration::from_secs(30))
