@@ -266,6 +266,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|a| format!("{}://{}:{}", a.name, a.host, a.port))
         .collect();
+    let basic = local_access
+        .as_ref()
+        .is_some_and(|a| !a.sasl_mechanisms.is_empty());
+    let exposed = http_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .is_some_and(|a| !a.ip().is_loopback());
+    if basic && exposed && http.tls.is_none() {
+        tracing::warn!(
+            http = %http_addr,
+            "the HTTP API asks for Basic credentials over plain HTTP on a non-loopback \
+             address: passwords cross the network in clear; serve HTTPS with \
+             http.listener=https://… and http.ssl.*"
+        );
+    }
     tracing::info!(
         listener = %kafka_addr,
         http = %http_addr,

@@ -242,3 +242,20 @@ fn basic_users_act_as_themselves() {
     );
     assert_eq!(status, 401);
 }
+
+/// Basic credentials over plain HTTP on an address other hosts reach: the broker says at
+/// start that passwords would cross the network in clear (it still starts: a private
+/// network may be trusted). On 127.0.0.1, as in the test above, it says nothing.
+#[test]
+fn plain_http_on_a_shared_address_is_warned_about() {
+    let exposed = TestBroker::start_with(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+        ("sasl.enabled.mechanisms", "PLAIN"),
+        ("listener.name.sasl_plaintext.plain.sasl.jaas.config", JAAS),
+        ("http.listener", "0.0.0.0:0"),
+    ]);
+    let warning = "passwords cross the network in clear";
+    assert!(exposed.log_text().contains(warning), "no warning at start");
+    let local = broker();
+    assert!(!local.log_text().contains(warning), "warned on loopback");
+}
