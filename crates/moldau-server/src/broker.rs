@@ -227,7 +227,7 @@ impl Broker {
             return;
         }
         *applied = image.offset;
-        self.quotas.set_active(!image.client_quotas.is_empty());
+        self.quotas.set_active(&image.client_quotas);
         let reconciled = self.replicas.reconcile(image);
         // Out of contact with the controller, this broker leads nothing, whatever an
         // image it is still catching up on says (`watch_contact` applies the image again

@@ -395,7 +395,10 @@ fn throttle_connection(
     peer: SocketAddr,
     held: &Arc<AtomicUsize>,
 ) -> Option<TcpStream> {
-    if !broker.quotas.is_active() {
+    if !broker
+        .quotas
+        .is_active(moldau_metadata::quota::CONNECTION_CREATION_RATE)
+    {
         return Some(stream);
     }
     let image = broker.image();

@@ -42,12 +42,23 @@ fn sensor_name(entry: &QuotaEntry, user: &str, client_id: &str) -> String {
         .join(",")
 }
 
+/// The bit of quota `key` in [`QuotaManager`]'s active mask (0 for an unknown key).
+fn key_bit(key: &str) -> u8 {
+    match key {
+        quota::PRODUCER_BYTE_RATE => 1,
+        quota::CONSUMER_BYTE_RATE => 2,
+        quota::REQUEST_PERCENTAGE => 4,
+        quota::CONNECTION_CREATION_RATE => 8,
+        _ => 0,
+    }
+}
+
 /// The rate sensors of every quota entity in use.
 #[derive(Debug)]
 pub struct QuotaManager {
-    /// Whether any client quota is configured: without one, requests skip quota work
-    /// (set from each applied metadata image).
-    active: std::sync::atomic::AtomicBool,
+    /// Which quota keys any configured quota sets ([`key_bit`]), from each applied
+    /// metadata image: a request skips the work of a quota no one has.
+    active: std::sync::atomic::AtomicU8,
     window_ms: u64,
     windows: usize,
     /// (quota key, [`sensor_name`]) → its windows.
@@ -59,22 +70,28 @@ impl QuotaManager {
     /// (`quota.window.size.seconds` × 1000).
     pub fn new(windows: usize, window_ms: u64) -> Self {
         Self {
-            active: std::sync::atomic::AtomicBool::new(false),
+            active: std::sync::atomic::AtomicU8::new(0),
             window_ms: window_ms.max(1),
             windows: windows.max(2),
             sensors: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
-    /// Notes whether the applied metadata holds any client quota.
-    pub fn set_active(&self, active: bool) {
+    /// Notes which quota keys the applied metadata's client quotas set.
+    pub fn set_active(&self, quotas: &BTreeMap<String, QuotaEntry>) {
+        let mask = quotas
+            .values()
+            .flat_map(|e| e.values.keys())
+            .fold(0u8, |m, k| m | key_bit(k));
         self.active
-            .store(active, std::sync::atomic::Ordering::Release);
+            .store(mask, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether any client quota is configured (false: nothing to record or throttle).
-    pub fn is_active(&self) -> bool {
-        self.active.load(std::sync::atomic::Ordering::Acquire)
+    /// Whether any client quota sets `key` (`producer_byte_rate`, `request_percentage`,
+    /// …): false means requests skip that quota's work entirely.
+    pub fn is_active(&self, key: &str) -> bool {
+        let bit = key_bit(key);
+        bit != 0 && self.active.load(std::sync::atomic::Ordering::Acquire) & bit != 0
     }
 
     /// The length of one quota window, ms (`quota.window.size.seconds` × 1000).
@@ -205,6 +222,12 @@ mod tests {
             },
         )]);
         let m = QuotaManager::new(2, 1000);
+        // Only the keys some quota sets are worked on: a byte-rate quota does not make
+        // every request measure its thread time.
+        m.set_active(&quotas);
+        assert!(m.is_active(PRODUCER_BYTE_RATE));
+        assert!(!m.is_active(quota::REQUEST_PERCENTAGE));
+        assert!(!m.is_active(quota::CONNECTION_CREATION_RATE));
         // Under the quota: 500 bytes over the minimum one-window span.
         assert_eq!(
             m.record(&quotas, PRODUCER_BYTE_RATE, "alice", "c", 500.0, 10_000),

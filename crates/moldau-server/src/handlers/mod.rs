@@ -423,27 +423,7 @@ impl RequestContext {
     /// (its principal's user name and its `client.id`), and mutes the connection for the
     /// throttle time, which it returns (ms; 0 without a quota or under it).
     pub fn throttle(&self, broker: &Broker, key: &'static str, bytes: usize) -> u64 {
-        if !broker.quotas.is_active() {
-            return 0;
-        }
-        let image = broker.image();
-        if image.client_quotas.is_empty() {
-            return 0;
-        }
-        let now = u64::try_from(crate::replica_manager::now_ms()).unwrap_or(0);
-        let ms = broker.quotas.record(
-            &image.client_quotas,
-            key,
-            self.user(),
-            self.client_id.as_deref().unwrap_or(""),
-            bytes as f64,
-            now,
-        );
-        if ms > 0 {
-            self.muted_until_ms
-                .fetch_max(now + ms, std::sync::atomic::Ordering::AcqRel);
-        }
-        ms
+        self.record_and_mute(broker, key, bytes as f64, u64::MAX)
     }
 
     /// Records `busy` (the time a runtime thread spent decoding and handling this
@@ -451,19 +431,33 @@ impl RequestContext {
     /// mutes the connection for the throttle time, which it returns (ms; at most one quota
     /// window, as Kafka bounds it; 0 without a quota or under it). KIP-124.
     pub fn throttle_request(&self, broker: &Broker, busy: std::time::Duration) -> u64 {
+        self.record_and_mute(
+            broker,
+            moldau_metadata::quota::REQUEST_PERCENTAGE,
+            busy.as_secs_f64() * 100.0,
+            broker.quotas.window_ms(),
+        )
+    }
+
+    /// Records `amount` against quota `key` for this client; mutes the connection for
+    /// the throttle time (at most `max_ms`), which it returns.
+    fn record_and_mute(&self, broker: &Broker, key: &'static str, amount: f64, max_ms: u64) -> u64 {
+        if !broker.quotas.is_active(key) {
+            return 0;
+        }
         let image = broker.image();
         let now = u64::try_from(crate::replica_manager::now_ms()).unwrap_or(0);
         let ms = broker
             .quotas
             .record(
                 &image.client_quotas,
-                moldau_metadata::quota::REQUEST_PERCENTAGE,
+                key,
                 self.user(),
                 self.client_id.as_deref().unwrap_or(""),
-                busy.as_secs_f64() * 100.0,
+                amount,
                 now,
             )
-            .min(broker.quotas.window_ms());
+            .min(max_ms);
         if ms > 0 {
             self.muted_until_ms
                 .fetch_max(now + ms, std::sync::atomic::Ordering::AcqRel);
@@ -521,7 +515,10 @@ where
     // With any client quota configured, the request's thread time is measured for the
     // request quota: decoding, every poll of its handler, encoding (not the time it
     // waits, as for replication or a fetch's max.wait.ms: Kafka counts thread time too).
-    let started = broker.quotas.is_active().then(std::time::Instant::now);
+    let started = broker
+        .quotas
+        .is_active(moldau_metadata::quota::REQUEST_PERCENTAGE)
+        .then(std::time::Instant::now);
     let req: Req = match decode(&mut body, version) {
         Ok(r) => r,
         Err(e) => return Dispatch::Close(format!("{api_key:?} v{version}: {e}")),

@@ -272,9 +272,15 @@ pub fn handle(
             )
         });
     // The producer's byte-rate quota counts what it sends (Kafka counts the request);
-    // without any quota configured nothing is summed.
-    let started = broker.quotas.is_active().then(std::time::Instant::now);
-    let throttle_ms = if started.is_some() {
+    // without such a quota configured nothing is summed.
+    let started = broker
+        .quotas
+        .is_active(moldau_metadata::quota::REQUEST_PERCENTAGE)
+        .then(std::time::Instant::now);
+    let throttle_ms = if broker
+        .quotas
+        .is_active(moldau_metadata::quota::PRODUCER_BYTE_RATE)
+    {
         let sent: usize = req
             .topic_data
             .iter()
