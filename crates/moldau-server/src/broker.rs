@@ -108,7 +108,7 @@ impl Broker {
         controller_listener: Option<tokio::net::TcpListener>,
     ) -> Result<Arc<Self>, StartError> {
         let dir = config.log_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| StartError::Io {
+        moldau_storage::create_dir_durable(&dir).map_err(|source| StartError::Io {
             context: format!("creating log dir {}", dir.display()),
             source,
         })?;

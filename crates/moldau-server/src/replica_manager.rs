@@ -259,14 +259,23 @@ impl ReplicaManager {
         let dir = self.config.log_dir.join(tp.dir_name());
         let meta_path = dir.join(PARTITION_METADATA_FILE);
         let io = |context: String| move |source| StorageError::Io { context, source };
+        let mut meta_ok = false;
         if let Ok(text) = std::fs::read_to_string(&meta_path) {
             let stored = text
                 .lines()
                 .find_map(|l| l.strip_prefix("topic_id: "))
                 .and_then(|s| Uuid::parse_str(s.trim()).ok());
-            if stored != Some(topic_id) {
-                tracing::warn!(partition = %tp, "log directory belongs to an older topic of the same name; removing it");
-                remove_dir(&dir);
+            match stored {
+                Some(id) if id == topic_id => meta_ok = true,
+                Some(_) => {
+                    tracing::warn!(partition = %tp, "log directory belongs to an older topic of the same name; removing it");
+                    remove_dir(&dir);
+                }
+                // Written by a version that did not sync it, or not yet there when the
+                // power went: it names no topic, so the data stays and it is rewritten.
+                None => {
+                    tracing::warn!(partition = %tp, path = %meta_path.display(), "partition.metadata names no topic id; rewriting it")
+                }
             }
         }
         let key = (tp.topic.to_string(), tp.partition);
@@ -280,8 +289,9 @@ impl ReplicaManager {
             self.clean_shutdown,
             now_ms(),
         )?;
-        if !meta_path.exists() {
-            std::fs::write(&meta_path, format!("version: 0\ntopic_id: {topic_id}\n"))
+        if !meta_ok {
+            let text = format!("version: 0\ntopic_id: {topic_id}\n");
+            moldau_storage::write_file_durable(&meta_path, text.as_bytes())
                 .map_err(io(format!("writing {}", meta_path.display())))?;
         }
         Ok(log)

@@ -21,20 +21,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 
 use crate::error::{IoContext, Result, StorageError};
 
 /// The only checkpoint version Kafka writes.
 const VERSION: u32 = 0;
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    PathBuf::from(tmp)
-}
 
 /// Writes `entries` (`(topic, partition, offset)`) to `path` atomically (see the module
 /// docs). Topic names must not contain whitespace (Kafka topic names cannot). Errors:
@@ -61,18 +55,8 @@ pub(crate) fn write_with<T>(
         line(&mut text, entry);
         text.push('\n');
     }
-    let tmp = tmp_path(path);
-    let mut file = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    file.write_all(text.as_bytes())
-        .ctx(|| format!("write {}", tmp.display()))?;
-    file.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
-    drop(file);
-    fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    crate::log::sync_dir(dir)
+    crate::log::write_file_durable(path, text.as_bytes())
+        .ctx(|| format!("write {} durably", path.display()))
 }
 
 /// Reads the checkpoint at `path` into `(topic, partition) -> offset`. A missing file
@@ -166,6 +150,7 @@ pub(crate) fn read_with<T>(
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use super::*;
 
     fn tmp() -> Result<tempfile::TempDir> {
@@ -195,7 +180,7 @@ mod tests {
             map.get(&("__consumer_offsets".to_string(), 49)),
             Some(&i64::MAX)
         );
-        assert!(!tmp_path(&path).exists());
+        assert!(!path.with_extension("tmp").exists());
         write(&path, &[])?;
         assert!(read(&path)?.is_empty());
         Ok(())

@@ -80,7 +80,7 @@ pub use config::{CleanupPolicy, InvalidCleanupPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use flush::FlushTarget;
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
-pub use log::{FetchDataInfo, Log, LogAppendInfo};
+pub use log::{create_dir_durable, write_file_durable, FetchDataInfo, Log, LogAppendInfo};
 pub use producer_state::{
     AppendOrigin, BatchMetadata, ProducerSnapshotView, ProducerStateEntry, NUM_BATCHES_TO_RETAIN,
 };

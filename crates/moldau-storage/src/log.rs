@@ -895,6 +895,52 @@ impl Log {
     }
 }
 
+/// Creates `dir` and every missing ancestor, fsyncing the directory that holds each one
+/// it creates: POSIX makes a new directory entry durable only once the directory holding
+/// it is fsynced, so without this a power cut can drop a log directory (and everything
+/// acknowledged under it) whose files were all synced. An existing `dir` costs one
+/// `stat`.
+///
+/// Errors: the first failing `mkdir` or `fsync` (an `AlreadyExists` race is not one).
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return fs::create_dir(dir),
+    };
+    create_dir_durable(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => File::open(parent)?.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the file at `path` with `bytes` so that a crash at any point leaves either
+/// the old file or the new one, whole: writes `<path>.tmp`, fsyncs it, renames it over
+/// `path` and fsyncs the directory (the rename is durable only then).
+///
+/// Errors: the first failing create, write, fsync or rename.
+pub fn write_file_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -235,12 +235,7 @@ impl Log {
         now_ms: i64,
     ) -> Result<Log> {
         let mut dir_changed = false;
-        if !dir.exists() {
-            fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
-            }
-        }
+        crate::log::create_dir_durable(dir).ctx(|| format!("create {}", dir.display()))?;
         if complete_swaps(dir)? {
             dir_changed = true;
         }

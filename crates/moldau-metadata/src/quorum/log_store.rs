@@ -22,7 +22,6 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogId, RaftLogReader, StorageIOError, Vote};
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
-use std::io::Write;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,16 +142,8 @@ fn scan(
 }
 
 fn write_state(dir: &Path, state: &QuorumState) -> std::io::Result<()> {
-    let path = dir.join(QUORUM_STATE_FILE);
-    let tmp = dir.join(format!("{QUORUM_STATE_FILE}.tmp"));
     let bytes = serde_json::to_vec(state).map_err(io_err)?;
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()
+    moldau_storage::write_file_durable(&dir.join(QUORUM_STATE_FILE), &bytes)
 }
 
 fn read_state(dir: &Path) -> std::io::Result<QuorumState> {
@@ -208,7 +199,7 @@ impl MetadataLogStore {
                 legacy = Some(records);
             }
         }
-        std::fs::create_dir_all(&dir)?;
+        moldau_storage::create_dir_durable(&dir)?;
         let state = read_state(&dir)?;
         let start = state.last_purged.map_or(0, |l| l.index as i64 + 1);
         let mut log = Log::open(&dir, log_config(), start, 0, false, now_ms()).map_err(io_err)?;

@@ -16,7 +16,7 @@ use crate::image::MetadataImage;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -168,14 +168,7 @@ fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
 fn write_snapshot(dir: &Path, file: &SnapshotFile) -> std::io::Result<Vec<u8>> {
     let bytes = serde_json::to_vec(file).map_err(std::io::Error::other)?;
     let name = snapshot_name(&file.last_log_id);
-    let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, dir.join(&name))?;
-    std::fs::File::open(dir)?.sync_all()?;
+    moldau_storage::write_file_durable(&dir.join(&name), &bytes)?;
     for old in snapshot_files(dir) {
         if old.file_name().and_then(|n| n.to_str()) != Some(name.as_str()) {
             let _ = std::fs::remove_file(old);

@@ -95,14 +95,7 @@ impl MetaProperties {
         if let Some(c) = &self.cluster_id {
             text.push_str(&format!("cluster.id={c}\n"));
         }
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        moldau_storage::write_file_durable(&self.path, text.as_bytes())
     }
 }
 
