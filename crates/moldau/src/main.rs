@@ -281,6 +281,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              http.listener=https://… and http.ssl.*"
         );
     }
+    if cfg!(feature = "test-skip-ack-fsync") {
+        tracing::error!(
+            "built with the test-only feature test-skip-ack-fsync: acks=all is answered \
+             without an fsync, so acknowledged records do not survive a power loss"
+        );
+    }
     tracing::info!(
         listener = %kafka_addr,
         http = %http_addr,
