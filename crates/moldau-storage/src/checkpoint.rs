@@ -150,8 +150,8 @@ pub(crate) fn read_with<T>(
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
     use super::*;
+    use std::fs;
 
     fn tmp() -> Result<tempfile::TempDir> {
         tempfile::tempdir().map_err(|e| StorageError::io("tempdir", e))

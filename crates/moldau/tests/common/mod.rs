@@ -163,7 +163,10 @@ fn spawn(
             .arg(format!("log.dirs={}", data.display()))
             .arg("-o")
             .arg("http.listener=127.0.0.1:0")
-            .env("MOLDAU_LOG", "info")
+            .env(
+                "MOLDAU_LOG",
+                std::env::var("MOLDAU_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in extra {
