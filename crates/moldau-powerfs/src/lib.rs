@@ -5,6 +5,7 @@
 //! unmounts it (the processes using it must be dead: kill them first, as power loss
 //! would), lets only the durable state plus what the chosen [`Cut`] allows survive, and
 //! mounts it again on the same path with nothing cached in the kernel.
+//! [`PowerFs::inject`] makes writes or fsyncs of one directory's files fail with `EIO`.
 //!
 //! Every open file is served with `FOPEN_DIRECT_IO`, so each `write(2)` reaches the
 //! model as one operation at its offset and nothing is held in the kernel's page cache
@@ -12,7 +13,7 @@
 
 pub mod model;
 
-pub use model::{Cut, CutReport, SplitMix};
+pub use model::{Cut, CutReport, Fault, SplitMix};
 
 use fuser::{
     BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
@@ -93,6 +94,31 @@ impl PowerFs {
         Ok(report)
     }
 
+    /// Injects `fault` into the files directly in `dir` (a directory under the
+    /// mountpoint, given by its full path); [`Fault::default()`] removes it. Files
+    /// created there later are affected too.
+    ///
+    /// Errors: `NotFound` if `dir` is not a directory under the mountpoint.
+    pub fn inject(&self, dir: &Path, fault: Fault) -> io::Result<()> {
+        let not_found = || io::Error::new(io::ErrorKind::NotFound, dir.display().to_string());
+        let relative = dir
+            .strip_prefix(&self.mountpoint)
+            .map_err(|_| not_found())?;
+        let mut tree = lock(&self.tree);
+        let mut ino = model::ROOT;
+        for part in relative.components() {
+            ino = tree
+                .lookup(ino, part.as_os_str())
+                .map_err(|_| not_found())?;
+        }
+        if fault == Fault::default() {
+            tree.faults.remove(&ino);
+        } else {
+            tree.faults.insert(ino, fault);
+        }
+        Ok(())
+    }
+
     /// File fsyncs and directory fsyncs served so far.
     pub fn fsyncs(&self) -> (u64, u64) {
         let tree = lock(&self.tree);
@@ -126,6 +152,7 @@ fn errno(e: FsError) -> Errno {
         FsError::NotDir => Errno::ENOTDIR,
         FsError::IsDir => Errno::EISDIR,
         FsError::NotEmpty => Errno::ENOTEMPTY,
+        FsError::Io => Errno::EIO,
     }
 }
 

@@ -77,15 +77,28 @@ pub struct Inode {
     pub pending: Vec<Op>,
     /// Permission bits.
     pub perm: u16,
+    /// The directory it was created in (for [`Fault`]s set on a directory).
+    pub parent: u64,
+}
+
+/// I/O errors injected into the files of one directory: each failing call returns
+/// `EIO` and changes nothing (a failed fsync leaves the writes unsynced).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fault {
+    /// `write(2)` fails.
+    pub write: bool,
+    /// `fsync(2)` / `fdatasync(2)` fails.
+    pub fsync: bool,
 }
 
 impl Inode {
-    fn new(content: Content, perm: u16) -> Inode {
+    fn new(content: Content, perm: u16, parent: u64) -> Inode {
         Inode {
             durable: content.clone(),
             live: content,
             pending: Vec::new(),
             perm,
+            parent,
         }
     }
 
@@ -131,6 +144,8 @@ pub enum FsError {
     NotDir,
     IsDir,
     NotEmpty,
+    /// An injected I/O error.
+    Io,
 }
 
 /// The whole filesystem.
@@ -141,17 +156,20 @@ pub struct Tree {
     /// Counters: fsyncs of files and of directories.
     pub fsyncs: u64,
     pub dir_fsyncs: u64,
+    /// Injected faults by directory inode.
+    pub faults: HashMap<u64, Fault>,
 }
 
 impl Default for Tree {
     fn default() -> Self {
         let mut nodes = HashMap::new();
-        nodes.insert(ROOT, Inode::new(Content::Dir(BTreeMap::new()), 0o755));
+        nodes.insert(ROOT, Inode::new(Content::Dir(BTreeMap::new()), 0o755, ROOT));
         Tree {
             nodes,
             next_ino: ROOT + 1,
             fsyncs: 0,
             dir_fsyncs: 0,
+            faults: HashMap::new(),
         }
     }
 }
@@ -192,7 +210,7 @@ impl Tree {
         } else {
             Content::File(Vec::new())
         };
-        self.nodes.insert(ino, Inode::new(content, perm));
+        self.nodes.insert(ino, Inode::new(content, perm, parent));
         self.node(parent)?.apply(Op::Link(name.to_owned(), ino));
         Ok(ino)
     }
@@ -209,8 +227,20 @@ impl Tree {
         }
     }
 
+    /// The fault injected into the directory holding `ino`.
+    fn fault(&self, ino: u64) -> Fault {
+        self.nodes
+            .get(&ino)
+            .and_then(|n| self.faults.get(&n.parent))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Writes `data` at `offset` of file `ino`.
     pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        if self.fault(ino).write {
+            return Err(FsError::Io);
+        }
         self.file(ino)?.apply(Op::Write {
             offset,
             data: data.to_vec(),
@@ -286,6 +316,9 @@ impl Tree {
 
     /// Makes inode `ino`'s content durable (fsync of a file or of a directory).
     pub fn sync(&mut self, ino: u64) -> Result<(), FsError> {
+        if self.fault(ino).fsync {
+            return Err(FsError::Io);
+        }
         let node = self.node(ino)?;
         let dir = matches!(node.live, Content::Dir(_));
         for op in std::mem::take(&mut node.pending) {

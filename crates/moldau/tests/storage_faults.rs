@@ -2,7 +2,9 @@
 //! CI has): `acks=all` records go in until the disk fills, then the partition's log goes
 //! offline (KAFKA_STORAGE_ERROR on produce and on fetch, as Kafka takes a log directory
 //! offline) while the broker keeps answering; after space is freed and the broker
-//! restarts, every acknowledged record is there at its offset.
+//! restarts, every acknowledged record is there at its offset. `EIO` on a write or an
+//! fsync of one partition (injected through `moldau-powerfs`) takes that log offline
+//! the same way and no other.
 //!
 //! Checked against the behaviour it exists for: with reads still served from a poisoned
 //! log (as before this test), the fetch after the failure answers error 0 with records
@@ -217,4 +219,132 @@ fn a_read_only_data_directory_stops_start_up_with_the_reason() {
         .success();
     assert!(ok, "remounting read-write failed");
     broker.restart();
+}
+
+/// Sends one record with `acks=all` and no retries; the offset, or the error code.
+fn produce_one(
+    rt: &tokio::runtime::Runtime,
+    producer: &FutureProducer,
+    topic: &str,
+    value: &str,
+) -> Result<i64, rdkafka::types::RDKafkaErrorCode> {
+    rt.block_on(producer.send(
+        FutureRecord::<(), _>::to(topic).payload(value),
+        Duration::from_secs(10),
+    ))
+    .map(|delivery| delivery.offset)
+    .map_err(|(e, _)| e.rdkafka_error_code().expect("a broker error code"))
+}
+
+/// `EIO` from the disk, injected by `moldau-powerfs` (the FUSE filesystem of the
+/// power-loss test; needs `/dev/fuse` and root, as CI has) into one partition's files:
+/// a failed fsync in `eio-fsync-0`, a failed write in `eio-write-0`. Each answers the
+/// producer KAFKA_STORAGE_ERROR and goes offline (fetch answers it too, as Kafka takes
+/// the log directory offline after a failed fsync: the page cache can no longer be
+/// trusted), while `eio-healthy` on the same broker keeps taking and serving records.
+/// After the faults are gone, a power cut that drops everything unsynced and a restart,
+/// every record acknowledged in any of the three is there at its offset.
+///
+/// Checked against the behaviour it exists for: with the fsync error ignored (the log
+/// not poisoned), the produce after the injected fault is acknowledged and the test
+/// fails at its first assertion on `eio-fsync`.
+#[test]
+fn eio_on_write_or_fsync_takes_only_that_log_offline() {
+    use moldau_powerfs::{Cut, Fault, PowerFs};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mountpoint = dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).expect("mkdir");
+    let mut fs = PowerFs::mount(&mountpoint)
+        .expect("mounting the FUSE filesystem failed: this test needs /dev/fuse and root");
+    let data = mountpoint.join("data");
+    let data_dir = data.display().to_string();
+    let mut broker =
+        TestBroker::start_with(&[("log.dirs", data_dir.as_str()), ("http.enable", "false")]);
+    let rt = common::runtime();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("retries", "0")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer");
+    let topics = ["eio-fsync", "eio-write", "eio-healthy"];
+    let mut acked: Vec<(&str, i64, String)> = Vec::new();
+    for round in 0..20 {
+        for topic in topics {
+            let value = format!("{topic}-{round}");
+            let offset = produce_one(&rt, &producer, topic, &value).expect("healthy produce");
+            acked.push((topic, offset, value));
+        }
+    }
+
+    fs.inject(
+        &data.join("eio-fsync-0"),
+        Fault {
+            fsync: true,
+            write: false,
+        },
+    )
+    .expect("inject");
+    fs.inject(
+        &data.join("eio-write-0"),
+        Fault {
+            write: true,
+            fsync: false,
+        },
+    )
+    .expect("inject");
+    use rdkafka::types::RDKafkaErrorCode::KafkaStorageError;
+    for topic in ["eio-fsync", "eio-write"] {
+        assert_eq!(
+            produce_one(&rt, &producer, topic, "refused"),
+            Err(KafkaStorageError),
+            "{topic}: the produce after the injected EIO"
+        );
+        assert_eq!(fetch_error(&broker.addr, topic), 56, "{topic}: fetch");
+    }
+    // The faults are gone, but a log that failed stays offline until reopened.
+    fs.inject(&data.join("eio-fsync-0"), Fault::default())
+        .expect("clear");
+    fs.inject(&data.join("eio-write-0"), Fault::default())
+        .expect("clear");
+    assert_eq!(
+        produce_one(&rt, &producer, "eio-fsync", "still refused"),
+        Err(KafkaStorageError)
+    );
+    for round in 20..40 {
+        let value = format!("eio-healthy-{round}");
+        let offset =
+            produce_one(&rt, &producer, "eio-healthy", &value).expect("the healthy log writes");
+        acked.push(("eio-healthy", offset, value));
+    }
+    assert_eq!(fetch_error(&broker.addr, "eio-healthy"), 0);
+
+    broker.kill9();
+    fs.power_cut(Cut::DropUnsynced, 1).expect("power cut");
+    broker.restart();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "after-eio")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&topics).expect("subscribe");
+    let mut read: Vec<(String, i64, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while read.len() < acked.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            read.push((m.topic().to_owned(), m.offset(), value));
+        }
+    }
+    for (topic, offset, value) in &acked {
+        assert!(
+            read.iter()
+                .any(|(t, o, v)| t == topic && o == offset && v == value),
+            "acknowledged {topic}@{offset} ({value}) is not readable after the restart"
+        );
+    }
 }
