@@ -89,6 +89,9 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Byte-rate quota sensors ([`crate::quotas`]).
     pub quotas: crate::quotas::QuotaManager,
+    /// The bytes Fetch responses may hold until written (`fetch.response.pool.bytes`),
+    /// one permit per byte.
+    pub fetch_pool: Arc<tokio::sync::Semaphore>,
     /// Flipped once at shutdown: stops the cluster tasks.
     stop: watch::Sender<bool>,
     /// The metadata offset last applied by [`Broker::apply_image`], which it serialises.
@@ -154,6 +157,7 @@ impl Broker {
             FetcherConfig::new(config.node_id, &config.cluster),
             view.clone(),
         );
+        let config_fetch_pool = config.fetch_response_pool_bytes;
         let quotas = crate::quotas::QuotaManager::new(
             config.quota_window_num,
             config.quota_window_size_seconds.saturating_mul(1000),
@@ -173,6 +177,7 @@ impl Broker {
             txns,
             metrics: Metrics::new(),
             quotas,
+            fetch_pool: Arc::new(tokio::sync::Semaphore::new(config_fetch_pool)),
             stop,
             applied: parking_lot::Mutex::new(-1),
         });

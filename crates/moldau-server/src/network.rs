@@ -692,6 +692,7 @@ where
         listener,
         principal,
         muted_until_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        fetch_permit: Arc::default(),
     };
     let max_request = broker.config.socket_request_max_bytes;
     let max_frame = Arc::new(AtomicUsize::new(match auth.sasl {
@@ -784,6 +785,10 @@ where
                         return Ok(());
                     };
                     broker.metrics.record_bytes_out(written?);
+                    if was_fetch {
+                        // Written: its records no longer count against the pool.
+                        conn.fetch_permit.lock().take();
+                    }
                     next = in_flight.next().now_or_never().flatten();
                 }
                 let Ok(flushed) = tokio::time::timeout(idle, writer.flush()).await else {

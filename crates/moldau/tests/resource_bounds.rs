@@ -6,7 +6,8 @@
 //! reading, its connection is closed. Checked against the code it exists for:
 //! with every pipelined fetch dispatched at once (as before), the nine behind the long
 //! poll each read their 50 MB and waited, finished, in the connection's queue, and the
-//! test failed at its RSS bound.
+//! test failed at its RSS bound. Across connections, `fetch.response.pool.bytes` bounds
+//! what unread fetch responses hold in all.
 
 mod common;
 
@@ -38,15 +39,10 @@ fn fetch(max_bytes: i32, min_bytes: i32, max_wait_ms: i32) -> FetchRequest {
                 .with_partition_max_bytes(max_bytes)])])
 }
 
-#[test]
-fn pipelined_fetches_never_read_hold_one_response() {
-    let broker = TestBroker::start_with(&[
-        ("http.enable", "false"),
-        ("connections.max.idle.ms", "3000"),
-    ]);
-    // 120 MB in one partition.
+/// 120 MB in partition 0 of `big`, in batches of about 1 MB.
+fn fill(addr: &str) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
+        .set("bootstrap.servers", addr)
         .set("acks", "1")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
@@ -63,49 +59,76 @@ fn pipelined_fetches_never_read_hold_one_response() {
         }
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
+}
 
-    let before = broker.rss_bytes();
-    // Ten pipelined 50 MB fetches, written in one go, never read.
-    let mut hostile = std::net::TcpStream::connect(&broker.addr).expect("connect");
+/// Writes one Fetch frame per `(correlation id, request)` in one go.
+fn send_fetches(stream: &mut std::net::TcpStream, fetches: &[(i32, FetchRequest)]) {
     let mut frames = BytesMut::new();
-    for correlation in 0..10 {
+    for (correlation, request) in fetches {
         let mut body = BytesMut::new();
         RequestHeader::default()
             .with_request_api_key(ApiKey::Fetch as i16)
             .with_request_api_version(12)
-            .with_correlation_id(correlation)
+            .with_correlation_id(*correlation)
             .encode(&mut body, ApiKey::Fetch.request_header_version(12))
             .expect("header");
-        // The first waits its full second (it asks for more than there is); the others
-        // are answered at once, so unless the broker takes fetches one at a time their
-        // data sits finished behind the first.
-        let (min_bytes, max_wait_ms) = if correlation == 0 {
-            (i32::MAX, 1_000)
-        } else {
-            (1, 0)
-        };
-        fetch(50 * MB as i32, min_bytes, max_wait_ms)
-            .encode(&mut body, 12)
-            .expect("body");
+        request.encode(&mut body, 12).expect("body");
         frames.put_i32(body.len() as i32);
         frames.extend_from_slice(&body);
     }
-    hostile.write_all(&frames).expect("write");
-    // The broker's RSS over the next 5 s, at its highest.
-    let mut peak = before;
+    stream.write_all(&frames).expect("write");
+}
+
+/// The broker's highest RSS over `seconds`, sampled every 100 ms.
+fn peak_rss(broker: &TestBroker, seconds: u64) -> u64 {
+    let mut peak = broker.rss_bytes();
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
+    while started.elapsed() < Duration::from_secs(seconds) {
         peak = peak.max(broker.rss_bytes());
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Another client meanwhile: answered, with data.
-    let mut other = Conn::open(&broker.addr);
+    peak
+}
+
+/// Another client's fetch of 1 MB: answered with data; returns how long it took.
+fn other_client_fetch(addr: &str) -> Duration {
+    let mut other = Conn::open(addr);
     let asked = Instant::now();
     let resp: FetchResponse = other.call(ApiKey::Fetch, 12, &fetch(MB as i32, 1, 0));
     let answered = asked.elapsed();
     let partition = &resp.responses[0].partitions[0];
     assert_eq!(partition.error_code, 0);
     assert!(partition.records.as_ref().is_some_and(|r| !r.is_empty()));
+    answered
+}
+
+#[test]
+fn pipelined_fetches_never_read_hold_one_response() {
+    let broker = TestBroker::start_with(&[
+        ("http.enable", "false"),
+        ("connections.max.idle.ms", "3000"),
+    ]);
+    fill(&broker.addr);
+
+    let before = broker.rss_bytes();
+    // Ten pipelined 50 MB fetches, written in one go, never read. The first waits its
+    // full second (it asks for more than there is); the others are answered at once, so
+    // unless the broker takes fetches one at a time their data sits finished behind it.
+    let mut hostile = std::net::TcpStream::connect(&broker.addr).expect("connect");
+    let fetches: Vec<(i32, FetchRequest)> = (0..10)
+        .map(|correlation| {
+            let (min_bytes, max_wait_ms) = if correlation == 0 {
+                (i32::MAX, 1_000)
+            } else {
+                (1, 0)
+            };
+            (correlation, fetch(50 * MB as i32, min_bytes, max_wait_ms))
+        })
+        .collect();
+    send_fetches(&mut hostile, &fetches);
+    let peak = peak_rss(&broker, 5).max(before);
+    // Another client meanwhile: answered, with data.
+    let answered = other_client_fetch(&broker.addr);
     let grown = peak.saturating_sub(before);
     println!(
         "ten pipelined 50 MB fetches never read: RSS {} MB -> peak {} MB (+{} MB); \
@@ -140,4 +163,49 @@ fn pipelined_fetches_never_read_hold_one_response() {
     assert!(broker
         .log_text()
         .contains("the client read no response for connections.max.idle.ms"));
+}
+
+/// The broker-wide bound: 24 connections each ask for 50 MB and never read the answer,
+/// with `fetch.response.pool.bytes` at 64 MiB. The broker's RSS grows by about the pool
+/// plus one batch per connection (here batches are about 1 MB), not by 24 × 50 MB; once
+/// the pool is taken, another client's fetch is still answered (one batch) at once.
+///
+/// Checked against the code it exists for: with every fetch reading its full
+/// `max_bytes` (the pool ignored), the RSS grew by over a gigabyte and the test failed at
+/// its bound.
+#[test]
+fn unread_fetches_on_many_connections_stay_within_the_pool() {
+    let broker = TestBroker::start_with(&[
+        ("http.enable", "false"),
+        ("fetch.response.pool.bytes", "67108864"),
+    ]);
+    fill(&broker.addr);
+    let before = broker.rss_bytes();
+    let hostile: Vec<std::net::TcpStream> = (0..24)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&broker.addr).expect("connect");
+            send_fetches(&mut stream, &[(0, fetch(50 * MB as i32, 1, 0))]);
+            stream
+        })
+        .collect();
+    let peak = peak_rss(&broker, 5).max(before);
+    let answered = other_client_fetch(&broker.addr);
+    let grown = peak.saturating_sub(before);
+    println!(
+        "24 connections with an unread 50 MB fetch each, 64 MiB pool: RSS {} MB -> peak {} MB \
+         (+{} MB); another client's fetch answered in {answered:?}",
+        before / MB,
+        peak / MB,
+        grown / MB
+    );
+    assert!(
+        grown < 160 * MB,
+        "the broker's RSS grew by {} MB for 24 connections' unread fetches",
+        grown / MB
+    );
+    assert!(
+        answered < Duration::from_secs(5),
+        "another client waited {answered:?}"
+    );
+    drop(hostile);
 }

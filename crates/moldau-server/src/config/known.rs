@@ -38,6 +38,7 @@ const USED: &[&str] = &[
     "controller.quorum.voters",
     "default.replication.factor",
     "fetch.max.bytes",
+    "fetch.response.pool.bytes",
     "group.initial.rebalance.delay.ms",
     "group.max.session.timeout.ms",
     "group.max.size",

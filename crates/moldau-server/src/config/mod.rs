@@ -107,6 +107,13 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes`: most record bytes one Fetch response carries, whatever the
     /// request asks (default 57671680, 55 MiB, as Kafka).
     pub fetch_max_bytes: usize,
+    /// `fetch.response.pool.bytes` (Moldau's; default 268435456, 256 MiB): record bytes
+    /// that Fetch responses, of consumers and followers together, may hold in memory
+    /// from the read until the response is written to its socket. A fetch reads no more
+    /// than the pool has left; with the pool empty it still gets one batch (KIP-74's
+    /// first-batch rule), so no client is stalled by others that stopped reading, and
+    /// what the broker holds is at most this plus one batch per connection.
+    pub fetch_response_pool_bytes: usize,
     /// `max.connections` (default unlimited): client connections held at once across
     /// the broker's listeners; at the limit the broker accepts no more until one closes
     /// (they wait in the kernel's backlog), as Kafka does (KIP-402). Connections on the
@@ -222,6 +229,20 @@ fn parse<T: std::str::FromStr>(
 
 /// A connection limit: a positive count, unlimited (`i32::MAX`, Kafka's default) when
 /// not given.
+/// `fetch.response.pool.bytes`: 1 byte to 2^31 - 1 (a semaphore's permits).
+fn fetch_pool(props: &BTreeMap<String, String>) -> Result<usize, ConfigError> {
+    let name = "fetch.response.pool.bytes";
+    let n: usize = parse(props, name, 268_435_456)?;
+    if n == 0 || n > i32::MAX as usize {
+        return Err(ConfigError::new(
+            name,
+            &n.to_string(),
+            "must be between 1 and 2147483647 bytes",
+        ));
+    }
+    Ok(n)
+}
+
 fn positive(props: &BTreeMap<String, String>, name: &str) -> Result<usize, ConfigError> {
     let n: usize = parse(props, name, i32::MAX as usize)?;
     if n == 0 {
@@ -364,6 +385,7 @@ impl BrokerConfig {
             auto_create_topics_enable: parse(p, "auto.create.topics.enable", true)?,
             socket_request_max_bytes: parse(p, "socket.request.max.bytes", 104_857_600)?,
             fetch_max_bytes: parse(p, "fetch.max.bytes", 57_671_680)?,
+            fetch_response_pool_bytes: fetch_pool(p)?,
             max_connections: positive(p, "max.connections")?,
             max_connections_per_ip: positive(p, "max.connections.per.ip")?,
             max_connections_per_ip_overrides: per_ip_overrides(p)?,

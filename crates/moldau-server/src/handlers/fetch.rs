@@ -155,13 +155,27 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
                 })
             })
             .collect();
+        // This read's share of `fetch.response.pool.bytes`: at most what the pool has
+        // left; with nothing left, one batch (a budget of 1 byte still returns the first
+        // batch whole, KIP-74), so a stalled pool slows this fetch but never stops it.
+        let mut permit = reserve(&broker.fetch_pool, max_bytes);
+        let budget = permit.as_ref().map_or(0, |p| p.num_permits()).max(1);
         let (results, bytes, has_error) = match follower {
-            Some(replica) => read_for_follower(&broker, &targets, max_bytes, replica, first),
-            None => read_all(&targets, max_bytes, isolation),
+            Some(replica) => read_for_follower(&broker, &targets, budget, replica, first),
+            None => read_all(&targets, budget, isolation),
         };
         first = false;
         let now = Instant::now();
         if bytes >= min_bytes || has_error || now >= deadline || waits.is_empty() {
+            // Hold what was read until the network layer has written it; give back the
+            // rest of the reservation now.
+            if let Some(p) = permit.as_mut() {
+                let held = p.num_permits();
+                if held > bytes {
+                    drop(p.split(held - bytes));
+                }
+            }
+            *ctx.fetch_permit.lock() = permit;
             let mut response = FetchResponse::default().with_session_id(0);
             if follower.is_none() && bytes > 0 {
                 // Over its consumer_byte_rate quota, a consumer gets an empty answer with
@@ -177,6 +191,7 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
                         ctx.client_id.as_deref().unwrap_or(""),
                         bytes,
                     );
+                    ctx.fetch_permit.lock().take();
                     return response
                         .with_throttle_time_ms(i32::try_from(throttle).unwrap_or(i32::MAX));
                 }
@@ -190,8 +205,22 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
             return response;
         }
         drop(results);
+        drop(permit);
         let _ = tokio::time::timeout(deadline - now, select_all(waits.iter_mut())).await;
     }
+}
+
+/// Up to `want` bytes of the fetch response pool, without waiting: `None` when the pool
+/// is empty (or another fetch took what was left first).
+fn reserve(
+    pool: &Arc<tokio::sync::Semaphore>,
+    want: usize,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let n = want.min(pool.available_permits()).min(u32::MAX as usize);
+    if n == 0 {
+        return None;
+    }
+    pool.clone().try_acquire_many_owned(n as u32).ok()
 }
 
 /// A follower's fetch: divergence checks, reads up to the log end offset, and the

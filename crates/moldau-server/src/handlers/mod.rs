@@ -332,7 +332,13 @@ pub struct ConnInfo {
     /// Until when the connection is muted by a quota throttle, ms since the Unix epoch
     /// (the network layer reads no request before then; KIP-219).
     pub muted_until_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The share of `fetch.response.pool.bytes` held by this connection's Fetch response
+    /// until the network layer has written it (one Fetch is in flight per connection).
+    pub fetch_permit: FetchPermit,
 }
+
+/// A connection's hold on the broker's fetch response pool.
+pub type FetchPermit = Arc<parking_lot::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
 
 /// The request context handlers may need.
 #[derive(Debug, Clone)]
@@ -349,6 +355,8 @@ pub struct RequestContext {
     pub principal: Arc<str>,
     /// The connection's mute deadline ([`ConnInfo::muted_until_ms`]).
     pub muted_until_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The connection's hold on the fetch response pool ([`ConnInfo::fetch_permit`]).
+    pub fetch_permit: FetchPermit,
 }
 
 /// An ACL host in canonical form: `*`, or the IP address as Rust prints it after
@@ -492,6 +500,7 @@ fn context(conn: &ConnInfo, header: &RequestHeader) -> RequestContext {
         listener: conn.listener.clone(),
         principal: conn.principal.clone(),
         muted_until_ms: conn.muted_until_ms.clone(),
+        fetch_permit: conn.fetch_permit.clone(),
     }
 }
 
