@@ -11,6 +11,10 @@
 //! (`cleanup.policy=compact`, the cleaner running every 50 ms through its swap
 //! protocol) and `power-retained` (`retention.bytes` of three segments, so segments are
 //! deleted and the log start offset checkpointed); the metadata log holds the topics.
+//! Beside it a transactional producer (one `transactional.id` across cycles, each
+//! fencing the last) commits two of every three three-record transactions to
+//! `power-txn` and aborts the third, so the transaction log, markers and `.txnindex`
+//! churn too.
 //! Once a seeded number of records is acknowledged the broker is killed with SIGKILL
 //! while the producer is still sending, the power is cut, and the broker must start on
 //! what survived. Then, read back from each partition's log start to its high
@@ -21,7 +25,10 @@
 //! - offsets run contiguously (strictly increasing in the compacted topic), and `power`
 //!   still starts at 0;
 //! - every record read is one that was sent, and librdkafka's CRC check finds no
-//!   corrupt batch.
+//!   corrupt batch;
+//! - read with `read_committed`, every transaction whose commit was acknowledged is
+//!   there (its markers may be written only after the restart, from the durable
+//!   transaction log) and no record of an acknowledged abort is.
 //!
 //! `POWER_CUTS` sets the number of cycles (default 200; run 1000 for a long run) and
 //! `POWER_SEED` the seed; a failure names the seed and cycle to replay. `POWER_DEBUG`
@@ -47,6 +54,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,7 +65,7 @@ use std::time::{Duration, Instant};
 type Configs = &'static [(&'static str, &'static str)];
 
 /// The topics written: name, partitions, topic configs.
-const TOPICS: [(&str, i32, Configs); 3] = [
+const TOPICS: [(&str, i32, Configs); 4] = [
     ("power", 2, &[]),
     (
         "power-compacted",
@@ -69,7 +77,83 @@ const TOPICS: [(&str, i32, Configs); 3] = [
         ],
     ),
     ("power-retained", 1, &[("retention.bytes", "49152")]),
+    ("power-txn", 1, &[]),
 ];
+
+/// What transactions' ends were acknowledged with: the values of committed ones (the
+/// commit answered) and of aborted ones (the abort answered).
+#[derive(Default)]
+struct TxnOutcomes {
+    committed: Vec<Vec<u8>>,
+    aborted: Vec<Vec<u8>>,
+}
+
+/// A transactional producer (one `transactional.id` for every cycle, so each one fences
+/// the last) writing three-record transactions to `power-txn` until `stop`, committing
+/// two of every three and aborting the third (counting across cycles); returns the
+/// values it sent.
+fn transact(
+    addr: String,
+    cycle: u64,
+    stop: Arc<AtomicBool>,
+    txns: Arc<Mutex<TxnOutcomes>>,
+) -> Vec<Vec<u8>> {
+    use rdkafka::producer::DefaultProducerContext;
+    let timeout = Duration::from_secs(30);
+    let mut sent = Vec::new();
+    // Threaded: an abort needs the delivery reports polled meanwhile.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .set("transactional.id", "power-txn")
+        .set("transaction.timeout.ms", "10000")
+        // Back at the restarted broker within 100 ms, not librdkafka's 10 s at most.
+        .set("reconnect.backoff.ms", "10")
+        .set("reconnect.backoff.max.ms", "100")
+        .create()
+        .expect("transactional producer");
+    if producer.init_transactions(timeout).is_err() {
+        return sent;
+    }
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if producer.begin_transaction().is_err() {
+            break;
+        }
+        let values: Vec<Vec<u8>> = (0..3)
+            .map(|j| format!("t{cycle}-{n}-{j}").into_bytes())
+            .collect();
+        for value in &values {
+            if producer
+                .send(
+                    BaseRecord::<str, [u8]>::to("power-txn")
+                        .key("t")
+                        .payload(value),
+                )
+                .is_err()
+            {
+                return sent;
+            }
+            sent.push(value.clone());
+        }
+        let commit = (cycle + n) % 3 != 2;
+        let ended = if commit {
+            producer.commit_transaction(timeout)
+        } else {
+            producer.abort_transaction(timeout)
+        };
+        if ended.is_err() {
+            break;
+        }
+        let mut outcomes = txns.lock().expect("txns");
+        if commit {
+            outcomes.committed.extend(values);
+        } else {
+            outcomes.aborted.extend(values);
+        }
+        n += 1;
+    }
+    sent
+}
 
 /// The partitions written, in the order the sender takes them.
 const TARGETS: [(&str, i32); 4] = [
@@ -143,10 +227,23 @@ fn acknowledged_records_survive_hundreds_of_power_cuts() {
         ("log.cleaner.backoff.ms", "50"),
         ("log.flush.offset.checkpoint.interval.ms", "100"),
         ("log.retention.check.interval.ms", "100"),
+        ("transaction.state.log.num.partitions", "1"),
     ]);
     create_topics(&broker.addr);
 
     let acked: Acked = Acked::default();
+    let txns: Arc<Mutex<TxnOutcomes>> = Arc::default();
+    // One read_committed consumer for every cycle (assigned from the start each time).
+    let txn_reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "power-txn-check")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("check.crcs", "true")
+        .set("reconnect.backoff.ms", "10")
+        .set("reconnect.backoff.max.ms", "100")
+        .create()
+        .expect("consumer");
     let mut sent: HashSet<Vec<u8>> = HashSet::new();
     let (mut lost_ops, mut kept_ops, mut lossy_cuts) = (0, 0, 0);
     let started = Instant::now();
@@ -206,6 +303,10 @@ fn acknowledged_records_survive_hundreds_of_power_cuts() {
                 values
             })
         };
+        let transactor = {
+            let (addr, stop, txns) = (broker.addr.clone(), stop.clone(), txns.clone());
+            std::thread::spawn(move || transact(addr, cycle, stop, txns))
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while deliveries.count.load(Ordering::Relaxed) < target {
             if Instant::now() > deadline {
@@ -234,7 +335,11 @@ fn acknowledged_records_survive_hundreds_of_power_cuts() {
                 .status();
         }
         broker.restart();
+        // The transactional producer finishes the end it was waiting on against the
+        // restarted broker (or fails it), then stops.
+        sent.extend(transactor.join().expect("transactor"));
         removed = check(&broker.addr, &acked, &sent, &context);
+        check_transactions(&txn_reader, &txns, &sent, &context);
     }
     let (fsyncs, dir_fsyncs) = fs.fsyncs();
     let records = acked.lock().map(|a| a.len()).unwrap_or(0);
@@ -244,10 +349,69 @@ fn acknowledged_records_survive_hundreds_of_power_cuts() {
          {fsyncs} file and {dir_fsyncs} directory fsyncs; at the end {removed}",
         started.elapsed()
     );
+    let outcomes = txns.lock().expect("txns");
+    println!(
+        "transactions: {} records committed and {} aborted, all as acknowledged",
+        outcomes.committed.len(),
+        outcomes.aborted.len()
+    );
+    assert!(
+        !outcomes.committed.is_empty() && !outcomes.aborted.is_empty(),
+        "no transaction was both committed and aborted"
+    );
     assert!(
         lossy_cuts * 4 >= cuts,
         "only {lossy_cuts} of {cuts} cuts lost unsynced operations: they tested little"
     );
+}
+
+/// Reads `power-txn` with `read_committed` until every committed transaction's records
+/// have been seen (a commit acknowledged before the cut may have its markers written
+/// only after the restart: it must still end committed); no aborted record may show.
+fn check_transactions(
+    consumer: &BaseConsumer,
+    txns: &Arc<Mutex<TxnOutcomes>>,
+    sent: &HashSet<Vec<u8>>,
+    context: &str,
+) {
+    let outcomes = txns.lock().expect("txns");
+    let mut missing: HashSet<&Vec<u8>> = outcomes.committed.iter().collect();
+    let aborted: HashSet<&Vec<u8>> = outcomes.aborted.iter().collect();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("power-txn", 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{context}: {} records of committed transactions not readable in 60 s",
+            missing.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let value = m.payload().unwrap_or_default().to_vec();
+                assert!(
+                    !aborted.contains(&value),
+                    "{context}: an aborted transaction's record is visible at {}",
+                    m.offset()
+                );
+                assert!(sent.contains(&value), "{context}: a record never sent");
+                missing.remove(&value);
+            }
+            // Left over from the broker's death: this consumer outlives it.
+            Some(Err(e))
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
+                    )
+                ) => {}
+            Some(Err(e)) => panic!("{context}: consuming power-txn: {e}"),
+            None => {}
+        }
+    }
 }
 
 fn create_topics(addr: &str) {
