@@ -5,7 +5,8 @@
 //! unmounts it (the processes using it must be dead: kill them first, as power loss
 //! would), lets only the durable state plus what the chosen [`Cut`] allows survive, and
 //! mounts it again on the same path with nothing cached in the kernel.
-//! [`PowerFs::inject`] makes writes or fsyncs of one directory's files fail with `EIO`.
+//! [`PowerFs::inject`] makes writes or fsyncs of one directory's files fail with `EIO`,
+//! or its reads slow.
 //!
 //! Every open file is served with `FOPEN_DIRECT_IO`, so each `write(2)` reaches the
 //! model as one operation at its offset and nothing is held in the kernel's page cache
@@ -63,6 +64,9 @@ impl PowerFs {
             MountOption::FSName("moldau-powerfs".into()),
             MountOption::RW,
         ];
+        // Several request loops, so that a read held by a slow-disk fault does not hold
+        // up every other operation (the model is one mutex either way).
+        config.n_threads = Some(8);
         let session = fuser::spawn_mount2(
             Adapter {
                 tree: self.tree.clone(),
@@ -305,6 +309,10 @@ impl Filesystem for Adapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        let delay = lock(&self.tree).fault(ino.0).read_delay_ms;
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let tree = lock(&self.tree);
         match tree.read(ino.0, offset, size as usize) {
             Ok(bytes) => reply.data(bytes),

@@ -81,14 +81,17 @@ pub struct Inode {
     pub parent: u64,
 }
 
-/// I/O errors injected into the files of one directory: each failing call returns
-/// `EIO` and changes nothing (a failed fsync leaves the writes unsynced).
+/// Faults injected into the files of one directory: a failing call returns `EIO` and
+/// changes nothing (a failed fsync leaves the writes unsynced); a slow disk makes each
+/// read wait.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fault {
     /// `write(2)` fails.
     pub write: bool,
     /// `fsync(2)` / `fdatasync(2)` fails.
     pub fsync: bool,
+    /// Each `read(2)` takes this long (ms) before it is served.
+    pub read_delay_ms: u64,
 }
 
 impl Inode {
@@ -228,7 +231,7 @@ impl Tree {
     }
 
     /// The fault injected into the directory holding `ino`.
-    fn fault(&self, ino: u64) -> Fault {
+    pub fn fault(&self, ino: u64) -> Fault {
         self.nodes
             .get(&ino)
             .and_then(|n| self.faults.get(&n.parent))

@@ -460,6 +460,12 @@ impl Partition {
         (offsets, data, aborted)
     }
 
+    /// True if a read from `offset` starts below the active segment: data written long
+    /// enough ago that it may have to come from the disk rather than the page cache.
+    pub fn reads_old_segments(&self, offset: i64) -> bool {
+        offset < self.log.read().active_segment_base_offset()
+    }
+
     /// The divergence check of a follower fetch (KIP-595 style, Kafka
     /// `Partition.fetchRecords`): when the follower's `last_fetched_epoch` ends earlier
     /// in this log than its fetch offset, or this log lacks that epoch, returns the

@@ -187,6 +187,12 @@ impl Log {
         self.poisoned = true;
     }
 
+    /// The base offset of the active (last) segment: reads below it go to older
+    /// segments, whose pages are the likeliest to have left the page cache.
+    pub fn active_segment_base_offset(&self) -> i64 {
+        self.active().base_offset
+    }
+
     pub(crate) fn active(&self) -> &Segment {
         // `segments` is never empty: open creates one and every removal keeps or adds one.
         &self.segments[self.segments.len() - 1]

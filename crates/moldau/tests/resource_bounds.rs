@@ -209,3 +209,94 @@ fn unread_fetches_on_many_connections_stay_within_the_pool() {
     );
     drop(hostile);
 }
+
+/// A slow disk under one partition (each read of its files takes 500 ms, injected by
+/// `moldau-powerfs`, the FUSE filesystem of the power-loss test; needs `/dev/fuse` and
+/// root, as CI has): sixteen consumers read its oldest segments at once, more than the
+/// broker has runtime threads, while another client sends Metadata requests back to
+/// back. Those are answered in milliseconds all along, because a read of segments
+/// below the active one runs under `block_in_place`, which hands the runtime thread's
+/// other work to another thread while the read waits.
+///
+/// Checked against the code it exists for: with those reads inline (as before), the
+/// waiting reads held every runtime thread for seconds; the broker missed its own
+/// controller heartbeats, stepped down from leadership, closed the clients' connections
+/// ("out of contact with the controller"), and the test failed there.
+#[test]
+fn a_slow_disk_read_does_not_stall_other_connections() {
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    use moldau_powerfs::{Fault, PowerFs};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mountpoint = dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).expect("mkdir");
+    let fs = PowerFs::mount(&mountpoint)
+        .expect("mounting the FUSE filesystem failed: this test needs /dev/fuse and root");
+    let data = mountpoint.join("data");
+    let broker = TestBroker::start_with(&[
+        ("log.dirs", data.display().to_string().as_str()),
+        ("http.enable", "false"),
+        ("log.segment.bytes", "65536"),
+    ]);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("acks", "1")
+        .set("batch.size", "16000")
+        .create()
+        .expect("producer");
+    let value = vec![b's'; 10_000];
+    for _ in 0..100 {
+        while producer
+            .send(BaseRecord::<(), _>::to("slow").payload(&value))
+            .is_err()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    fs.inject(
+        &data.join("slow-0"),
+        Fault {
+            read_delay_ms: 500,
+            ..Fault::default()
+        },
+    )
+    .expect("inject");
+
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let addr = broker.addr.clone();
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr);
+                let mut request = fetch(100_000, 1, 0);
+                request.topics[0].topic = TopicName(StrBytes::from_static_str("slow"));
+                let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &request);
+                let partition = &resp.responses[0].partitions[0];
+                partition.error_code == 0
+                    && partition.records.as_ref().is_some_and(|r| !r.is_empty())
+            })
+        })
+        .collect();
+    let mut other = Conn::open(&broker.addr);
+    let mut slowest = Duration::ZERO;
+    let mut answered = 0;
+    while readers.iter().any(|r| !r.is_finished()) {
+        let asked = Instant::now();
+        let _: MetadataResponse = other.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+        slowest = slowest.max(asked.elapsed());
+        answered += 1;
+    }
+    for reader in readers {
+        assert!(
+            reader.join().expect("reader"),
+            "a slow read came back without data"
+        );
+    }
+    println!(
+        "16 reads of a slow disk (500 ms a read): {answered} Metadata requests meanwhile, \
+         the slowest answered in {slowest:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(400),
+        "a Metadata request waited {slowest:?} behind reads of a slow disk"
+    );
+}

@@ -283,7 +283,7 @@ fn eio_on_write_or_fsync_takes_only_that_log_offline() {
         &data.join("eio-fsync-0"),
         Fault {
             fsync: true,
-            write: false,
+            ..Fault::default()
         },
     )
     .expect("inject");
@@ -291,7 +291,7 @@ fn eio_on_write_or_fsync_takes_only_that_log_offline() {
         &data.join("eio-write-0"),
         Fault {
             write: true,
-            fsync: false,
+            ..Fault::default()
         },
     )
     .expect("inject");

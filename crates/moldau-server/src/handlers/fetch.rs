@@ -160,9 +160,23 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
         // batch whole, KIP-74), so a stalled pool slows this fetch but never stops it.
         let mut permit = reserve(&broker.fetch_pool, max_bytes);
         let budget = permit.as_ref().map_or(0, |p| p.num_permits()).max(1);
-        let (results, bytes, has_error) = match follower {
+        let read = || match follower {
             Some(replica) => read_for_follower(&broker, &targets, budget, replica, first),
             None => read_all(&targets, budget, isolation),
+        };
+        // A read of older segments may wait on the disk: block_in_place hands this
+        // worker's other tasks (other connections) to another thread meanwhile. Reads
+        // of the active segment come from the page cache and stay inline, where they
+        // cost nothing extra.
+        let cold = targets.iter().any(|(_, t)| {
+            t.partition
+                .as_ref()
+                .is_ok_and(|p| p.reads_old_segments(t.fetch_offset))
+        });
+        let (results, bytes, has_error) = if cold {
+            tokio::task::block_in_place(read)
+        } else {
+            read()
         };
         first = false;
         let now = Instant::now();
