@@ -6,6 +6,7 @@ mod compaction;
 mod compaction_recovery;
 mod leader_epoch;
 mod maintenance;
+mod power_loss;
 mod producer_state;
 mod proptests;
 mod read_write;
