@@ -46,18 +46,17 @@
 
 mod common;
 
+use common::acked::{env_u64, Acked, Deliveries, Records};
 use common::TestBroker;
 use moldau_powerfs::{Cut, PowerFs, SplitMix};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -165,49 +164,6 @@ const TARGETS: [(&str, i32); 4] = [
 
 /// Keys cycle through this many values (so the cleaner has something to remove).
 const KEYS: u64 = 7;
-
-/// Records by (topic, partition, offset): (key, value).
-type Records = BTreeMap<(String, i32, i64), (Vec<u8>, Vec<u8>)>;
-
-/// The acknowledged records.
-type Acked = Arc<Mutex<Records>>;
-
-#[derive(Clone, Default)]
-struct Deliveries {
-    acked: Acked,
-    count: Arc<AtomicUsize>,
-}
-
-impl ClientContext for Deliveries {
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        if std::env::var_os("POWER_DEBUG").is_some() {
-            eprintln!("[librdkafka] {fac}: {message}");
-        }
-    }
-}
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Ok(m) = result {
-            let key = m.key().unwrap_or_default().to_vec();
-            let value = m.payload().unwrap_or_default().to_vec();
-            if let Ok(mut acked) = self.acked.lock() {
-                acked.insert(
-                    (m.topic().to_owned(), m.partition(), m.offset()),
-                    (key, value),
-                );
-            }
-            self.count.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[test]
 fn acknowledged_records_survive_hundreds_of_power_cuts() {

@@ -63,6 +63,9 @@ pub struct ClusterSpec {
     /// `http.listener`, and so runs as an independent one-node broker (every node must
     /// then have the broker role).
     pub kraft: bool,
+    /// Puts node i's data directory at `data_root/node-<i+1>` (on a test filesystem,
+    /// say) instead of under the cluster's temporary directory.
+    pub data_root: Option<PathBuf>,
 }
 
 impl Default for ClusterSpec {
@@ -74,6 +77,7 @@ impl Default for ClusterSpec {
             extra: Vec::new(),
             netns: false,
             kraft: true,
+            data_root: None,
         }
     }
 }
@@ -329,6 +333,24 @@ impl Cluster {
         }
     }
 
+    /// Starts every node that is not running, all at once (a quorum that lost all its
+    /// members needs them together), and waits for each to report ready.
+    pub fn restart_all(&mut self) {
+        let mut offsets = Vec::new();
+        for i in 0..self.nodes.len() {
+            if self.is_running(i) {
+                continue;
+            }
+            *self.nodes[i].lock() = None;
+            let (child, offset) = spawn(&self.nodes[i], self.net.as_ref(), i);
+            *self.nodes[i].lock() = Some(child);
+            offsets.push((i, offset));
+        }
+        if let Err(f) = wait_ready(&mut self.nodes, &offsets) {
+            panic!("{}", f.message);
+        }
+    }
+
     /// SIGSTOP: the process freezes with its sockets open, as in a long GC pause or a VM
     /// stall; the kernel still accepts TCP connections for it. Returns once the process
     /// is in the stopped state.
@@ -540,7 +562,10 @@ fn plan(spec: &ClusterSpec, net: Option<&Network>, dir: &Path) -> Vec<Node> {
     (0..n)
         .map(|i| {
             let node_dir = dir.join(format!("node-{}", i + 1));
-            let data = node_dir.join("data");
+            let data = match &spec.data_root {
+                Some(root) => root.join(format!("node-{}", i + 1)),
+                None => node_dir.join("data"),
+            };
             let mut props = Vec::new();
             let mut set = |k: &str, v: String| props.push((k.to_owned(), v));
             if spec.kraft {

@@ -2,6 +2,7 @@
 //! so tests drive exactly what users run, can restart it, and can kill -9 it.
 #![allow(dead_code)]
 
+pub mod acked;
 pub mod cluster;
 pub mod netns;
 pub mod pki;
