@@ -441,3 +441,34 @@ fn idle_connections_are_closed() {
     assert!(closed, "the idle connection was closed");
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+/// `socket.request.max.bytes` set to 1 MiB: a frame that declares 1 MiB + 1 closes its
+/// connection as soon as the size prefix is read (nothing is allocated for it, and the
+/// reason is logged), a frame of exactly 1 MiB is read rather than refused for its size,
+/// and the broker serves everyone else throughout.
+#[test]
+fn socket_request_max_bytes_bounds_a_frame() {
+    let broker = TestBroker::start_with(&[("socket.request.max.bytes", "1048576")]);
+    let addr = broker.addr.clone();
+    let mut s = connect(&addr);
+    s.write_all(&(1_048_577i32).to_be_bytes()).expect("write");
+    assert!(
+        closed_by_broker(&mut s),
+        "an oversized frame closes its connection"
+    );
+    assert_healthy(&addr);
+    assert!(broker
+        .log_text()
+        .contains("frame of 1048577 bytes exceeds socket.request.max.bytes (1048576)"));
+
+    // ApiVersions padded to exactly 1 MiB: whatever the broker makes of the padding, it
+    // reads the frame instead of refusing its size.
+    let mut s = connect(&addr);
+    let mut frame = api_versions_frame(0, 7);
+    frame.resize(4 + 1_048_576, 0);
+    frame[..4].copy_from_slice(&(1_048_576i32).to_be_bytes());
+    s.write_all(&frame).expect("write");
+    let _ = read_frame(&mut s);
+    assert_healthy(&addr);
+    assert!(!broker.log_text().contains("frame of 1048576 bytes exceeds"));
+}
