@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::acked::{env_u64, Acked, Deliveries};
+use common::acked::{env_u64, send_until_stopped, wait_acked, Acked, Deliveries};
 use common::cluster::{Cluster, ClusterSpec};
 use common::wire::Conn;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -36,7 +36,7 @@ use moldau_powerfs::{Cut, PowerFs, SplitMix};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::ThreadedProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
@@ -94,39 +94,20 @@ fn acknowledged_records_survive_whole_cluster_power_cuts() {
             .create_with_context(deliveries.clone())
             .expect("producer");
         let stop = Arc::new(AtomicBool::new(false));
-        let sender = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut values = Vec::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let value = format!("c{cycle}-{i}-{}", "r".repeat(100)).into_bytes();
-                    let record = BaseRecord::<(), [u8]>::to(TOPIC)
-                        .payload(&value[..])
-                        .partition((i % PARTITIONS as u64) as i32);
-                    if producer.send(record).is_ok() {
-                        values.push(value);
-                        i += 1;
-                    }
-                    if producer.in_flight_count() > 200 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                producer.purge(PurgeConfig::default().queue().inflight());
-                values
-            })
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while deliveries.count.load(Ordering::Relaxed) < target {
-            if Instant::now() > deadline {
+        let sender = send_until_stopped(producer, stop.clone(), move |i| {
+            let value = format!("c{cycle}-{i}-{}", "r".repeat(100)).into_bytes();
+            (TOPIC, (i % PARTITIONS as u64) as i32, None, value)
+        });
+        wait_acked(
+            &deliveries,
+            target,
+            Duration::from_secs(120),
+            &context,
+            || {
                 cluster.dump_logs();
-                panic!(
-                    "{context}: {} of {target} records acknowledged in 120 s",
-                    deliveries.count.load(Ordering::Relaxed)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+                String::new()
+            },
+        );
         for i in 0..3 {
             cluster.kill9(i);
         }

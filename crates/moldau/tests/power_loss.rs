@@ -46,13 +46,13 @@
 
 mod common;
 
-use common::acked::{env_u64, Acked, Deliveries, Records};
+use common::acked::{env_u64, send_until_stopped, wait_acked, Acked, Deliveries, Records};
 use common::TestBroker;
 use moldau_powerfs::{Cut, PowerFs, SplitMix};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
@@ -232,50 +232,29 @@ fn acknowledged_records_survive_hundreds_of_power_cuts() {
             .create_with_context(deliveries.clone())
             .expect("producer");
         let stop = Arc::new(AtomicBool::new(false));
-        let sender = {
-            let stop = stop.clone();
-            let payload_len = 20 + rng.below(400) as usize;
-            std::thread::spawn(move || {
-                let mut values = Vec::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let mut value = format!("c{cycle}-{i}-").into_bytes();
-                    value.resize(payload_len, b'a' + (i % 26) as u8);
-                    let key = format!("k{}", i % KEYS);
-                    let (topic, partition) = TARGETS[i as usize % TARGETS.len()];
-                    let record = BaseRecord::<str, [u8]>::to(topic)
-                        .key(&key)
-                        .payload(&value[..])
-                        .partition(partition);
-                    if producer.send(record).is_ok() {
-                        values.push(value);
-                        i += 1;
-                    }
-                    if producer.in_flight_count() > 200 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                producer.purge(PurgeConfig::default().queue().inflight());
-                values
-            })
-        };
+        let payload_len = 20 + rng.below(400) as usize;
+        let sender = send_until_stopped(producer, stop.clone(), move |i| {
+            let mut value = format!("c{cycle}-{i}-").into_bytes();
+            value.resize(payload_len, b'a' + (i % 26) as u8);
+            let (topic, partition) = TARGETS[i as usize % TARGETS.len()];
+            (topic, partition, Some(format!("k{}", i % KEYS)), value)
+        });
         let transactor = {
             let (addr, stop, txns) = (broker.addr.clone(), stop.clone(), txns.clone());
             std::thread::spawn(move || transact(addr, cycle, stop, txns))
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while deliveries.count.load(Ordering::Relaxed) < target {
-            if Instant::now() > deadline {
+        wait_acked(
+            &deliveries,
+            target,
+            Duration::from_secs(60),
+            &context,
+            || {
                 let log = broker.log_text();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                panic!(
-                    "{context}: {} of {target} records acknowledged in 60 s; the broker's last lines:\n{}",
-                    deliveries.count.load(Ordering::Relaxed),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("the broker's last lines:\n{}", tail.join("\n"))
+            },
+        );
         broker.kill9();
         stop.store(true, Ordering::Relaxed);
         sent.extend(sender.join().expect("sender"));

@@ -2,11 +2,15 @@
 //! offset, key and value, from librdkafka's delivery reports.
 
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use rdkafka::ClientContext;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Records by (topic, partition, offset): (key, value).
 pub type Records = BTreeMap<(String, i32, i64), (Vec<u8>, Vec<u8>)>;
@@ -54,4 +58,64 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// One record to send: topic, partition, key, value.
+pub type Outgoing = (&'static str, i32, Option<String>, Vec<u8>);
+
+/// Sends `record(i)` for i = 0, 1, … through `producer` on a thread of its own until
+/// `stop`, keeping at most about 200 records in flight; then purges what is still
+/// queued or in flight (the broker is gone by then) and returns the values it sent.
+pub fn send_until_stopped<C>(
+    producer: ThreadedProducer<C>,
+    stop: Arc<AtomicBool>,
+    mut record: impl FnMut(u64) -> Outgoing + Send + 'static,
+) -> JoinHandle<Vec<Vec<u8>>>
+where
+    C: ProducerContext<DeliveryOpaque = ()> + 'static,
+{
+    std::thread::spawn(move || {
+        let mut values = Vec::new();
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let (topic, partition, key, value) = record(i);
+            let mut out = BaseRecord::<str, [u8]>::to(topic)
+                .payload(&value[..])
+                .partition(partition);
+            if let Some(key) = &key {
+                out = out.key(key.as_str());
+            }
+            if producer.send(out).is_ok() {
+                values.push(value);
+                i += 1;
+            }
+            if producer.in_flight_count() > 200 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        producer.purge(PurgeConfig::default().queue().inflight());
+        values
+    })
+}
+
+/// Waits until `deliveries` counts `target` acknowledged records; after `limit`, panics
+/// with `context` and whatever `diagnose` returns.
+pub fn wait_acked(
+    deliveries: &Deliveries,
+    target: usize,
+    limit: Duration,
+    context: &str,
+    diagnose: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while deliveries.count.load(Ordering::Relaxed) < target {
+        if Instant::now() > deadline {
+            panic!(
+                "{context}: {} of {target} records acknowledged in {limit:?}\n{}",
+                deliveries.count.load(Ordering::Relaxed),
+                diagnose()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
