@@ -194,6 +194,13 @@ impl Adapter {
         }
     }
 
+    fn attr_reply(&self, tree: &Tree, result: Result<u64, FsError>, reply: ReplyAttr) {
+        match result.and_then(|ino| self.attr(tree, ino)) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     fn empty(reply: ReplyEmpty, result: Result<(), FsError>) {
         match result {
             Ok(()) => reply.ok(),
@@ -209,11 +216,7 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let tree = lock(&self.tree);
-        match self.attr(&tree, ino.0) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.attr_reply(&lock(&self.tree), Ok(ino.0), reply);
     }
 
     fn setattr(
@@ -242,10 +245,7 @@ impl Filesystem for Adapter {
         if let (Ok(()), Some(mode), Some(node)) = (&result, mode, tree.nodes.get_mut(&ino.0)) {
             node.perm = (mode & 0o7777) as u16;
         }
-        match result.and_then(|()| self.attr(&tree, ino.0)) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.attr_reply(&tree, result.map(|()| ino.0), reply);
     }
 
     fn mkdir(
