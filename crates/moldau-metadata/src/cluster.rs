@@ -130,7 +130,7 @@ pub struct Registration {
 }
 
 /// A BrokerHeartbeat request (Kafka `BrokerHeartbeatRequest`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Heartbeat {
     /// `node.id`.
     pub broker_id: i32,
@@ -142,6 +142,13 @@ pub struct Heartbeat {
     pub want_fence: bool,
     /// The broker asks for a controlled shutdown.
     pub want_shut_down: bool,
+    /// Partitions whose log on this broker went offline (a write or an fsync failed),
+    /// as `(topic id, partition)`: the controller takes the broker out of their ISR and
+    /// moves their leadership to another ISR member, as Kafka does for a failed log
+    /// directory (KIP-858 reports whole directories in this field's place; Moldau takes
+    /// single logs offline).
+    #[serde(default)]
+    pub offline_partitions: Vec<(Uuid, i32)>,
 }
 
 /// The answer to a heartbeat (Kafka `BrokerHeartbeatResponse`).
@@ -200,10 +207,20 @@ fn changed(
 /// other active ISR members (Kafka `handleBrokerFenced` / controlled shutdown). A
 /// partition whose only ISR member is `broker` keeps it in the ISR with leader -1.
 fn move_away(image: &MetadataImage, broker: i32, config: &ControlConfig) -> Vec<MetadataRecord> {
+    move_away_from(image, broker, config, |_, _| true)
+}
+
+/// [`move_away`] for the partitions `only(topic id, partition)` selects.
+fn move_away_from(
+    image: &MetadataImage,
+    broker: i32,
+    config: &ControlConfig,
+    only: impl Fn(&Uuid, i32) -> bool,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics.values() {
         for (&p, part) in &topic.partitions {
-            if !part.isr.contains(&broker) && part.leader != broker {
+            if !part.isr.contains(&broker) && part.leader != broker || !only(&topic.topic_id, p) {
                 continue;
             }
             let mut isr: Vec<i32> = part.isr.iter().copied().filter(|r| *r != broker).collect();
@@ -400,6 +417,10 @@ pub fn heartbeat(
         records.push(change(Some(true), None));
         records.extend(move_away(image, hb.broker_id, config));
         reply.is_fenced = true;
+    } else if !broker.fenced && !hb.offline_partitions.is_empty() {
+        records.extend(move_away_from(image, hb.broker_id, config, |id, p| {
+            hb.offline_partitions.contains(&(*id, p))
+        }));
     }
     Ok((records, reply))
 }

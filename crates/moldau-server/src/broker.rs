@@ -204,11 +204,20 @@ impl Broker {
                 rack: broker.config.rack.clone(),
                 cluster_id: Some(broker.cluster_id.clone()),
             };
+            // Logs that went offline here are reported with each heartbeat, so the
+            // controller moves their leadership elsewhere.
+            let weak = Arc::downgrade(&broker);
+            let offline = Arc::new(move || {
+                weak.upgrade()
+                    .map(|b| b.replicas.offline_partitions())
+                    .unwrap_or_default()
+            });
             let run = broker.lifecycle.clone().run(
                 broker.controller.clone(),
                 broker.metadata.clone(),
                 registration,
                 Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms),
+                offline,
                 stop_rx,
             );
             tokio::spawn(async move {

@@ -111,6 +111,17 @@ impl ReplicaManager {
     }
 
     /// Every hosted partition.
+    /// The hosted partitions whose log is offline (poisoned by a failed write or
+    /// fsync), as `(topic id, partition)`, for the controller (see
+    /// `moldau_metadata::cluster::Heartbeat::offline_partitions`).
+    pub fn offline_partitions(&self) -> Vec<(Uuid, i32)> {
+        self.all()
+            .iter()
+            .filter(|p| p.with_log(|l| l.is_poisoned()))
+            .map(|p| (p.topic_id, p.tp.partition))
+            .collect()
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().values().cloned().collect()
     }

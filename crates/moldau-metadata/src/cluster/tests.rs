@@ -41,6 +41,7 @@ fn hb(image: &MetadataImage, broker: i32) -> Heartbeat {
         current_metadata_offset: image.offset,
         want_fence: false,
         want_shut_down: false,
+        offline_partitions: Vec::new(),
     }
 }
 
@@ -350,6 +351,37 @@ fn controlled_shutdown_moves_leaders_before_saying_yes() {
     assert!(reply.should_shut_down && reply.is_fenced);
     apply_all(&mut image, &records);
     assert!(image.brokers[&1].fenced);
+}
+
+#[test]
+fn an_offline_log_loses_its_leadership_and_isr_place_and_nothing_else() {
+    let mut image = cluster(3);
+    let mut live = Liveness::activate(0);
+    let topic_id = image.topics["t"].topic_id;
+    let (p, led) = (0..3)
+        .map(|p| (p, part(&image, p)))
+        .find(|(_, part)| part.leader == 1)
+        .expect("broker 1 leads a partition");
+    let others: Vec<PartitionImage> = (0..3)
+        .filter(|q| *q != p)
+        .map(|q| part(&image, q))
+        .collect();
+    let mut report = hb(&image, 1);
+    report.offline_partitions = vec![(topic_id, p)];
+    let (records, reply) = heartbeat(&image, &mut live, &CONFIG, &report, 1).expect("hb");
+    assert!(!reply.is_fenced && records.len() == 1, "{records:?}");
+    apply_all(&mut image, &records);
+    let moved = part(&image, p);
+    assert!(moved.leader != 1 && moved.leader >= 0 && !moved.isr.contains(&1));
+    assert_eq!(moved.leader_epoch, led.leader_epoch + 1);
+    let unchanged: Vec<PartitionImage> = (0..3)
+        .filter(|q| *q != p)
+        .map(|q| part(&image, q))
+        .collect();
+    assert_eq!(unchanged, others, "other partitions are untouched");
+    // Reported again with each heartbeat: nothing more changes.
+    let (records, _) = heartbeat(&image, &mut live, &CONFIG, &report, 2).expect("hb");
+    assert!(records.is_empty(), "{records:?}");
 }
 
 #[test]

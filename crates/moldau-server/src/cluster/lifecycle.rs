@@ -104,6 +104,7 @@ impl Lifecycle {
         view: MetadataView,
         registration: Registration,
         interval: Duration,
+        offline: Arc<dyn Fn() -> Vec<(uuid::Uuid, i32)> + Send + Sync>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), Fatal> {
         let timeout = Duration::from_secs(5).max(interval * 2);
@@ -154,6 +155,7 @@ impl Lifecycle {
                     current_metadata_offset: channel.applied_offset(),
                     want_fence: false,
                     want_shut_down,
+                    offline_partitions: offline(),
                 };
                 let sent = std::time::Instant::now();
                 match channel
