@@ -96,7 +96,7 @@ pub fn record_batch(data: &[u8]) {
 /// shutdown, from the first byte), then read from the log start to the log end. The
 /// offset checkpoints (recovery point, log start) are parsed too.
 pub fn log_files(data: &[u8]) {
-    let Some((&flags, mut rest)) = data.split_first() else {
+    let Some((&flags, rest)) = data.split_first() else {
         return;
     };
     let Ok(dir) = tempfile::tempdir() else {
