@@ -26,18 +26,13 @@
 
 mod common;
 
-use common::acked::{env_u64, send_until_stopped, wait_acked, Acked, Deliveries};
+use common::acked::{env_u64, is_disconnect, send_until_stopped, wait_acked, Acked, Deliveries};
 use common::cluster::{Cluster, ClusterSpec};
-use common::wire::Conn;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use moldau_powerfs::{Cut, PowerFs, SplitMix};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::ThreadedProducer;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,20 +126,8 @@ fn acknowledged_records_survive_whole_cluster_power_cuts() {
 
 fn create_topic(bootstrap: &str) {
     let addr = bootstrap.split(',').next().expect("a broker");
-    let created: CreateTopicsResponse = Conn::open(addr).call(
-        ApiKey::CreateTopics,
-        7,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                .with_num_partitions(PARTITIONS)
-                .with_replication_factor(3)
-                .with_configs(vec![CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                    .with_value(Some(StrBytes::from_static_str("2")))])])
-            .with_timeout_ms(30_000),
-    );
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    let min_isr = [("min.insync.replicas", "2")];
+    common::wire::create_topic(addr, TOPIC, PARTITIONS, 3, &min_isr);
 }
 
 /// Reads both partitions from offset 0 to the high watermark (waiting for leaders to be
@@ -219,13 +202,7 @@ fn check(cluster: &Cluster, acked: &Acked, sent: &HashSet<Vec<u8>>, context: &st
                 read.insert((p, m.offset()), value);
             }
             // Connections may still be settling right after the restart.
-            Some(Err(e))
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
-                    )
-                ) => {}
+            Some(Err(e)) if is_disconnect(&e) => {}
             Some(Err(e)) => panic!("{context}: consuming after the cut: {e}"),
             None => {}
         }

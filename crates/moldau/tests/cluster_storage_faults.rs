@@ -17,11 +17,7 @@ mod common;
 
 use common::cluster::{wait_until, Cluster, ClusterSpec};
 use common::wire::Conn;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use moldau_powerfs::{Fault, PowerFs};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -70,20 +66,7 @@ fn a_leader_whose_log_fails_hands_its_leadership_over() {
     });
     let bootstrap = cluster.bootstrap();
     let first = bootstrap.split(',').next().expect("a broker").to_owned();
-    let created: CreateTopicsResponse = Conn::open(&first).call(
-        ApiKey::CreateTopics,
-        7,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                .with_num_partitions(1)
-                .with_replication_factor(3)
-                .with_configs(vec![CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                    .with_value(Some(StrBytes::from_static_str("2")))])])
-            .with_timeout_ms(30_000),
-    );
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    common::wire::create_topic(&first, TOPIC, 1, 3, &[("min.insync.replicas", "2")]);
 
     let rt = common::runtime();
     let producer: FutureProducer = ClientConfig::new()

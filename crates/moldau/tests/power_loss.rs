@@ -46,14 +46,15 @@
 
 mod common;
 
-use common::acked::{env_u64, send_until_stopped, wait_acked, Acked, Deliveries, Records};
+use common::acked::{
+    env_u64, is_disconnect, send_until_stopped, wait_acked, Acked, Deliveries, Records,
+};
 use common::TestBroker;
 use moldau_powerfs::{Cut, PowerFs, SplitMix};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -336,13 +337,7 @@ fn check_transactions(
                 missing.remove(&value);
             }
             // Left over from the broker's death: this consumer outlives it.
-            Some(Err(e))
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
-                    )
-                ) => {}
+            Some(Err(e)) if is_disconnect(&e) => {}
             Some(Err(e)) => panic!("{context}: consuming power-txn: {e}"),
             None => {}
         }
@@ -350,38 +345,8 @@ fn check_transactions(
 }
 
 fn create_topics(addr: &str) {
-    use common::wire::Conn;
-    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    let topics = TOPICS
-        .iter()
-        .map(|(name, partitions, configs)| {
-            CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(name)))
-                .with_num_partitions(*partitions)
-                .with_replication_factor(1)
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(StrBytes::from_static_str(k))
-                                .with_value(Some(StrBytes::from_static_str(v)))
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    let created: CreateTopicsResponse = Conn::open(addr).call(
-        ApiKey::CreateTopics,
-        7,
-        &CreateTopicsRequest::default()
-            .with_topics(topics)
-            .with_timeout_ms(30_000),
-    );
-    for t in &created.topics {
-        assert_eq!(t.error_code, 0, "{created:?}");
+    for (name, partitions, configs) in TOPICS {
+        common::wire::create_topic(addr, name, partitions, 1, configs);
     }
 }
 

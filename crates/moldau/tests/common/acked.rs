@@ -119,3 +119,14 @@ pub fn wait_acked(
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// True for the errors a consumer reports while its brokers are down or restarting
+/// (all brokers down, a transport failure): expected around a kill or a power cut, as
+/// opposed to a corrupt batch or any other error.
+pub fn is_disconnect(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+    )
+}

@@ -128,3 +128,38 @@ impl Conn {
             .unwrap_or_else(|e| panic!("{key:?} v{version}: response does not decode: {e}")))
     }
 }
+
+/// Creates `name` with `partitions` partitions of `replication_factor` replicas and the
+/// topic `configs` through CreateTopics v7 to `addr`; panics unless it was created.
+pub fn create_topic(
+    addr: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(replication_factor)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string((*k).to_owned()))
+                        .with_value(Some(StrBytes::from_string((*v).to_owned())))
+                })
+                .collect(),
+        );
+    let created: CreateTopicsResponse = Conn::open(addr).call(
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(30_000),
+    );
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+}
