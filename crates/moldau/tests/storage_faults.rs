@@ -27,6 +27,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// These tests mount and remount file systems and fill disks: one at a time, so that
+/// none of them slows or disturbs another.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -86,6 +95,7 @@ fn fetch_error(addr: &str, topic: &str) -> i16 {
 
 #[test]
 fn a_full_disk_takes_the_log_offline_and_loses_nothing_acknowledged() {
+    let _one_at_a_time = serial();
     let fs = Tmpfs::mount("4m");
     let data: PathBuf = fs.path().join("data");
     let data_dir = data.display().to_string();
@@ -181,6 +191,7 @@ fn a_full_disk_takes_the_log_offline_and_loses_nothing_acknowledged() {
 /// directory is offline); remounted read-write, it starts on the same data.
 #[test]
 fn a_read_only_data_directory_stops_start_up_with_the_reason() {
+    let _one_at_a_time = serial();
     let fs = Tmpfs::mount("64m");
     let data = fs.path().join("data");
     let data_dir = data.display().to_string();
@@ -250,6 +261,7 @@ fn produce_one(
 /// fails at its first assertion on `eio-fsync`.
 #[test]
 fn eio_on_write_or_fsync_takes_only_that_log_offline() {
+    let _one_at_a_time = serial();
     use moldau_powerfs::{Cut, Fault, PowerFs};
     let dir = tempfile::tempdir().expect("tempdir");
     let mountpoint = dir.path().join("mnt");
