@@ -140,6 +140,15 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
     } else {
         asked.min(broker.config.fetch_max_bytes.max(1))
     };
+    // A read of older segments may wait on the disk: block_in_place hands this worker's
+    // other tasks (other connections) to another thread meanwhile. Reads of the active
+    // segment come from the page cache and stay inline, where they cost nothing extra.
+    // Decided once per fetch: the fetch offsets do not change across long-poll re-reads.
+    let cold = targets.iter().any(|(_, t)| {
+        t.partition
+            .as_ref()
+            .is_ok_and(|p| p.reads_old_segments(t.fetch_offset))
+    });
     let mut first = true;
     loop {
         // Register for wake-ups before reading, so a change in between is not missed:
@@ -164,15 +173,6 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
             Some(replica) => read_for_follower(&broker, &targets, budget, replica, first),
             None => read_all(&targets, budget, isolation),
         };
-        // A read of older segments may wait on the disk: block_in_place hands this
-        // worker's other tasks (other connections) to another thread meanwhile. Reads
-        // of the active segment come from the page cache and stay inline, where they
-        // cost nothing extra.
-        let cold = targets.iter().any(|(_, t)| {
-            t.partition
-                .as_ref()
-                .is_ok_and(|p| p.reads_old_segments(t.fetch_offset))
-        });
         let (results, bytes, has_error) = if cold {
             tokio::task::block_in_place(read)
         } else {
