@@ -201,6 +201,70 @@ fn request_percentage_throttles_a_busy_client() {
     );
 }
 
+/// A consumer's Fetch over its `request_percentage` quota is answered as Kafka answers
+/// any throttled consumer fetch (KIP-219): with the throttle time and no records, so the
+/// consumer asks for the same offsets again once its connection is unmuted. A client id
+/// allowed 1% of a thread fetches 1 MB at a time from offset 0, back to back: some
+/// answers carry records, some a throttle time, and none both. Checked against the code
+/// it exists for: with the throttled Fetch left as it was, throttled answers carried
+/// records and the test failed.
+#[test]
+fn a_fetch_over_the_request_quota_gets_no_records() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let broker = TestBroker::start();
+    let addr = broker.addr.clone();
+    let topic = "fetched-under-quota";
+    common::wire::create_topic(&addr, topic, 1, 1, &[]);
+    let producer: ThreadedProducer<Acked> = ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .set("linger.ms", "5")
+        .create_with_context(Acked::default())
+        .expect("producer");
+    let payload = vec![b'x'; 1_000];
+    for _ in 0..4_000 {
+        producer
+            .send(BaseRecord::<(), _>::to(topic).payload(&payload))
+            .expect("queued");
+    }
+    producer.flush(Duration::from_secs(60)).expect("flushed");
+    set_quota(&addr, "busy", "request_percentage", 1.0);
+
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let mut conn = Conn::open(&addr).with_client_id("busy");
+    let (mut with_records, mut throttled, mut both) = (0, 0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let r: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch);
+        let bytes: usize = r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref().map(|b| b.len()))
+            .sum();
+        with_records += usize::from(bytes > 0);
+        throttled += usize::from(r.throttle_time_ms > 0);
+        both += usize::from(bytes > 0 && r.throttle_time_ms > 0);
+    }
+    println!(
+        "fetches under a 1% request quota: {with_records} with records, {throttled} \
+         throttled, {both} both"
+    );
+    assert!(with_records > 0, "no fetch returned records");
+    assert!(throttled > 0, "no fetch was throttled");
+    assert_eq!(both, 0, "throttled fetches carried records");
+}
+
 /// `connection_creation_rate` (KIP-612) for 127.0.0.1 at 5/s: of 30 connections opened
 /// at once, at most a window's worth are served (ApiVersions answered) and the rest are
 /// held, then closed unanswered; other addresses are not limited (the quota names only

@@ -77,6 +77,10 @@ pub trait ResponseBody: Encodable {
     /// Raises the body's `throttle_time_ms` to at least `ms` (a request quota's
     /// throttle, KIP-124); a no-op for bodies without the field.
     fn raise_throttle_time(&mut self, _ms: i32) {}
+
+    /// Turns the body into what a client over its `request_percentage` quota gets; most
+    /// bodies stay as they are (only their throttle time is raised).
+    fn request_throttled(&mut self, _broker: &Broker, _ctx: &RequestContext) {}
 }
 
 macro_rules! no_records {
@@ -144,6 +148,34 @@ unthrottled!(
 impl ResponseBody for kafka_protocol::messages::FetchResponse {
     fn raise_throttle_time(&mut self, ms: i32) {
         self.throttle_time_ms = self.throttle_time_ms.max(ms);
+    }
+
+    /// A consumer's Fetch over its request quota is answered without records, and the
+    /// record bytes it had counted against `consumer_byte_rate` are taken back, as
+    /// Kafka's `KafkaApis` answers any throttled consumer fetch (KIP-219): the consumer
+    /// fetches the same offsets again once its connection is unmuted.
+    fn request_throttled(&mut self, broker: &Broker, ctx: &RequestContext) {
+        let bytes: usize = self
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref().map(Bytes::len))
+            .sum();
+        if bytes == 0 {
+            return;
+        }
+        let quota = moldau_metadata::quota::CONSUMER_BYTE_RATE;
+        if broker.quotas.is_active(quota) {
+            broker.quotas.unrecord(
+                &broker.image().client_quotas,
+                quota,
+                ctx.user(),
+                ctx.client_id.as_deref().unwrap_or(""),
+                bytes,
+            );
+        }
+        self.responses.clear();
+        ctx.fetch_permit.lock().take();
     }
 
     fn share_records(&self, rope: &mut Rope) {
@@ -560,6 +592,7 @@ where
         if ms == 0 {
             return reply;
         }
+        resp.request_throttled(&broker, &quota_ctx);
         resp.raise_throttle_time(i32::try_from(ms).unwrap_or(i32::MAX));
         encode_response(api_key, version, correlation_id, &resp)
     }))
