@@ -96,7 +96,7 @@ pub struct MetadataImage {
     pub client_quotas: BTreeMap<String, crate::quota::QuotaEntry>,
     /// ACLs by id (KIP-801).
     #[serde(default)]
-    pub acls: BTreeMap<Uuid, crate::acl::AclBinding>,
+    pub acls: crate::acl::AclSet,
     /// SCRAM credentials by user name, then mechanism name (KIP-554).
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,

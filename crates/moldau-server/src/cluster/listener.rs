@@ -155,7 +155,10 @@ impl ControllerAuth {
         if let (true, Some(authorizer)) = (secured, &self.authorizer) {
             let allowed = authorizer.super_users.contains(&principal)
                 || moldau_metadata::acl::authorize(
-                    quorum.view.image().acls.values(),
+                    quorum.view.image().acls.covering(
+                        moldau_metadata::acl::ResourceType::Cluster,
+                        crate::handlers::CLUSTER,
+                    ),
                     &principal,
                     &crate::handlers::canonical_host(&peer.ip().to_string()),
                     moldau_metadata::acl::AclOperation::ClusterAction,

@@ -449,7 +449,7 @@ impl RequestContext {
         }
         let image = broker.image();
         moldau_metadata::acl::authorize(
-            image.acls.values(),
+            image.acls.covering(resource_type, name),
             &self.principal,
             &self.client_ip(),
             op,
