@@ -316,6 +316,11 @@ impl Server {
                             {
                                 return;
                             }
+                            let wait = creation_rate_throttle(&broker, &l.name, exempt);
+                            if wait > 0 {
+                                tracing::debug!(listener = %l.name, throttle_ms = wait, "over max.connection.creation.rate: accepting the next connection after the throttle time");
+                                tokio::time::sleep(Duration::from_millis(wait)).await;
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -422,6 +427,33 @@ fn throttle_connection(
         held.fetch_sub(1, Ordering::AcqRel);
     });
     None
+}
+
+/// Records a connection just accepted on `listener` against its
+/// `listener.name.<listener>.max.connection.creation.rate` and, unless the listener is
+/// the inter-broker one (`exempt`), the broker's `max.connection.creation.rate`
+/// (KIP-612). Returns how long the listener waits before accepting another, ms: the
+/// larger throttle of the two (0 when neither is set or both are under their limit).
+fn creation_rate_throttle(broker: &Broker, listener: &str, exempt: bool) -> u64 {
+    let config = &broker.config;
+    let now = u64::try_from(crate::replica_manager::now_ms()).unwrap_or(0);
+    let unlimited = i32::MAX as usize;
+    let mut ms = 0;
+    if let Some(&limit) = config.listener_connection_creation_rate.get(listener) {
+        let sensor = format!("listener={listener}");
+        ms = broker
+            .quotas
+            .record_connection_creation(&sensor, limit, now);
+    }
+    if !exempt && config.max_connection_creation_rate < unlimited {
+        let limit = config.max_connection_creation_rate;
+        ms = ms.max(
+            broker
+                .quotas
+                .record_connection_creation("broker", limit, now),
+        );
+    }
+    ms
 }
 
 /// What the reader task hands over: a frame, or the reason the stream is unusable.

@@ -24,6 +24,10 @@ struct Windows {
     samples: VecDeque<(u64, f64)>,
 }
 
+/// The sensor key of `max.connection.creation.rate` (a broker setting, not a client
+/// quota; never in the active mask).
+const BROKER_CONNECTION_RATE: &str = "max.connection.creation.rate";
+
 /// Sensors kept before those idle for a whole measuring horizon are dropped.
 const MAX_SENSORS: usize = 4096;
 
@@ -142,6 +146,21 @@ impl QuotaManager {
             self.take_back(key, sensor, 1.0);
         }
         ms.min(self.window_ms)
+    }
+
+    /// Records a new connection against a `max.connection.creation.rate` limit
+    /// (connections per second; KIP-612) kept in sensor `sensor` (`broker`, or
+    /// `listener=<name>`). Returns the throttle time, ms: how long the acceptor waits
+    /// before accepting another connection (0 under the limit).
+    pub fn record_connection_creation(&self, sensor: &str, limit: usize, now_ms: u64) -> u64 {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.record_for(
+            BROKER_CONNECTION_RATE,
+            sensor.to_owned(),
+            limit,
+            1.0,
+            now_ms,
+        )
     }
 
     fn record_for(

@@ -319,6 +319,62 @@ fn connection_creation_rate_holds_then_closes_excess_connections() {
     );
 }
 
+/// `max.connection.creation.rate` (KIP-612), broker-wide and per listener, at 5/s: of 30
+/// connections opened at once, the listener accepts a first burst and then one per
+/// throttle time, so at most a dozen are answered within the first second, and every
+/// one of them is answered in the end (a broker limit delays connections; unlike an
+/// address's quota it closes none). Without the limit all 30 are answered within
+/// milliseconds and the test fails (checked with the acceptor's wait removed).
+#[test]
+fn max_connection_creation_rate_delays_new_connections() {
+    for property in [
+        "max.connection.creation.rate",
+        "listener.name.plaintext.max.connection.creation.rate",
+    ] {
+        let broker = TestBroker::start_with(&[(property, "5")]);
+        let addr = broker.addr.clone();
+        let started = Instant::now();
+        let answered: Vec<Option<Duration>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..30)
+                .map(|_| {
+                    let addr = addr.clone();
+                    s.spawn(move || {
+                        let mut c = Conn::open(&addr);
+                        let served: std::io::Result<kafka_protocol::messages::ApiVersionsResponse> =
+                            c.try_call(
+                                ApiKey::ApiVersions,
+                                3,
+                                &kafka_protocol::messages::ApiVersionsRequest::default(),
+                            );
+                        served.ok().map(|_| started.elapsed())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let in_first_second = answered
+            .iter()
+            .filter(|t| t.is_some_and(|t| t < Duration::from_secs(1)))
+            .count();
+        let last = answered.iter().flatten().max().copied();
+        println!(
+            "{property}=5: {in_first_second} of 30 connections answered within 1 s, the last \
+             after {last:?}"
+        );
+        assert!(
+            answered.iter().all(Option::is_some),
+            "{property}: a connection was closed or never answered: {answered:?}"
+        );
+        assert!(
+            in_first_second <= 12,
+            "{property}: {in_first_second} of 30 connections answered within 1 s at 5/s"
+        );
+    }
+}
+
 #[test]
 fn byte_rate_quotas_throttle_producers_and_consumers() {
     // Kafka's default windows (11 of 1 s); rates are measured after the first 3 s.

@@ -145,6 +145,35 @@ fn unknown_contradictory_and_unimplemented_settings_stop_start_up() {
     );
     refused(&[("max.connections", "0")], &["max.connections"]);
     refused(
+        &[("max.connection.creation.rate", "0")],
+        &["max.connection.creation.rate"],
+    );
+    refused(
+        &[("listener.name.nope.max.connection.creation.rate", "5")],
+        &[
+            "listener.name.nope.max.connection.creation.rate",
+            "no listener",
+        ],
+    );
+    refused(
+        &[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ),
+            ("process.roles", "broker,controller"),
+            ("node.id", "1"),
+            ("controller.quorum.voters", "1@127.0.0.1:1"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("listener.name.controller.max.connection.creation.rate", "5"),
+        ],
+        &["max.connection.creation.rate", "controller listener"],
+    );
+    refused(
         &[("controller.quorum.voters", "1@127.0.0.1:9093")],
         &["controller.quorum.voters", "process.roles"],
     );

@@ -61,6 +61,7 @@ const USED: &[&str] = &[
     "log.retention.hours",
     "log.retention.minutes",
     "log.roll.hours",
+    "max.connection.creation.rate",
     "max.connections",
     "max.connections.per.ip",
     "max.connections.per.ip.overrides",
@@ -176,6 +177,7 @@ fn classify_listener_setting(rest: &str) -> Option<Known> {
         || rest == "plain.sasl.jaas.config"
         || rest == "scram-sha-256.sasl.jaas.config"
         || rest == "scram-sha-512.sasl.jaas.config"
+        || rest == "max.connection.creation.rate"
     {
         return Some(Known::Used);
     }

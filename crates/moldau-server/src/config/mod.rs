@@ -126,6 +126,15 @@ pub struct BrokerConfig {
     pub max_connections_per_ip: usize,
     /// Per-address exceptions to [`BrokerConfig::max_connections_per_ip`].
     pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// `max.connection.creation.rate` (default unlimited; connections per second,
+    /// KIP-612): new connections across the broker's listeners, the inter-broker one
+    /// excepted. Over it, a listener accepts its next connection only after the throttle
+    /// time (the connection just accepted is served), so clients wait in the kernel's
+    /// backlog, as Kafka's acceptor does.
+    pub max_connection_creation_rate: usize,
+    /// `listener.name.<listener>.max.connection.creation.rate`: the same limit for one
+    /// listener (the inter-broker one too), by upper-case listener name.
+    pub listener_connection_creation_rate: BTreeMap<String, usize>,
     /// `connections.max.idle.ms` (default 600000, 10 min): a connection that sent no
     /// request for this long and has none in flight is closed.
     pub connections_max_idle_ms: u64,
@@ -255,6 +264,38 @@ fn positive(props: &BTreeMap<String, String>, name: &str) -> Result<usize, Confi
     Ok(n)
 }
 
+/// Every `listener.name.<listener>.max.connection.creation.rate`, by upper-case listener
+/// name; a name that is not one of `listeners`, or names a controller listener (whose
+/// connections come from the quorum's voters and brokers only), stops start-up.
+fn listener_connection_rates(
+    props: &BTreeMap<String, String>,
+    listeners: &[Endpoint],
+    is_controller: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, usize>, ConfigError> {
+    let mut rates = BTreeMap::new();
+    for key in props.keys() {
+        let Some(listener) = key
+            .strip_prefix("listener.name.")
+            .and_then(|rest| rest.strip_suffix(".max.connection.creation.rate"))
+        else {
+            continue;
+        };
+        let name = listener.to_ascii_uppercase();
+        if !listeners.iter().any(|l| l.name == name) {
+            return Err(ConfigError::new(key, listener, "no listener has this name"));
+        }
+        if is_controller(&name) {
+            return Err(ConfigError::new(
+                key,
+                listener,
+                "a controller listener is not limited (only brokers and voters connect to it)",
+            ));
+        }
+        rates.insert(name, positive(props, key)?);
+    }
+    Ok(rates)
+}
+
 /// `max.connections.per.ip.overrides`: `ip:count` pairs, comma-separated (IPv6 as
 /// `[addr]:count`). Kafka also takes host names; Moldau takes addresses only, and says so.
 fn per_ip_overrides(
@@ -375,6 +416,8 @@ impl BrokerConfig {
             None
         };
         let internal_rf = if cluster.explicit { 3 } else { 1 };
+        let creation_rates =
+            listener_connection_rates(p, &listeners, |name| cluster.is_controller_listener(name))?;
         let config = Self {
             node_id: cluster.node_id,
             listeners,
@@ -389,6 +432,8 @@ impl BrokerConfig {
             max_connections: positive(p, "max.connections")?,
             max_connections_per_ip: positive(p, "max.connections.per.ip")?,
             max_connections_per_ip_overrides: per_ip_overrides(p)?,
+            max_connection_creation_rate: positive(p, "max.connection.creation.rate")?,
+            listener_connection_creation_rate: creation_rates,
             connections_max_idle_ms: parse(p, "connections.max.idle.ms", 600_000)?,
             retention_check_interval_ms: parse(p, "log.retention.check.interval.ms", 300_000)?,
             flush_scheduler_interval_ms: parse(p, "log.flush.scheduler.interval.ms", 1_000)?,
