@@ -588,6 +588,12 @@ impl SaslSession {
     }
 }
 
+/// When a session of `lifetime_ms` (0: none) that starts now expires.
+fn session_expiry(lifetime_ms: i64) -> Option<tokio::time::Instant> {
+    let ms = u64::try_from(lifetime_ms).ok().filter(|ms| *ms > 0)?;
+    tokio::time::Instant::now().checked_add(Duration::from_millis(ms))
+}
+
 fn credential_lookup(broker: &Arc<Broker>) -> CredentialLookup {
     let broker = Arc::downgrade(broker);
     Arc::new(move |user, mechanism| {
@@ -668,6 +674,7 @@ async fn authenticate<W: AsyncWrite + Unpin>(
                 reply,
                 user,
                 mechanism,
+                session_lifetime_ms,
             } => {
                 // Requests may follow at once: the frame cap rises before the answer goes.
                 max_frame.store(broker.config.socket_request_max_bytes, Ordering::Release);
@@ -678,7 +685,7 @@ async fn authenticate<W: AsyncWrite + Unpin>(
                     authenticator,
                     user,
                     mechanism,
-                    expires: lifetime.map(|d| tokio::time::Instant::now() + d),
+                    expires: session_expiry(session_lifetime_ms),
                     failed: false,
                 }));
             }
@@ -910,9 +917,9 @@ fn sasl_session_frame(
     if session.failed {
         return Dispatch::Close("re-authentication failed".into());
     }
-    let Some(lifetime) = SaslSession::lifetime(broker) else {
+    if SaslSession::lifetime(broker).is_none() {
         return handlers::dispatch(broker, conn, frame);
-    };
+    }
     let api_key = frame::peek_header(&frame).map(|h| h.api_key).unwrap_or(-1);
     let reauth =
         api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
@@ -944,6 +951,7 @@ fn sasl_session_frame(
             reply,
             user,
             mechanism,
+            session_lifetime_ms,
         } => {
             if mechanism != session.mechanism {
                 return Dispatch::Close(format!(
@@ -958,7 +966,7 @@ fn sasl_session_frame(
                     session.user
                 ));
             }
-            session.expires = Some(tokio::time::Instant::now() + lifetime);
+            session.expires = session_expiry(session_lifetime_ms);
             tracing::debug!(%peer, %user, "re-authenticated");
             ready(reply)
         }

@@ -144,6 +144,40 @@ fn unknown_contradictory_and_unimplemented_settings_stop_start_up() {
         &["max.connections.per.ip.overrides", "IP address"],
     );
     refused(&[("max.connections", "0")], &["max.connections"]);
+    let oauth_listener = [
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+        ("sasl.enabled.mechanisms", "OAUTHBEARER"),
+    ];
+    refused(&oauth_listener, &["sasl.oauthbearer.jwks.endpoint.url"]);
+    refused(
+        &[
+            oauth_listener[0],
+            oauth_listener[1],
+            (
+                "sasl.oauthbearer.jwks.endpoint.url",
+                "https://idp.example/jwks",
+            ),
+        ],
+        &["sasl.oauthbearer.jwks.endpoint.url", "file"],
+    );
+    refused(
+        &[
+            oauth_listener[0],
+            oauth_listener[1],
+            (
+                "sasl.oauthbearer.jwks.endpoint.url",
+                "file:///nonexistent/jwks.json",
+            ),
+        ],
+        &["sasl.oauthbearer.jwks.endpoint.url", "cannot read"],
+    );
+    refused(
+        &[(
+            "sasl.oauthbearer.token.endpoint.url",
+            "https://idp.example/token",
+        )],
+        &["sasl.oauthbearer.token.endpoint.url"],
+    );
     refused(
         &[("max.connection.creation.rate", "0")],
         &["max.connection.creation.rate"],

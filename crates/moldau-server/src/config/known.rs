@@ -2,7 +2,7 @@
 //! registry stops start-up: a setting the broker does not understand is never silently
 //! ignored. Kafka tuning knobs that mean nothing to Moldau's design are accepted with a
 //! start-up warning that says why they have no effect; settings for features Moldau
-//! lacks (GSSAPI, OAUTHBEARER, ZooKeeper) stop start-up, since ignoring them would
+//! lacks (GSSAPI, ZooKeeper) stop start-up, since ignoring them would
 //! leave a user believing a protection or mode is on when it is not.
 
 use moldau_metadata::configs::TOPIC_CONFIGS;
@@ -90,6 +90,11 @@ const USED: &[&str] = &[
     "sasl.enabled.mechanisms",
     "sasl.mechanism.controller.protocol",
     "sasl.mechanism.inter.broker.protocol",
+    "sasl.oauthbearer.clock.skew.seconds",
+    "sasl.oauthbearer.expected.audience",
+    "sasl.oauthbearer.expected.issuer",
+    "sasl.oauthbearer.jwks.endpoint.url",
+    "sasl.oauthbearer.sub.claim.name",
     "sasl.server.max.receive.size",
     "security.inter.broker.protocol",
     "socket.request.max.bytes",
@@ -108,7 +113,19 @@ const THREADS: &str =
     "Moldau runs one async runtime with a thread per core; Kafka's thread pools do not exist";
 
 /// Kafka properties accepted without effect, and why.
+const JWKS_FILE: &str = "the JWKS is read from a file, re-read whenever it changes";
+
 const NO_EFFECT: &[(&str, &str)] = &[
+    ("sasl.oauthbearer.jwks.endpoint.refresh.ms", JWKS_FILE),
+    ("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", JWKS_FILE),
+    (
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+        JWKS_FILE,
+    ),
+    (
+        "sasl.oauthbearer.scope.claim.name",
+        "no scope is required of a token, as with Kafka's validator",
+    ),
     ("background.threads", THREADS),
     ("num.io.threads", THREADS),
     ("num.network.threads", THREADS),
@@ -178,13 +195,16 @@ fn classify_listener_setting(rest: &str) -> Option<Known> {
         || rest == "scram-sha-256.sasl.jaas.config"
         || rest == "scram-sha-512.sasl.jaas.config"
         || rest == "max.connection.creation.rate"
+        || rest == "oauthbearer.sasl.jaas.config"
+        || rest == "oauthbearer.sasl.server.callback.handler.class"
     {
         return Some(Known::Used);
     }
     if rest.ends_with(".sasl.jaas.config") || rest.starts_with("sasl.") || rest.contains(".sasl.") {
         return Some(Known::Refused(
-            "only the PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 mechanisms are implemented (no \
-             GSSAPI, no OAUTHBEARER, no custom callback handlers)",
+            "only the PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (signed JWTs \
+             checked against a JWKS file) mechanisms are implemented (no GSSAPI, no custom \
+             callback handlers)",
         ));
     }
     classify(rest).filter(|k| *k != Known::Used || rest.starts_with("ssl."))
@@ -242,8 +262,9 @@ pub fn classify(name: &str) -> Option<Known> {
         ),
         (
             "sasl.",
-            "only the PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 mechanisms are implemented (no \
-             GSSAPI, no OAUTHBEARER, no custom callback handlers)",
+            "only the PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (signed JWTs \
+             checked against a JWKS file) mechanisms are implemented (no GSSAPI, no custom \
+             callback handlers)",
         ),
         (
             "principal.builder.class",

@@ -16,6 +16,7 @@ use super::listeners::{Endpoint, SecurityProtocol};
 use super::ConfigError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where a listener's certificate chain and private key come from.
 #[derive(Clone, PartialEq, Eq)]
@@ -117,6 +118,9 @@ pub enum SaslMechanism {
     ScramSha256,
     /// `SCRAM-SHA-512`, credentials from the metadata log.
     ScramSha512,
+    /// `OAUTHBEARER` (RFC 7628), signed JWTs checked against a key set
+    /// ([`crate::security::oauth`]).
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -126,14 +130,40 @@ impl SaslMechanism {
             Self::Plain => "PLAIN",
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OAuthBearer => "OAUTHBEARER",
         }
     }
 
     /// The mechanism named `name` (SASL names are case-sensitive).
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Plain, Self::ScramSha256, Self::ScramSha512]
-            .into_iter()
-            .find(|m| m.name() == name)
+        [
+            Self::Plain,
+            Self::ScramSha256,
+            Self::ScramSha512,
+            Self::OAuthBearer,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
+
+    /// The mechanism named `name` if a node can log in to another with it (`NAME` is
+    /// the property naming it, for the error): OAUTHBEARER cannot, since brokers and
+    /// controllers have no token source.
+    fn for_nodes(name: &str, property: &str) -> Result<Self, ConfigError> {
+        match Self::from_name(name) {
+            Some(Self::OAuthBearer) => Err(ConfigError::new(
+                property,
+                name,
+                "brokers and controllers cannot log in with OAUTHBEARER (they have no token \
+                 source); use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 between nodes",
+            )),
+            Some(m) => Ok(m),
+            None => Err(ConfigError::new(
+                property,
+                name,
+                "not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+            )),
+        }
     }
 }
 
@@ -144,6 +174,8 @@ pub struct SaslSettings {
     pub mechanisms: Vec<SaslMechanism>,
     /// PLAIN users (`user_<name>="<password>"` entries of the PLAIN JAAS config).
     pub plain_users: BTreeMap<String, String>,
+    /// The OAUTHBEARER token validator, when the listener enables it.
+    pub oauthbearer: Option<Arc<crate::security::oauth::Validator>>,
 }
 
 impl std::fmt::Debug for SaslSettings {
@@ -266,15 +298,14 @@ pub(super) fn inter_broker_client(
                 ),
             ));
         };
-        let mechanism = SaslMechanism::from_name(m.trim())
-            .filter(|x| sasl.mechanisms.contains(x))
-            .ok_or_else(|| {
-                ConfigError::new(
-                    NAME,
-                    m,
-                    format!("not one of the mechanisms listener {listener} enables"),
-                )
-            })?;
+        let mechanism = SaslMechanism::for_nodes(m.trim(), NAME)?;
+        if !sasl.mechanisms.contains(&mechanism) {
+            return Err(ConfigError::new(
+                NAME,
+                m,
+                format!("not one of the mechanisms listener {listener} enables"),
+            ));
+        }
         login_properties(
             p,
             &lower,
@@ -380,9 +411,7 @@ pub(super) fn controller_client(
                 ),
             ));
         };
-        let mechanism = SaslMechanism::from_name(m.trim()).ok_or_else(|| {
-            ConfigError::new(NAME, m, "not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-        })?;
+        let mechanism = SaslMechanism::for_nodes(m.trim(), NAME)?;
         login_properties(
             p,
             &lower,
@@ -463,7 +492,7 @@ pub(super) fn local_access(
             }
             SecurityProtocol::SaslSsl => moldau_client::security::SecurityProtocol::SaslSsl,
         };
-        let sasl_mechanisms = sec
+        let sasl_mechanisms: Vec<moldau_client::security::SaslMechanism> = sec
             .and_then(|s| s.sasl.as_ref())
             .map(|s| {
                 s.mechanisms
@@ -472,6 +501,13 @@ pub(super) fn local_access(
                     .collect()
             })
             .unwrap_or_default();
+        let sasl_listener = matches!(
+            l.protocol,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        );
+        if sasl_listener && sasl_mechanisms.is_empty() {
+            return Err("its SASL mechanisms (OAUTHBEARER) cannot log in HTTP Basic users".into());
+        }
         Ok(LocalAccess {
             listener: l.name.clone(),
             security,
@@ -901,7 +937,9 @@ fn sasl_settings(
             ConfigError::new(
                 &name,
                 v,
-                format!("{m} is not served (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"),
+                format!(
+                    "{m} is not served (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER are)"
+                ),
             )
         })?;
         if !mechanisms.contains(&mechanism) {
@@ -947,10 +985,90 @@ fn sasl_settings(
             parse_jaas(jaas).map_err(|e| ConfigError::new(&key, "(hidden)", e))?;
         }
     }
+    let oauthbearer = if mechanisms.contains(&SaslMechanism::OAuthBearer) {
+        Some(Arc::new(oauth_validator(p, &lower, listener)?))
+    } else {
+        None
+    };
     Ok(SaslSettings {
         mechanisms,
         plain_users,
+        oauthbearer,
     })
+}
+
+/// Kafka's class names for the validating OAUTHBEARER callback handler (KIP-768; the
+/// second is its pre-3.4 package).
+const OAUTH_VALIDATOR_CLASSES: [&str; 2] = [
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+    "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerValidatorCallbackHandler",
+];
+
+/// The OAUTHBEARER validator of listener `listener` from the broker's
+/// `sasl.oauthbearer.*` settings (see [`crate::security::oauth`]). The key set must be
+/// given, as a file; a callback handler class other than Kafka's validator stops
+/// start-up.
+fn oauth_validator(
+    p: &BTreeMap<String, String>,
+    lower: &str,
+    listener: &str,
+) -> Result<crate::security::oauth::Validator, ConfigError> {
+    let handler = format!("listener.name.{lower}.oauthbearer.sasl.server.callback.handler.class");
+    if let Some(class) = p.get(&handler) {
+        if !OAUTH_VALIDATOR_CLASSES.contains(&class.trim()) {
+            return Err(ConfigError::new(
+                &handler,
+                class,
+                format!(
+                    "Moldau validates tokens itself, as {}",
+                    OAUTH_VALIDATOR_CLASSES[0]
+                ),
+            ));
+        }
+    }
+    let jaas = format!("listener.name.{lower}.oauthbearer.sasl.jaas.config");
+    if let Some(v) = p.get(&jaas) {
+        parse_jaas(v).map_err(|e| ConfigError::new(&jaas, "(hidden)", e))?;
+    }
+    const URL: &str = "sasl.oauthbearer.jwks.endpoint.url";
+    let Some(url) = p.get(URL) else {
+        return Err(ConfigError::new(
+            URL,
+            "",
+            format!(
+                "OAUTHBEARER is enabled on listener {listener}: give the key set that signs \
+                 tokens as file:/path/jwks.json (unsigned tokens are never accepted)"
+            ),
+        ));
+    };
+    let jwks_path =
+        crate::security::oauth::jwks_file(url.trim()).map_err(|e| ConfigError::new(URL, url, e))?;
+    const SKEW: &str = "sasl.oauthbearer.clock.skew.seconds";
+    let clock_skew_s = match p.get(SKEW) {
+        None => 30,
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(SKEW, v, "not a whole number of seconds"))?,
+    };
+    let settings = crate::security::oauth::OAuthSettings {
+        jwks_path,
+        audience: p
+            .get("sasl.oauthbearer.expected.audience")
+            .map(|v| list(v))
+            .unwrap_or_default(),
+        issuer: p
+            .get("sasl.oauthbearer.expected.issuer")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()),
+        sub_claim: p
+            .get("sasl.oauthbearer.sub.claim.name")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "sub".to_owned()),
+        clock_skew_s,
+    };
+    crate::security::oauth::Validator::new(settings).map_err(|e| ConfigError::new(URL, url, e))
 }
 
 /// Each listener's security, the broker-wide settings, and warnings.
@@ -1090,6 +1208,18 @@ pub(super) fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_cannot_log_in_with_oauthbearer() {
+        let e = SaslMechanism::for_nodes("OAUTHBEARER", "sasl.mechanism.inter.broker.protocol")
+            .expect_err("OAUTHBEARER between nodes");
+        assert!(e.to_string().contains("no token source"), "{e}");
+        assert_eq!(
+            SaslMechanism::for_nodes("SCRAM-SHA-512", "x").ok(),
+            Some(SaslMechanism::ScramSha512)
+        );
+        assert!(SaslMechanism::for_nodes("GSSAPI", "x").is_err());
+    }
 
     #[test]
     fn jaas_options() {

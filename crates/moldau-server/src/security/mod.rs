@@ -1,10 +1,11 @@
 //! Authentication on the broker's listeners: TLS ([`tls`]), SASL ([`sasl`], with
-//! [`scram`]) and the principal a connection acts as.
+//! [`scram`] and [`oauth`]) and the principal a connection acts as.
 //!
 //! A principal is Kafka's `User:<name>`: the SASL user, the mapped subject of a TLS
 //! client certificate, or `User:ANONYMOUS` on PLAINTEXT listeners and for TLS clients
 //! without a certificate (Kafka's `DefaultKafkaPrincipalBuilder`).
 
+pub mod oauth;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -7,8 +7,10 @@
 //! requests carrying the tokens; after SaslHandshake v0 the tokens come as bare
 //! size-prefixed frames and are answered the same way (the pre-KIP-152 flow that old
 //! clients use). PLAIN (RFC 4616) checks the listener's JAAS users; SCRAM takes two
-//! round trips ([`super::scram`]).
+//! round trips ([`super::scram`]); OAUTHBEARER checks a signed JWT ([`super::oauth`]) and
+//! answers a refused one with RFC 7628's error challenge before failing.
 
+use super::oauth;
 use super::scram::{self, ServerFirst};
 use crate::config::security::{SaslMechanism, SaslSettings};
 use crate::handlers::{encode_response, Reply};
@@ -39,6 +41,9 @@ enum State {
         raw: bool,
         first: Box<ServerFirst>,
     },
+    /// OAUTHBEARER: the token was refused and the error challenge sent; waiting for the
+    /// client's `\x01` (RFC 7628 §3.2.2), after which the exchange fails with `reason`.
+    OAuthFailed { raw: bool, reason: String },
     /// Authenticated.
     Done,
 }
@@ -55,6 +60,8 @@ pub enum Outcome {
         user: String,
         /// The mechanism used.
         mechanism: SaslMechanism,
+        /// The session's lifetime sent to the client, ms (0: none; KIP-368).
+        session_lifetime_ms: i64,
     },
     /// Authentication failed: send `reply` (if any) after
     /// `connection.failed.authentication.delay.ms`, then close. `reason` is logged.
@@ -100,7 +107,9 @@ impl Authenticator {
     pub fn expects_raw_token(&self) -> bool {
         matches!(
             self.state,
-            State::Start { raw: true, .. } | State::ScramFinal { raw: true, .. }
+            State::Start { raw: true, .. }
+                | State::ScramFinal { raw: true, .. }
+                | State::OAuthFailed { raw: true, .. }
         )
     }
 
@@ -130,7 +139,9 @@ impl Authenticator {
                 };
                 if !matches!(
                     self.state,
-                    State::Start { raw: false, .. } | State::ScramFinal { raw: false, .. }
+                    State::Start { raw: false, .. }
+                        | State::ScramFinal { raw: false, .. }
+                        | State::OAuthFailed { raw: false, .. }
                 ) {
                     return Outcome::Close(
                         "SaslAuthenticate before a SaslHandshake chose a mechanism".into(),
@@ -214,7 +225,7 @@ impl Authenticator {
             }
         };
         let lifetime = self.session_lifetime_ms;
-        let done = |bytes: Vec<u8>| -> Reply {
+        let done = |bytes: Vec<u8>, lifetime: i64| -> Reply {
             match framing {
                 Some((version, correlation_id)) => {
                     let resp = SaslAuthenticateResponse::default()
@@ -245,13 +256,41 @@ impl Authenticator {
                 Ok(user) => {
                     self.state = State::Done;
                     Outcome::Authenticated {
-                        reply: done(Vec::new()),
+                        reply: done(Vec::new(), lifetime),
                         user,
                         mechanism: SaslMechanism::Plain,
+                        session_lifetime_ms: lifetime,
                     }
                 }
                 Err(reason) => fail(SaslMechanism::Plain, reason),
             },
+            State::Start {
+                mechanism: SaslMechanism::OAuthBearer,
+                raw,
+            } => match self.check_oauth(&token) {
+                Ok(accepted) => {
+                    // With re-authentication on, the session ends when the token does
+                    // (KIP-368): the client must bring a fresh token by then.
+                    let lifetime = if lifetime > 0 {
+                        let left = accepted.expires_at_ms - crate::replica_manager::now_ms();
+                        lifetime.min(left).max(1)
+                    } else {
+                        0
+                    };
+                    self.state = State::Done;
+                    Outcome::Authenticated {
+                        reply: done(Vec::new(), lifetime),
+                        user: accepted.user,
+                        mechanism: SaslMechanism::OAuthBearer,
+                        session_lifetime_ms: lifetime,
+                    }
+                }
+                Err(reason) => {
+                    self.state = State::OAuthFailed { raw, reason };
+                    Outcome::Continue(answer(oauth::error_challenge()))
+                }
+            },
+            State::OAuthFailed { reason, .. } => fail(SaslMechanism::OAuthBearer, reason),
             State::Start { mechanism, raw } => {
                 let scram_mechanism = scram_of(mechanism);
                 let lookup = self.credentials.clone();
@@ -277,9 +316,10 @@ impl Authenticator {
                     Ok(reply) => {
                         self.state = State::Done;
                         Outcome::Authenticated {
-                            reply: done(reply),
+                            reply: done(reply, lifetime),
                             user,
                             mechanism,
+                            session_lifetime_ms: lifetime,
                         }
                     }
                     Err(e) => fail(mechanism, e.0),
@@ -289,6 +329,26 @@ impl Authenticator {
                 Outcome::Close("a SASL token outside an exchange".into())
             }
         }
+    }
+
+    /// OAUTHBEARER (RFC 7628): the client's first message, its token validated
+    /// ([`oauth::Validator`]); an authorization id, if given, must be the token's
+    /// principal name (as Kafka requires).
+    fn check_oauth(&self, message: &[u8]) -> Result<oauth::Accepted, String> {
+        let validator = self
+            .settings
+            .oauthbearer
+            .as_ref()
+            .ok_or("OAUTHBEARER is not configured on this listener")?;
+        let (authzid, token) = oauth::parse_client_first(message)?;
+        let accepted = validator.validate(&token)?;
+        if authzid.is_some_and(|a| a != accepted.user) {
+            return Err(format!(
+                "the token of {} asked for a different authorization id",
+                accepted.user
+            ));
+        }
+        Ok(accepted)
     }
 
     /// PLAIN (RFC 4616): `authzid NUL authcid NUL passwd`; the authorization id must be
