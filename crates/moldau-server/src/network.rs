@@ -904,8 +904,8 @@ where
 }
 
 /// A request on an authenticated SASL connection: a re-authentication (KIP-368) when
-/// `connections.max.reauth.ms` is set, otherwise an ordinary request, refused once the
-/// session has expired.
+/// the session has an end (`connections.max.reauth.ms`, or an OAUTHBEARER token's
+/// expiry), otherwise an ordinary request, refused once the session has expired.
 fn sasl_session_frame(
     broker: &Arc<Broker>,
     conn: &handlers::ConnInfo,
@@ -917,7 +917,9 @@ fn sasl_session_frame(
     if session.failed {
         return Dispatch::Close("re-authentication failed".into());
     }
-    if SaslSession::lifetime(broker).is_none() {
+    // Sessions without an end (no `connections.max.reauth.ms`, no token lifetime) are
+    // never re-authenticated.
+    if SaslSession::lifetime(broker).is_none() && session.expires.is_none() {
         return handlers::dispatch(broker, conn, frame);
     }
     let api_key = frame::peek_header(&frame).map(|h| h.api_key).unwrap_or(-1);
@@ -929,7 +931,8 @@ fn sasl_session_frame(
             .is_some_and(|at| tokio::time::Instant::now() >= at)
         {
             return Dispatch::Close(
-                "the SASL session expired (connections.max.reauth.ms) without re-authentication"
+                "the SASL session expired (connections.max.reauth.ms or the token's expiry) \
+                 without re-authentication"
                     .into(),
             );
         }

@@ -6,13 +6,17 @@
 //!   produces as `User:alice` (a super user); `User:bob`, whose token is just as valid,
 //!   is refused TOPIC_AUTHORIZATION_FAILED: the principal is the token's `sub`.
 //! - On the wire: a valid token is accepted with a session lifetime bounded by its `exp`
-//!   (KIP-368, `connections.max.reauth.ms` set); an expired token, one signed by a key
-//!   outside the set, one for another audience or issuer, and an unsigned one are each
-//!   answered with RFC 7628's error challenge and then SASL_AUTHENTICATION_FAILED.
+//!   (KIP-368, even without `connections.max.reauth.ms`), and a connection whose token
+//!   expired is not served; an expired token, one signed by a key outside the set, one
+//!   for another audience or issuer, one without `aud`, `iss`, `iat` or `exp`, an
+//!   HMAC-signed and an unsigned one are each answered with RFC 7628's error challenge
+//!   and then SASL_AUTHENTICATION_FAILED.
 //!
 //! Checked against the code it exists for: with the signature check off
 //! (`insecure_disable_signature_validation`), the token signed by the stranger's key was
-//! accepted and the test failed.
+//! accepted and the test failed; before `aud`, `iss` and `iat` were required, the tokens
+//! without them were accepted; before a token's expiry ended its session without
+//! `connections.max.reauth.ms`, the session lifetime sent was 0 (no end).
 
 mod common;
 
@@ -59,13 +63,20 @@ impl SigningKey {
     /// A token for `sub`, signed by this key under key id `kid`, valid until `exp`
     /// (s since the epoch), for `aud` from `iss`.
     fn token(&self, kid: &str, sub: &str, exp: u64, aud: &str, iss: &str) -> String {
+        self.sign(
+            kid,
+            &serde_json::json!({
+                "sub": sub, "exp": exp, "iat": now_s(), "aud": aud, "iss": iss,
+            }),
+        )
+    }
+
+    /// `claims`, signed by this key under key id `kid`.
+    fn sign(&self, kid: &str, claims: &serde_json::Value) -> String {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(kid.to_owned());
-        let claims = serde_json::json!({
-            "sub": sub, "exp": exp, "iat": now_s(), "aud": aud, "iss": iss,
-        });
         let key = jsonwebtoken::EncodingKey::from_ec_pem(self.pem.as_bytes()).expect("pem");
-        jsonwebtoken::encode(&header, &claims, &key).expect("signed")
+        jsonwebtoken::encode(&header, claims, &key).expect("signed")
     }
 }
 
@@ -76,8 +87,9 @@ fn now_s() -> u64 {
         .as_secs()
 }
 
-/// A broker whose SASL_PLAINTEXT listener serves OAUTHBEARER with `key`'s JWKS, an
-/// authorizer with `User:alice` as super user, and re-authentication every 10 minutes.
+/// A broker whose SASL_PLAINTEXT listener serves OAUTHBEARER with `key`'s JWKS and an
+/// authorizer with `User:alice` as super user (no `connections.max.reauth.ms`: sessions
+/// still end with their tokens).
 fn broker(dir: &std::path::Path, key: &SigningKey) -> TestBroker {
     let jwks = dir.join("jwks.json");
     std::fs::write(&jwks, serde_json::json!({ "keys": [key.jwk] }).to_string()).expect("jwks");
@@ -99,7 +111,6 @@ fn broker(dir: &std::path::Path, key: &SigningKey) -> TestBroker {
         ("sasl.oauthbearer.jwks.endpoint.url", &url),
         ("sasl.oauthbearer.expected.audience", AUDIENCE),
         ("sasl.oauthbearer.expected.issuer", ISSUER),
-        ("connections.max.reauth.ms", "600000"),
         (
             "authorizer.class.name",
             "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -205,6 +216,19 @@ fn authenticate(
     addr: &str,
     token: &str,
 ) -> (SaslAuthenticateResponse, Option<SaslAuthenticateResponse>) {
+    let (first, end, _) = authenticate_on(addr, token);
+    (first, end)
+}
+
+/// [`authenticate`], also handing back the connection.
+fn authenticate_on(
+    addr: &str,
+    token: &str,
+) -> (
+    SaslAuthenticateResponse,
+    Option<SaslAuthenticateResponse>,
+    Conn,
+) {
     let mut c = Conn::open(addr);
     let h: SaslHandshakeResponse = c.call(
         ApiKey::SaslHandshake,
@@ -219,14 +243,14 @@ fn authenticate(
         &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(first)),
     );
     if a.error_code != 0 || a.auth_bytes.is_empty() {
-        return (a, None);
+        return (a, None, c);
     }
     let b: SaslAuthenticateResponse = c.call(
         ApiKey::SaslAuthenticate,
         2,
         &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\x01")),
     );
-    (a, Some(b))
+    (a, Some(b), c)
 }
 
 #[test]
@@ -246,6 +270,27 @@ fn tokens_are_validated_on_the_wire() {
         "the session of a token that expires in 60 s lasts {} ms",
         ok.session_lifetime_ms
     );
+
+    // A token that expires in 2 s (accepted: it is valid) gives a session that ends
+    // then; the connection's first request after it is not served.
+    let (short, _, mut conn) =
+        authenticate_on(&sasl, &key.token("k1", "alice", now + 2, AUDIENCE, ISSUER));
+    assert_eq!(short.error_code, 0, "{short:?}");
+    assert!(
+        (1..=2_000).contains(&short.session_lifetime_ms),
+        "the session of a token that expires in 2 s lasts {} ms",
+        short.session_lifetime_ms
+    );
+    let metadata = kafka_protocol::messages::MetadataRequest::default();
+    let served: std::io::Result<kafka_protocol::messages::MetadataResponse> =
+        conn.try_call(ApiKey::Metadata, 12, &metadata);
+    assert!(served.is_ok(), "not served within the session: {served:?}");
+    while now_s() <= now + 3 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let late: std::io::Result<kafka_protocol::messages::MetadataResponse> =
+        conn.try_call(ApiKey::Metadata, 12, &metadata);
+    assert!(late.is_err(), "served after the token expired: {late:?}");
 
     let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     let unsigned = format!(
@@ -274,6 +319,44 @@ fn tokens_are_validated_on_the_wire() {
             key.token("k1", "alice", now + 60, AUDIENCE, "https://evil.example"),
         ),
         ("unsigned", unsigned),
+        (
+            "without aud",
+            key.sign(
+                "k1",
+                &serde_json::json!({"sub": "alice", "exp": now + 60, "iat": now, "iss": ISSUER}),
+            ),
+        ),
+        (
+            "without iss",
+            key.sign(
+                "k1",
+                &serde_json::json!({"sub": "alice", "exp": now + 60, "iat": now, "aud": AUDIENCE}),
+            ),
+        ),
+        (
+            "without iat",
+            key.sign(
+                "k1",
+                &serde_json::json!({"sub": "alice", "exp": now + 60, "aud": AUDIENCE, "iss": ISSUER}),
+            ),
+        ),
+        (
+            "without exp",
+            key.sign(
+                "k1",
+                &serde_json::json!({"sub": "alice", "iat": now, "aud": AUDIENCE, "iss": ISSUER}),
+            ),
+        ),
+        (
+            "signed with HMAC",
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &serde_json::json!({"sub": "alice", "exp": now + 60, "iat": now,
+                    "aud": AUDIENCE, "iss": ISSUER}),
+                &jsonwebtoken::EncodingKey::from_secret(key.jwk["x"].to_string().as_bytes()),
+            )
+            .expect("signed"),
+        ),
         ("not a JWT", "garbage".to_owned()),
     ] {
         let (challenge, end) = authenticate(&sasl, &token);

@@ -1049,7 +1049,11 @@ fn oauth_validator(
         Some(v) => v
             .trim()
             .parse()
-            .map_err(|_| ConfigError::new(SKEW, v, "not a whole number of seconds"))?,
+            .ok()
+            .filter(|s: &u64| *s <= 86_400)
+            .ok_or_else(|| {
+                ConfigError::new(SKEW, v, "not a whole number of seconds from 0 to 86400")
+            })?,
     };
     let settings = crate::security::oauth::OAuthSettings {
         jwks_path,
@@ -1179,6 +1183,11 @@ pub(super) fn resolve(
             controller_protocol,
             Some(SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
         );
+    let any_oauth = out.values().any(|s| {
+        s.sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanisms.contains(&SaslMechanism::OAuthBearer))
+    });
     for key in p.keys() {
         let unused = (key.starts_with("ssl.") && !any_tls)
             || (key.starts_with("sasl.")
@@ -1188,6 +1197,10 @@ pub(super) fn resolve(
         if unused {
             warnings.push(format!(
                 "{key}: no listener uses it (no SSL, SASL_PLAINTEXT or SASL_SSL listener needs it)"
+            ));
+        } else if key.starts_with("sasl.oauthbearer.") && !any_oauth {
+            warnings.push(format!(
+                "{key}: no listener enables OAUTHBEARER (sasl.enabled.mechanisms)"
             ));
         }
     }

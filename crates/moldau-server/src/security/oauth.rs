@@ -1,11 +1,13 @@
 //! SASL/OAUTHBEARER (RFC 7628; KIP-255) with signed JWT access tokens validated against
 //! a JSON Web Key Set, as Kafka's `OAuthBearerValidatorCallbackHandler` does (KIP-768):
-//! the token's signature must verify with a key of the set (chosen by the token's `kid`),
-//! its `exp` must not have passed (and its `nbf` must have), both within
-//! `sasl.oauthbearer.clock.skew.seconds`; when configured, `aud` must name one of
-//! `sasl.oauthbearer.expected.audience` and `iss` must be
+//! the token's signature must verify with a key of the set (those with the token's
+//! `kid`, or those that name none), it must carry `exp` and `iat`, its `exp` must not
+//! have passed (and its `nbf` must have), both within
+//! `sasl.oauthbearer.clock.skew.seconds`; when configured, `aud` must be present and
+//! name one of `sasl.oauthbearer.expected.audience`, and `iss` must be present and be
 //! `sasl.oauthbearer.expected.issuer`. The principal is `User:<claim>`, the claim being
-//! `sasl.oauthbearer.sub.claim.name` (`sub`).
+//! `sasl.oauthbearer.sub.claim.name` (`sub`). A session ends when its token expires
+//! (KIP-368), whether or not `connections.max.reauth.ms` is set.
 //!
 //! Where Moldau differs from Kafka: the key set is read from a file
 //! (`sasl.oauthbearer.jwks.endpoint.url=file:/path/jwks.json`, re-read when the file
@@ -33,7 +35,8 @@ pub struct OAuthSettings {
     pub issuer: Option<String>,
     /// `sasl.oauthbearer.sub.claim.name` (default `sub`): the claim naming the principal.
     pub sub_claim: String,
-    /// `sasl.oauthbearer.clock.skew.seconds` (default 30): leeway for `exp` and `nbf`, s.
+    /// `sasl.oauthbearer.clock.skew.seconds` (default 30, at most 86400): leeway for
+    /// `exp` and `nbf`, s.
     pub clock_skew_s: u64,
 }
 
@@ -109,40 +112,96 @@ impl Validator {
             ));
         }
         let keys = self.keys();
-        let jwk = match &header.kid {
-            Some(kid) => keys
-                .find(kid)
-                .ok_or_else(|| format!("no key with kid {kid:?} in the JWKS"))?,
-            None if keys.keys.len() == 1 => &keys.keys[0],
-            None => return Err("the token names no key (kid) and the JWKS has several".into()),
+        // The keys that may have signed it: those with the token's `kid`, else (or for a
+        // token without one) those that name no `kid`, else, without a `kid`, any;
+        // never one marked for encryption only.
+        let signing = |k: &&jsonwebtoken::jwk::Jwk| {
+            !matches!(
+                k.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            )
         };
-        if let Some(alg) = jwk.common.key_algorithm {
-            if format!("{alg:?}") != format!("{:?}", header.alg) {
-                return Err(format!(
-                    "token signed with {:?}, its key is for {alg:?}",
-                    header.alg
-                ));
+        let with_kid: Vec<&jsonwebtoken::jwk::Jwk> = match &header.kid {
+            Some(kid) => keys
+                .keys
+                .iter()
+                .filter(signing)
+                .filter(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let candidates: Vec<&jsonwebtoken::jwk::Jwk> = if !with_kid.is_empty() {
+            with_kid
+        } else {
+            let unnamed: Vec<_> = keys
+                .keys
+                .iter()
+                .filter(signing)
+                .filter(|k| k.common.key_id.is_none())
+                .collect();
+            if !unnamed.is_empty() || header.kid.is_some() {
+                unnamed
+            } else {
+                keys.keys.iter().filter(signing).collect()
             }
+        };
+        if candidates.is_empty() {
+            return Err(format!(
+                "no key in the JWKS for the token's kid {:?}",
+                header.kid
+            ));
         }
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable JWK: {e}"))?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.settings.clock_skew_s;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
         if self.settings.audience.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&self.settings.audience);
+            required.push("aud");
         }
         if let Some(issuer) = &self.settings.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token,
-            &key,
-            &validation,
-        )
-        .map_err(|e| format!("token refused: {e}"))?;
+        validation.set_required_spec_claims(&required);
+        let mut refused = String::new();
+        let mut verified = None;
+        for jwk in candidates {
+            if let Some(alg) = jwk.common.key_algorithm {
+                if format!("{alg:?}") != format!("{:?}", header.alg) {
+                    refused = format!("token signed with {:?}, its key is for {alg:?}", header.alg);
+                    continue;
+                }
+            }
+            let key = match DecodingKey::from_jwk(jwk) {
+                Ok(key) => key,
+                Err(e) => {
+                    refused = format!("unusable JWK: {e}");
+                    continue;
+                }
+            };
+            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+                token,
+                &key,
+                &validation,
+            ) {
+                Ok(data) => {
+                    verified = Some(data);
+                    break;
+                }
+                Err(e) => refused = format!("token refused: {e}"),
+            }
+        }
+        let data = verified.ok_or(refused)?;
+        if !data
+            .claims
+            .get("iat")
+            .is_some_and(serde_json::Value::is_number)
+        {
+            return Err("token refused: it has no iat (issued-at) claim".into());
+        }
         let claim = &self.settings.sub_claim;
         let user = data
             .claims
@@ -269,7 +328,10 @@ mod tests {
             jwks_file("file:///etc/k.json").expect("parsed"),
             PathBuf::from("/etc/k.json")
         );
-        assert_eq!(jwks_file("file:/k.json").expect("parsed"), PathBuf::from("/k.json"));
+        assert_eq!(
+            jwks_file("file:/k.json").expect("parsed"),
+            PathBuf::from("/k.json")
+        );
         assert!(jwks_file("https://idp/jwks").is_err());
         assert!(jwks_file("file:k.json").is_err());
     }

@@ -269,14 +269,17 @@ impl Authenticator {
                 raw,
             } => match self.check_oauth(&token) {
                 Ok(accepted) => {
-                    // With re-authentication on, the session ends when the token does
-                    // (KIP-368): the client must bring a fresh token by then.
+                    // The session ends when the token does, and no later than
+                    // `connections.max.reauth.ms` when that is set (KIP-368, as Kafka's
+                    // SaslServerAuthenticator): the client must bring a fresh token by
+                    // then. At least 1 ms: 0 would mean "no limit".
+                    let left = accepted.expires_at_ms - crate::replica_manager::now_ms();
                     let lifetime = if lifetime > 0 {
-                        let left = accepted.expires_at_ms - crate::replica_manager::now_ms();
-                        lifetime.min(left).max(1)
+                        lifetime.min(left)
                     } else {
-                        0
-                    };
+                        left
+                    }
+                    .max(1);
                     self.state = State::Done;
                     Outcome::Authenticated {
                         reply: done(Vec::new(), lifetime),
