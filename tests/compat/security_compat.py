@@ -8,9 +8,13 @@ Makes a throwaway CA with the openssl command (server certificate for 127.0.0.1,
 certificate), starts one broker with PLAINTEXT, SSL (client
 certificates requested), SASL_PLAINTEXT and SASL_SSL listeners and
 connections.max.reauth.ms, creates SCRAM users through confluent-kafka's
-alter_user_scram_credentials, and runs each check. Prints one line per check and a
+alter_user_scram_credentials, and runs each check; then a broker with an ACL authorizer,
+and one serving OAUTHBEARER with a key set the script makes (tokens are ES256 JWTs it
+signs with the cryptography package). Prints one line per check and a
 closing 'N passed, N failed' line; exits non-zero if any failed.
 """
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -325,6 +329,110 @@ def acls(broker):
     assert "authorization denied" in broker.log_text()
 
 
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class JwtSigner:
+    """An ES256 key: its JWK for the broker's key set, and tokens signed with it."""
+
+    def __init__(self, kid):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        self.kid = kid
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        nums = self.key.public_key().public_numbers()
+        self.jwk = {"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+                    "x": b64url(nums.x.to_bytes(32, "big")), "y": b64url(nums.y.to_bytes(32, "big"))}
+
+    def token(self, sub, exp, aud="moldau-compat"):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        header = b64url(json.dumps({"alg": "ES256", "typ": "JWT", "kid": self.kid}).encode())
+        claims = b64url(json.dumps({"sub": sub, "exp": exp, "iat": int(time.time()), "aud": aud}).encode())
+        r, s = decode_dss_signature(self.key.sign(f"{header}.{claims}".encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{header}.{claims}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def kafka_python_token_provider(token):
+    try:
+        from kafka.net.sasl.oauth import AbstractTokenProvider  # kafka-python 3
+    except ImportError:
+        from kafka.sasl.oauth import AbstractTokenProvider  # kafka-python 2.1+
+
+    class Provider(AbstractTokenProvider):
+        def token(self):
+            return token
+
+    return Provider()
+
+
+@check("OAUTHBEARER: confluent-kafka and kafka-python produce and consume with signed JWTs; "
+       "expired, foreign and wrong-audience tokens are refused")
+def oauthbearer(broker, signer, stranger):
+    from confluent_kafka import Consumer, KafkaError, Producer
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError as PyKafkaError
+    addr = broker.addr("SASL_PLAINTEXT")
+    exp = int(time.time()) + 3600
+
+    def confluent_conf(token, expiry):
+        return {"bootstrap.servers": addr, "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "OAUTHBEARER", "oauth_cb": lambda _config: (token, float(expiry))}
+
+    name = topic("oauth-ck")
+    conf = confluent_conf(signer.token("alice", exp), exp)
+    producer = Producer({**conf, "acks": "all"})
+    delivered = []
+    for i in range(20):
+        producer.produce(name, f"v{i}".encode(), on_delivery=lambda e, m: delivered.append(e))
+    assert producer.flush(30) == 0
+    assert delivered == [None] * 20, delivered[:3]
+    consumer = Consumer({**conf, "group.id": name, "auto.offset.reset": "earliest"})
+    consumer.subscribe([name])
+    got = []
+    deadline = time.time() + 60
+    while len(got) < 20 and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    consumer.close()
+    assert got == [f"v{i}" for i in range(20)], got
+
+    name = topic("oauth-kp")
+    kp = dict(bootstrap_servers=addr, security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",
+              sasl_oauth_token_provider=kafka_python_token_provider(signer.token("bob", exp)))
+    producer = KafkaProducer(acks="all", **kp)
+    for i in range(20):
+        producer.send(name, f"v{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(name, group_id=name, auto_offset_reset="earliest", consumer_timeout_ms=15000, **kp)
+    got = [m.value.decode() for _, m in zip(range(20), consumer)]
+    consumer.close()
+    assert got == [f"v{i}" for i in range(20)], got
+
+    for what, token, expiry in [
+        ("expired", signer.token("alice", int(time.time()) - 3600), time.time() + 60),
+        ("signed by a foreign key", stranger.token("alice", exp), exp),
+        ("for another audience", signer.token("alice", exp, aud="elsewhere"), exp),
+    ]:
+        errors = []
+        p = Producer({**confluent_conf(token, expiry), "error_cb": lambda e: errors.append(e), "log_level": 0})
+        p.produce(topic("refused"), b"x")
+        deadline = time.time() + 20
+        while not errors and time.time() < deadline:
+            p.poll(0.2)
+        p.purge()
+        assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), (what, errors)
+    try:
+        bad = dict(kp, sasl_oauth_token_provider=kafka_python_token_provider(stranger.token("bob", exp)))
+        KafkaProducer(max_block_ms=5000, bootstrap_timeout_ms=5000, **bad).send(topic("refused"), b"x").get(timeout=15)
+        raise AssertionError("kafka-python authenticated with a token signed by a foreign key")
+    except PyKafkaError:
+        pass
+    assert "token refused" in broker.log_text()
+
+
 def main():
     make_ca("ca", "Moldau compat CA")
     make_leaf("server", "ca", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1")
@@ -370,10 +478,29 @@ def main():
             print("FAIL  the ACL broker did not stop cleanly")
             acl_broker.dump_log()
             sys.exit(1)
+    signer, stranger = JwtSigner("compat"), JwtSigner("compat")
+    with open(pki_path("jwks.json"), "w") as f:
+        json.dump({"keys": [signer.jwk]}, f)
+    oauth_broker = Broker(BINARY, {"SASL_PLAINTEXT": free_port()}, props=[
+        "sasl.enabled.mechanisms=OAUTHBEARER",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class="
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+        f"sasl.oauthbearer.jwks.endpoint.url=file://{pki_path('jwks.json')}",
+        "sasl.oauthbearer.expected.audience=moldau-compat",
+        "http.enable=false",
+    ])
+    try:
+        oauthbearer(oauth_broker, signer, stranger)
+    finally:
+        if oauth_broker.stop() != 0:
+            print("FAIL  the OAUTHBEARER broker did not stop cleanly")
+            oauth_broker.dump_log()
+            sys.exit(1)
     failed = summary()
     if failed:
         broker.dump_log()
         acl_broker.dump_log()
+        oauth_broker.dump_log()
     sys.exit(1 if failed else 0)
 
 
