@@ -261,6 +261,9 @@ pub struct AclSet {
     by_id: BTreeMap<Uuid, AclBinding>,
     /// Ids by resource type and pattern type, then by resource name or prefix.
     by_pattern: HashMap<(ResourceType, PatternType), HashMap<String, BTreeSet<Uuid>>>,
+    /// For each resource type, the lengths (bytes) of its distinct prefixed patterns and
+    /// how many there are of each: a decision probes only these lengths of the name.
+    prefix_lengths: HashMap<ResourceType, BTreeMap<usize, usize>>,
 }
 
 impl From<BTreeMap<Uuid, AclBinding>> for AclSet {
@@ -283,9 +286,21 @@ impl AclSet {
     /// Adds (or replaces) the binding with id `id`.
     pub fn insert(&mut self, id: Uuid, binding: AclBinding) {
         self.remove(&id);
-        self.by_pattern
+        let names = self
+            .by_pattern
             .entry((binding.resource_type, binding.pattern_type))
-            .or_default()
+            .or_default();
+        if !names.contains_key(&binding.resource_name)
+            && binding.pattern_type == PatternType::Prefixed
+        {
+            *self
+                .prefix_lengths
+                .entry(binding.resource_type)
+                .or_default()
+                .entry(binding.resource_name.len())
+                .or_default() += 1;
+        }
+        names
             .entry(binding.resource_name.clone())
             .or_default()
             .insert(id);
@@ -296,18 +311,37 @@ impl AclSet {
     pub fn remove(&mut self, id: &Uuid) -> Option<AclBinding> {
         let binding = self.by_id.remove(id)?;
         let key = (binding.resource_type, binding.pattern_type);
+        let mut name_gone = false;
         if let Some(names) = self.by_pattern.get_mut(&key) {
             if let Some(ids) = names.get_mut(&binding.resource_name) {
                 ids.remove(id);
                 if ids.is_empty() {
                     names.remove(&binding.resource_name);
+                    name_gone = true;
                 }
             }
             if names.is_empty() {
                 self.by_pattern.remove(&key);
             }
         }
+        if name_gone && binding.pattern_type == PatternType::Prefixed {
+            self.forget_prefix_length(binding.resource_type, binding.resource_name.len());
+        }
         Some(binding)
+    }
+
+    fn forget_prefix_length(&mut self, resource_type: ResourceType, len: usize) {
+        if let Some(lengths) = self.prefix_lengths.get_mut(&resource_type) {
+            if let Some(n) = lengths.get_mut(&len) {
+                *n -= 1;
+                if *n == 0 {
+                    lengths.remove(&len);
+                }
+            }
+            if lengths.is_empty() {
+                self.prefix_lengths.remove(&resource_type);
+            }
+        }
     }
 
     /// The binding with id `id`.
@@ -341,8 +375,9 @@ impl AclSet {
     }
 
     /// The bindings that cover resource `name` of `resource_type` (exactly those for
-    /// which [`AclBinding::covers`] holds), for [`authorize`]. Costs one hash lookup per
-    /// character boundary of `name` plus the bindings returned.
+    /// which [`AclBinding::covers`] holds), for [`authorize`]. Costs two hash lookups
+    /// for the literal patterns and one per distinct prefixed-pattern length up to the
+    /// name's length (each hashing that many bytes), plus the bindings returned.
     pub fn covering<'a>(
         &'a self,
         resource_type: ResourceType,
@@ -360,8 +395,11 @@ impl AclSet {
             .by_pattern
             .get(&(resource_type, PatternType::Prefixed))
             .into_iter()
-            .flat_map(move |names| {
-                (0..=name.len())
+            .zip(self.prefix_lengths.get(&resource_type))
+            .flat_map(move |(names, lengths)| {
+                lengths
+                    .range(..=name.len())
+                    .map(|(len, _)| *len)
                     .filter(move |&i| name.is_char_boundary(i))
                     .filter_map(move |i| names.get(&name[..i]))
             });
