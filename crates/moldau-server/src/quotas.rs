@@ -151,16 +151,13 @@ impl QuotaManager {
     /// Records a new connection against a `max.connection.creation.rate` limit
     /// (connections per second; KIP-612) kept in sensor `sensor` (`broker`, or
     /// `listener=<name>`). Returns the throttle time, ms: how long the acceptor waits
-    /// before accepting another connection (0 under the limit).
+    /// before accepting another connection (0 under the limit; at most one window, as
+    /// Kafka bounds it).
     pub fn record_connection_creation(&self, sensor: &str, limit: usize, now_ms: u64) -> u64 {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.record_for(
-            BROKER_CONNECTION_RATE,
-            sensor.to_owned(),
-            limit,
-            1.0,
-            now_ms,
-        )
+        let sensor = sensor.to_owned();
+        let ms = self.record_for(BROKER_CONNECTION_RATE, sensor, limit, 1.0, now_ms);
+        ms.min(self.window_ms)
     }
 
     fn record_for(

@@ -128,9 +128,10 @@ pub struct BrokerConfig {
     pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
     /// `max.connection.creation.rate` (default unlimited; connections per second,
     /// KIP-612): new connections across the broker's listeners, the inter-broker one
-    /// excepted. Over it, a listener accepts its next connection only after the throttle
-    /// time (the connection just accepted is served), so clients wait in the kernel's
-    /// backlog, as Kafka's acceptor does.
+    /// excepted when it is a listener of its own. Over it, a listener accepts its next
+    /// connection only after the throttle time (at most one quota window; the connection
+    /// just accepted is served), so clients wait in the kernel's backlog, as Kafka's
+    /// acceptor does.
     pub max_connection_creation_rate: usize,
     /// `listener.name.<listener>.max.connection.creation.rate`: the same limit for one
     /// listener (the inter-broker one too), by upper-case listener name.
