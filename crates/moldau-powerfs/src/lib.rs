@@ -91,7 +91,13 @@ impl PowerFs {
     /// Errors: the unmount's or the mount's.
     pub fn power_cut(&mut self, cut: Cut, seed: u64) -> io::Result<CutReport> {
         if let Some(session) = self.session.take() {
-            session.umount_and_join()?;
+            match session.umount_and_join() {
+                // A worker thread that was reading the device when the unmount tore the
+                // connection down reports it as aborted (seen once in CI): the end we
+                // asked for, not a failure.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                other => other?,
+            }
         }
         let report = lock(&self.tree).power_cut(cut, &mut SplitMix::new(seed));
         self.mount_again()?;
