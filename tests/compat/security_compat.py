@@ -106,6 +106,28 @@ CASES = [
 ]
 
 
+def confluent_round_trip(conf, name, label):
+    """Produces 20 records to `name` with acks=all and reads them back in a group, with
+    confluent-kafka settings `conf`; `label` names the case in assertion messages."""
+    from confluent_kafka import Consumer, Producer
+    producer = Producer({**conf, "acks": "all"})
+    delivered = []
+    for i in range(20):
+        producer.produce(name, f"v{i}".encode(), on_delivery=lambda e, m: delivered.append(e))
+    assert producer.flush(30) == 0, label
+    assert delivered == [None] * 20, (label, delivered[:3])
+    consumer = Consumer({**conf, "group.id": name, "auto.offset.reset": "earliest"})
+    consumer.subscribe([name])
+    got = []
+    deadline = time.time() + 60
+    while len(got) < 20 and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    consumer.close()
+    assert got == [f"v{i}" for i in range(20)], (label, got)
+
+
 @check("confluent-kafka: SCRAM users through alter/describe_user_scram_credentials")
 def confluent_scram_users(broker):
     from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
@@ -122,26 +144,10 @@ def confluent_scram_users(broker):
 
 @check("confluent-kafka: produce and consume over SSL, mTLS, SASL PLAIN, SCRAM-SHA-256/512")
 def confluent_every_protocol(broker):
-    from confluent_kafka import Consumer, Producer
     for kind, user, password, mechanism in CASES:
         conf = confluent_settings(broker, kind, user, password, mechanism)
         name = topic(f"ck-{kind}-{mechanism or 'tls'}".lower())
-        producer = Producer({**conf, "acks": "all"})
-        delivered = []
-        for i in range(20):
-            producer.produce(name, f"v{i}".encode(), on_delivery=lambda e, m: delivered.append(e))
-        assert producer.flush(30) == 0, (kind, mechanism)
-        assert delivered == [None] * 20, (kind, mechanism, delivered[:3])
-        consumer = Consumer({**conf, "group.id": name, "auto.offset.reset": "earliest"})
-        consumer.subscribe([name])
-        got = []
-        deadline = time.time() + 60
-        while len(got) < 20 and time.time() < deadline:
-            m = consumer.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
-        consumer.close()
-        assert got == [f"v{i}" for i in range(20)], (kind, mechanism, got)
+        confluent_round_trip(conf, name, (kind, mechanism))
 
 
 @check("kafka-python: produce and consume over SSL, mTLS, SASL PLAIN, SCRAM-SHA-256/512")
@@ -370,7 +376,7 @@ def kafka_python_token_provider(token):
 @check("OAUTHBEARER: confluent-kafka and kafka-python produce and consume with signed JWTs; "
        "expired, foreign and wrong-audience tokens are refused")
 def oauthbearer(broker, signer, stranger):
-    from confluent_kafka import Consumer, KafkaError, Producer
+    from confluent_kafka import KafkaError, Producer
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError as PyKafkaError
     addr = broker.addr("SASL_PLAINTEXT")
@@ -382,22 +388,7 @@ def oauthbearer(broker, signer, stranger):
 
     name = topic("oauth-ck")
     conf = confluent_conf(signer.token("alice", exp), exp)
-    producer = Producer({**conf, "acks": "all"})
-    delivered = []
-    for i in range(20):
-        producer.produce(name, f"v{i}".encode(), on_delivery=lambda e, m: delivered.append(e))
-    assert producer.flush(30) == 0
-    assert delivered == [None] * 20, delivered[:3]
-    consumer = Consumer({**conf, "group.id": name, "auto.offset.reset": "earliest"})
-    consumer.subscribe([name])
-    got = []
-    deadline = time.time() + 60
-    while len(got) < 20 and time.time() < deadline:
-        m = consumer.poll(0.5)
-        if m is not None and not m.error():
-            got.append(m.value().decode())
-    consumer.close()
-    assert got == [f"v{i}" for i in range(20)], got
+    confluent_round_trip(conf, name, "OAUTHBEARER")
 
     name = topic("oauth-kp")
     kp = dict(bootstrap_servers=addr, security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",

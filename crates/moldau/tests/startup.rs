@@ -112,22 +112,23 @@ fn unknown_contradictory_and_unimplemented_settings_stop_start_up() {
         &[("http.kafka.listener.name", "NOPE")],
         &["http.kafka.listener.name", "no such listener"],
     );
+    // A one-node cluster whose controller listener is CONTROLLER.
+    let combined = [
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+        ),
+        (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ),
+        ("process.roles", "broker,controller"),
+        ("node.id", "1"),
+        ("controller.quorum.voters", "1@127.0.0.1:1"),
+        ("controller.listener.names", "CONTROLLER"),
+    ];
     refused(
-        &[
-            (
-                "listeners",
-                "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
-            ),
-            (
-                "listener.security.protocol.map",
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            ),
-            ("process.roles", "broker,controller"),
-            ("node.id", "1"),
-            ("controller.quorum.voters", "1@127.0.0.1:1"),
-            ("controller.listener.names", "CONTROLLER"),
-            ("http.kafka.listener.name", "CONTROLLER"),
-        ],
+        &[&combined[..], &[("http.kafka.listener.name", "CONTROLLER")]].concat(),
         &["http.kafka.listener.name", "controller listener"],
     );
     refused(
@@ -191,20 +192,10 @@ fn unknown_contradictory_and_unimplemented_settings_stop_start_up() {
     );
     refused(
         &[
-            (
-                "listeners",
-                "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
-            ),
-            (
-                "listener.security.protocol.map",
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            ),
-            ("process.roles", "broker,controller"),
-            ("node.id", "1"),
-            ("controller.quorum.voters", "1@127.0.0.1:1"),
-            ("controller.listener.names", "CONTROLLER"),
-            ("listener.name.controller.max.connection.creation.rate", "5"),
-        ],
+            &combined[..],
+            &[("listener.name.controller.max.connection.creation.rate", "5")],
+        ]
+        .concat(),
         &["max.connection.creation.rate", "controller listener"],
     );
     refused(
