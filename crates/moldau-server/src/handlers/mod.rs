@@ -161,21 +161,10 @@ impl ResponseBody for kafka_protocol::messages::FetchResponse {
             .flat_map(|t| &t.partitions)
             .filter_map(|p| p.records.as_ref().map(Bytes::len))
             .sum();
-        if bytes == 0 {
-            return;
+        if bytes > 0 {
+            self.responses.clear();
+            ctx.withhold_fetched(broker, bytes);
         }
-        let quota = moldau_metadata::quota::CONSUMER_BYTE_RATE;
-        if broker.quotas.is_active(quota) {
-            broker.quotas.unrecord(
-                &broker.image().client_quotas,
-                quota,
-                ctx.user(),
-                ctx.client_id.as_deref().unwrap_or(""),
-                bytes,
-            );
-        }
-        self.responses.clear();
-        ctx.fetch_permit.lock().take();
     }
 
     fn share_records(&self, rope: &mut Rope) {
@@ -464,6 +453,23 @@ impl RequestContext {
     /// throttle time, which it returns (ms; 0 without a quota or under it).
     pub fn throttle(&self, broker: &Broker, key: &'static str, bytes: usize) -> u64 {
         self.record_and_mute(broker, key, bytes as f64, u64::MAX)
+    }
+
+    /// For a consumer Fetch answered without the `bytes` of records it read (a throttled
+    /// fetch, Kafka's `getThrottledResponse`): takes them back from the
+    /// `consumer_byte_rate` quota and gives its share of the fetch response pool back.
+    pub fn withhold_fetched(&self, broker: &Broker, bytes: usize) {
+        let quota = moldau_metadata::quota::CONSUMER_BYTE_RATE;
+        if broker.quotas.is_active(quota) {
+            broker.quotas.unrecord(
+                &broker.image().client_quotas,
+                quota,
+                self.user(),
+                self.client_id.as_deref().unwrap_or(""),
+                bytes,
+            );
+        }
+        self.fetch_permit.lock().take();
     }
 
     /// Records `busy` (the time a runtime thread spent decoding and handling this
