@@ -254,7 +254,7 @@ async fn run(
         let mut delays = Vec::new();
         let mut appended = Vec::new();
         // Appends and truncations are file work: keep them off this worker's other tasks.
-        tokio::task::block_in_place(|| {
+        moldau_metadata::blocking(|| {
             for topic in response.responses {
                 let name = topic.topic.0.to_string();
                 for data in topic.partitions {

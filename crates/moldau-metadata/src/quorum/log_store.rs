@@ -59,18 +59,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Runs file work that fsyncs without stalling the async worker it is called on (other
-/// tasks move to another worker meanwhile). Outside a multi-threaded Tokio runtime it
-/// just runs.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -265,7 +253,7 @@ impl MetadataLogStore {
         let mut next = inner.state.clone();
         f(&mut next);
         if next != inner.state {
-            blocking(|| write_state(&inner.dir, &next))?;
+            crate::blocking(|| write_state(&inner.dir, &next))?;
             inner.state = next;
         }
         Ok(())
@@ -340,7 +328,7 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
             let one = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             bytes.extend_from_slice(&one);
         }
-        let result = blocking(|| {
+        let result = crate::blocking(|| {
             let mut inner = self.inner.lock();
             inner
                 .log
@@ -362,7 +350,7 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        blocking(|| {
+        crate::blocking(|| {
             let mut inner = self.inner.lock();
             inner
                 .log
@@ -376,7 +364,7 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
         // never read again, never a hole.
         self.update_state(|s| s.last_purged = Some(log_id))
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        blocking(|| {
+        crate::blocking(|| {
             let mut inner = self.inner.lock();
             let start = log_id.index as i64 + 1;
             let result = if start > inner.log.log_end_offset() {

@@ -37,7 +37,7 @@ pub async fn handle(
     // Deleting segment files is blocking work; block_in_place keeps this worker's other
     // tasks running elsewhere meanwhile.
     let b = broker;
-    let topics = tokio::task::block_in_place(move || {
+    let topics = moldau_metadata::blocking(move || {
         req.topics
             .iter()
             .map(|t| {

@@ -174,7 +174,7 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
             None => read_all(&targets, budget, isolation),
         };
         let (results, bytes, has_error) = if cold {
-            tokio::task::block_in_place(read)
+            moldau_metadata::blocking(read)
         } else {
             read()
         };
@@ -197,15 +197,7 @@ pub async fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest)
                 let quota = moldau_metadata::quota::CONSUMER_BYTE_RATE;
                 let throttle = ctx.throttle(&broker, quota, bytes);
                 if throttle > 0 {
-                    let image = broker.image();
-                    broker.quotas.unrecord(
-                        &image.client_quotas,
-                        quota,
-                        ctx.user(),
-                        ctx.client_id.as_deref().unwrap_or(""),
-                        bytes,
-                    );
-                    ctx.fetch_permit.lock().take();
+                    ctx.withhold_fetched(&broker, bytes);
                     return response
                         .with_throttle_time_ms(i32::try_from(throttle).unwrap_or(i32::MAX));
                 }
