@@ -190,7 +190,8 @@ impl QuotaManager {
         }
         let total: f64 = w.samples.iter().map(|(_, b)| b).sum();
         let oldest = w.samples.front().map_or(start, |(s, _)| *s);
-        let elapsed = (now_ms - oldest).max(self.window_ms) as f64;
+        // A wall clock stepped back must not underflow (a panic in the acceptor).
+        let elapsed = now_ms.saturating_sub(oldest).max(self.window_ms) as f64;
         let rate = total * 1000.0 / elapsed;
         if rate <= limit {
             return 0;
