@@ -256,12 +256,21 @@ fn move_away_from(
 
 /// Records that give leaderless partitions a leader now that `broker` is active again:
 /// it leads where it is in the ISR (or, with unclean election allowed, where no ISR
-/// member is active).
-fn elect_with(image: &MetadataImage, broker: i32, config: &ControlConfig) -> Vec<MetadataRecord> {
+/// member is active), except for the partitions in `offline`, whose logs it reported
+/// offline (`(topic id, partition)`).
+fn elect_with(
+    image: &MetadataImage,
+    broker: i32,
+    config: &ControlConfig,
+    offline: &[(Uuid, i32)],
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics.values() {
         for (&p, part) in &topic.partitions {
-            if part.leader >= 0 || !part.replicas.contains(&broker) {
+            if part.leader >= 0
+                || !part.replicas.contains(&broker)
+                || offline.contains(&(topic.topic_id, p))
+            {
                 continue;
             }
             if part.isr.contains(&broker) {
@@ -411,7 +420,12 @@ pub fn heartbeat(
         records.push(change(Some(false), None));
         let mut unfenced = image.clone();
         unfenced.apply(image.offset, &change(Some(false), None));
-        records.extend(elect_with(&unfenced, hb.broker_id, config));
+        records.extend(elect_with(
+            &unfenced,
+            hb.broker_id,
+            config,
+            &hb.offline_partitions,
+        ));
         reply.is_fenced = false;
     } else if !broker.fenced && hb.want_fence {
         records.push(change(Some(true), None));

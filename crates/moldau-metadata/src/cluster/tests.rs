@@ -384,6 +384,37 @@ fn an_offline_log_loses_its_leadership_and_isr_place_and_nothing_else() {
     assert!(records.is_empty(), "{records:?}");
 }
 
+/// A fenced broker that comes back while still reporting a partition's log offline is
+/// not made leader of it, even as the only ISR member of a leaderless partition (with
+/// `elect_with` ignoring the report, it was, and this test failed).
+#[test]
+fn an_unfenced_broker_does_not_lead_a_partition_it_reports_offline() {
+    let mut image = cluster(1);
+    let mut live = Liveness::activate(0);
+    let topic_id = image.topics["t"].topic_id;
+    {
+        let p = image
+            .topics
+            .get_mut("t")
+            .and_then(|t| t.partitions.get_mut(&0))
+            .expect("partition 0");
+        p.leader = -1;
+        p.isr = vec![1];
+    }
+    image.brokers.get_mut(&1).expect("broker 1").fenced = true;
+    let mut report = hb(&image, 1);
+    report.offline_partitions = vec![(topic_id, 0)];
+    let (records, reply) = heartbeat(&image, &mut live, &CONFIG, &report, 1).expect("hb");
+    assert!(!reply.is_fenced, "the broker is unfenced");
+    apply_all(&mut image, &records);
+    assert_eq!(part(&image, 0).leader, -1, "{records:?}");
+    // Without the report it leads again.
+    image.brokers.get_mut(&1).expect("broker 1").fenced = true;
+    let (records, _) = heartbeat(&image, &mut live, &CONFIG, &hb(&image, 1), 2).expect("hb");
+    apply_all(&mut image, &records);
+    assert_eq!(part(&image, 0).leader, 1, "{records:?}");
+}
+
 #[test]
 fn alter_partition_checks_epochs_and_eligibility() {
     let mut image = cluster(1);
