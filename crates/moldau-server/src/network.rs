@@ -919,7 +919,7 @@ fn sasl_session_frame(
     }
     // Sessions without an end (no `connections.max.reauth.ms`, no token lifetime) are
     // never re-authenticated.
-    if SaslSession::lifetime(broker).is_none() && session.expires.is_none() {
+    if session.expires.is_none() {
         return handlers::dispatch(broker, conn, frame);
     }
     let api_key = frame::peek_header(&frame).map(|h| h.api_key).unwrap_or(-1);

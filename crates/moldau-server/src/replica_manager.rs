@@ -110,7 +110,6 @@ impl ReplicaManager {
             .cloned()
     }
 
-    /// Every hosted partition.
     /// The hosted partitions whose log is offline (poisoned by a failed write or
     /// fsync), as `(topic id, partition)`, for the controller (see
     /// `moldau_metadata::cluster::Heartbeat::offline_partitions`).
@@ -122,6 +121,7 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// Every hosted partition.
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().values().cloned().collect()
     }
