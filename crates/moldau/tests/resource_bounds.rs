@@ -269,10 +269,12 @@ fn a_slow_disk_read_does_not_stall_other_connections() {
                 let mut conn = Conn::open(&addr);
                 let mut request = fetch(100_000, 1, 0);
                 request.topics[0].topic = TopicName(StrBytes::from_static_str("slow"));
+                let started = Instant::now();
                 let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &request);
                 let partition = &resp.responses[0].partitions[0];
-                partition.error_code == 0
-                    && partition.records.as_ref().is_some_and(|r| !r.is_empty())
+                let data = partition.error_code == 0
+                    && partition.records.as_ref().is_some_and(|r| !r.is_empty());
+                (data, started.elapsed())
             })
         })
         .collect();
@@ -286,11 +288,15 @@ fn a_slow_disk_read_does_not_stall_other_connections() {
         answered += 1;
     }
     for reader in readers {
+        let (data, took) = reader.join().expect("reader");
+        assert!(data, "a slow read came back without data");
+        // The fault was hit: otherwise this test would prove nothing.
         assert!(
-            reader.join().expect("reader"),
-            "a slow read came back without data"
+            took >= Duration::from_millis(500),
+            "a read of the slowed partition took only {took:?}"
         );
     }
+    assert!(answered > 0, "no Metadata request ran while the reads did");
     println!(
         "16 reads of a slow disk (500 ms a read): {answered} Metadata requests meanwhile, \
          the slowest answered in {slowest:?}"
