@@ -159,7 +159,10 @@ METADATA_FILES = [
 def pack(partition_dir, names=FILES, flags=b"\x00"):
     out = bytearray(flags)
     for kind, name in enumerate(names):
-        path = os.path.join(partition_dir, name)
+        # The broker keeps its offset checkpoints in the data directory, beside the
+        # partition directories.
+        where = os.path.dirname(partition_dir) if name.endswith("offset-checkpoint") else partition_dir
+        path = os.path.join(where, name)
         if not os.path.exists(path):
             continue
         data = open(path, "rb").read()[:65535]
